@@ -1,0 +1,184 @@
+// Package runbooks defines the runbook format: the Go types a YAML procedure
+// decodes into, the loader that reports problems with file, line and field
+// path, the validator that checks step types against the worker's catalogue,
+// parameter resolution, and the templating used by step arguments.
+//
+// A runbook is data. The interpreter in package workflows walks it; nothing in
+// this package knows about Kubernetes, images or Backstage.
+package runbooks
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Runbook is one procedure: typed parameters and the steps that use them.
+type Runbook struct {
+	Name        string           `yaml:"name" json:"name"`
+	Description string           `yaml:"description,omitempty" json:"description,omitempty"`
+	Params      map[string]Param `yaml:"params,omitempty" json:"params,omitempty"`
+	Steps       []Step           `yaml:"steps" json:"steps"`
+	// OnFailure lists compensation steps that run, in order, when a step
+	// fails, the run is rejected at a gate, or the run is cancelled.
+	OnFailure []Step `yaml:"onFailure,omitempty" json:"onFailure,omitempty"`
+}
+
+// ParamType is the type a parameter value must have.
+type ParamType string
+
+// The parameter types a runbook may declare.
+const (
+	ParamString   ParamType = "string"
+	ParamInt      ParamType = "int"
+	ParamBool     ParamType = "bool"
+	ParamDuration ParamType = "duration"
+)
+
+// Param declares one input of a runbook.
+type Param struct {
+	Type        ParamType `yaml:"type,omitempty" json:"type,omitempty"`
+	Description string    `yaml:"description,omitempty" json:"description,omitempty"`
+	Required    bool      `yaml:"required,omitempty" json:"required,omitempty"`
+	Default     any       `yaml:"default,omitempty" json:"default,omitempty"`
+	Enum        []string  `yaml:"enum,omitempty" json:"enum,omitempty"`
+	Pattern     string    `yaml:"pattern,omitempty" json:"pattern,omitempty"`
+	// Secret marks the value as a reference to a secret (an environment
+	// variable name or a Kubernetes Secret name), never the secret itself.
+	// Activities resolve it; workflow history only ever holds the reference.
+	Secret bool `yaml:"secret,omitempty" json:"secret,omitempty"`
+}
+
+// Step is one unit of work: an activity (Uses), an approval gate (Approval)
+// or a group of steps that run in parallel (Parallel). Exactly one is set.
+type Step struct {
+	ID       string    `yaml:"id" json:"id"`
+	Name     string    `yaml:"name,omitempty" json:"name,omitempty"`
+	Uses     string    `yaml:"uses,omitempty" json:"uses,omitempty"`
+	Approval *Approval `yaml:"approval,omitempty" json:"approval,omitempty"`
+	Parallel []Step    `yaml:"parallel,omitempty" json:"parallel,omitempty"`
+	// With holds the step's arguments; string values are Go templates over
+	// .params, .steps.<id>.outputs, .run and (in onFailure) .failedStep.
+	With map[string]any `yaml:"with,omitempty" json:"with,omitempty"`
+	// Timeout bounds one attempt of the step (start-to-close).
+	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+	// HeartbeatTimeout overrides the step type's default heartbeat timeout.
+	HeartbeatTimeout Duration     `yaml:"heartbeatTimeout,omitempty" json:"heartbeatTimeout,omitempty"`
+	Retry            *RetryPolicy `yaml:"retry,omitempty" json:"retry,omitempty"`
+	// If is a template that must render to a true value for the step to run.
+	If              string `yaml:"if,omitempty" json:"if,omitempty"`
+	ContinueOnError bool   `yaml:"continueOnError,omitempty" json:"continueOnError,omitempty"`
+}
+
+// Kind says which of the three step forms this is.
+func (s Step) Kind() StepKind {
+	switch {
+	case s.Approval != nil:
+		return KindApproval
+	case len(s.Parallel) > 0:
+		return KindParallel
+	default:
+		return KindActivity
+	}
+}
+
+// StepKind distinguishes activity steps, approval gates and parallel groups.
+type StepKind string
+
+// The step kinds.
+const (
+	KindActivity StepKind = "activity"
+	KindApproval StepKind = "approval"
+	KindParallel StepKind = "parallel"
+)
+
+// Approval is a gate that waits for a human decision.
+type Approval struct {
+	// Message is a template shown to approvers.
+	Message   string   `yaml:"message,omitempty" json:"message,omitempty"`
+	Approvers []string `yaml:"approvers" json:"approvers"`
+	// Timeout after which the run is rejected; zero means wait forever.
+	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+	// Reminder, if set, is how often the gate re-announces itself while open.
+	Reminder Duration `yaml:"reminder,omitempty" json:"reminder,omitempty"`
+}
+
+// RetryPolicy maps onto Temporal's activity retry policy.
+type RetryPolicy struct {
+	MaxAttempts        int      `yaml:"maxAttempts,omitempty" json:"maxAttempts,omitempty"`
+	InitialInterval    Duration `yaml:"initialInterval,omitempty" json:"initialInterval,omitempty"`
+	BackoffCoefficient float64  `yaml:"backoffCoefficient,omitempty" json:"backoffCoefficient,omitempty"`
+	MaximumInterval    Duration `yaml:"maximumInterval,omitempty" json:"maximumInterval,omitempty"`
+	// NonRetryable lists error types (ApplicationError types) that end the
+	// step at once.
+	NonRetryable []string `yaml:"nonRetryable,omitempty" json:"nonRetryable,omitempty"`
+}
+
+// Duration is a time.Duration written as "90s", "5m" or "72h" in YAML and
+// JSON, so runbooks and recorded histories stay readable.
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// ParseDuration accepts Go durations plus a "d" suffix for whole days.
+func ParseDuration(s string) (Duration, error) {
+	s = strings.TrimSpace(s)
+	if strings.HasSuffix(s, "d") {
+		var days int
+		if _, err := fmt.Sscanf(s, "%dd", &days); err == nil && fmt.Sprintf("%dd", days) == s {
+			return Duration(time.Duration(days) * 24 * time.Hour), nil
+		}
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("invalid duration %q (want e.g. 30s, 5m, 72h)", s)
+	}
+	if v < 0 {
+		return 0, fmt.Errorf("invalid duration %q: must not be negative", s)
+	}
+	return Duration(v), nil
+}
+
+// UnmarshalYAML accepts a duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: want a duration such as 30s", n.Line)
+	}
+	v, err := ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*d = v
+	return nil
+}
+
+// MarshalYAML writes the duration string.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// MarshalJSON writes the duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// UnmarshalJSON accepts a duration string or a number of nanoseconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		var n int64
+		if err2 := json.Unmarshal(b, &n); err2 != nil {
+			return fmt.Errorf("want a duration string: %w", err)
+		}
+		*d = Duration(n)
+		return nil
+	}
+	v, err := ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = v
+	return nil
+}

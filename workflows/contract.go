@@ -1,0 +1,174 @@
+package workflows
+
+import (
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+)
+
+// The names that the Temporal UI, the CLI and scripts rely on. Changing any of
+// them breaks running workflows and users' scripts.
+const (
+	// WorkflowType is the registered name of the runbook interpreter.
+	WorkflowType = "RunbookWorkflow"
+	// DefaultTaskQueue is where the worker listens unless configured otherwise.
+	DefaultTaskQueue = "stagehand"
+	// ApprovalSignal carries an ApprovalDecision; invalid ones are recorded
+	// as refused and otherwise ignored.
+	ApprovalSignal = "approval"
+	// ApproveUpdate carries an ApprovalDecision; its validator refuses
+	// invalid decisions before they reach history.
+	ApproveUpdate = "approve"
+	// StatusQuery returns a Status.
+	StatusQuery = "status"
+	// ResolveActivity loads, validates and records the runbook and params.
+	ResolveActivity = "runbook.resolve"
+)
+
+// Search attributes kept current by every run (registered on the server).
+var (
+	SearchRunbook     = temporal.NewSearchAttributeKeyKeyword("StagehandRunbook")
+	SearchEnvironment = temporal.NewSearchAttributeKeyKeyword("StagehandEnvironment")
+	SearchImage       = temporal.NewSearchAttributeKeyKeyword("StagehandImage")
+	SearchOutcome     = temporal.NewSearchAttributeKeyKeyword("StagehandOutcome")
+	SearchRequestedBy = temporal.NewSearchAttributeKeyKeyword("StagehandRequestedBy")
+	SearchApprovers   = temporal.NewSearchAttributeKeyKeywordList("StagehandApprovers")
+)
+
+// SearchAttributeDefinitions lists every search attribute with its type, in
+// the NAME=Type form `temporal server start-dev --search-attribute` takes.
+var SearchAttributeDefinitions = []string{
+	"StagehandRunbook=Keyword",
+	"StagehandEnvironment=Keyword",
+	"StagehandImage=Keyword",
+	"StagehandOutcome=Keyword",
+	"StagehandRequestedBy=Keyword",
+	"StagehandApprovers=KeywordList",
+}
+
+// RunInput starts a run. Exactly one of Runbook (a name the worker knows) or
+// Definition (inline YAML) is set. Params hold plain values or secret
+// references, never secret values.
+type RunInput struct {
+	Runbook     string         `json:"runbook,omitempty"`
+	Definition  string         `json:"definition,omitempty"`
+	Params      map[string]any `json:"params,omitempty"`
+	RequestedBy string         `json:"requestedBy,omitempty"`
+}
+
+// Decision values of an ApprovalDecision.
+const (
+	DecisionApprove = "approve"
+	DecisionReject  = "reject"
+)
+
+// ApprovalDecision is the payload of the approval signal and update.
+type ApprovalDecision struct {
+	Gate     string `json:"gate"`
+	Decision string `json:"decision"`
+	By       string `json:"by"`
+	Comment  string `json:"comment,omitempty"`
+}
+
+// RunState is the state of a whole run.
+type RunState string
+
+// Run states. The terminal ones are also the StagehandOutcome values.
+const (
+	RunRunning         RunState = "running"
+	RunWaitingApproval RunState = "waiting_approval"
+	RunSucceeded       RunState = "succeeded"
+	RunFailed          RunState = "failed"
+	RunRejected        RunState = "rejected"
+	RunCancelled       RunState = "cancelled"
+)
+
+// Terminal reports whether the run has ended.
+func (s RunState) Terminal() bool {
+	switch s {
+	case RunSucceeded, RunFailed, RunRejected, RunCancelled:
+		return true
+	}
+	return false
+}
+
+// StepState is the state of one step.
+type StepState string
+
+// Step states.
+const (
+	StepPending         StepState = "pending"
+	StepRunning         StepState = "running"
+	StepWaitingApproval StepState = "waiting_approval"
+	StepSucceeded       StepState = "succeeded"
+	StepFailed          StepState = "failed"
+	StepSkipped         StepState = "skipped"
+	StepApproved        StepState = "approved"
+	StepRejected        StepState = "rejected"
+	StepCancelled       StepState = "cancelled"
+)
+
+// StepStatus is the progress of one step (or compensation step).
+type StepStatus struct {
+	ID        string         `json:"id"`
+	Uses      string         `json:"uses,omitempty"`
+	Kind      string         `json:"kind"`
+	State     StepState      `json:"state"`
+	Attempts  int32          `json:"attempts,omitempty"`
+	StartedAt *time.Time     `json:"startedAt,omitempty"`
+	EndedAt   *time.Time     `json:"endedAt,omitempty"`
+	Error     string         `json:"error,omitempty"`
+	ErrorType string         `json:"errorType,omitempty"`
+	Outputs   map[string]any `json:"outputs,omitempty"`
+	// Parent is the id of the parallel group this step belongs to.
+	Parent string `json:"parent,omitempty"`
+}
+
+// GateStatus describes an approval gate that is waiting.
+type GateStatus struct {
+	Gate      string     `json:"gate"`
+	Message   string     `json:"message"`
+	Approvers []string   `json:"approvers"`
+	OpenedAt  time.Time  `json:"openedAt"`
+	Deadline  *time.Time `json:"deadline,omitempty"`
+}
+
+// DecisionRecord is an approval decision as the run saw it.
+type DecisionRecord struct {
+	ApprovalDecision
+	At time.Time `json:"at"`
+	// Refused holds why the decision was not applied (signals cannot be
+	// validated before they land, so refused ones are kept for audit).
+	Refused string `json:"refused,omitempty"`
+}
+
+// Status is what the status query returns and, at the end, the run's
+// result: everything the CLI, the UI and the audit need.
+type Status struct {
+	Runbook     string         `json:"runbook"`
+	Description string         `json:"description,omitempty"`
+	RequestedBy string         `json:"requestedBy,omitempty"`
+	Environment string         `json:"environment,omitempty"`
+	Image       string         `json:"image,omitempty"`
+	Params      map[string]any `json:"params,omitempty"`
+	State       RunState       `json:"state"`
+	// CurrentStep is the step (or comma-separated parallel steps) running now.
+	CurrentStep  string           `json:"currentStep,omitempty"`
+	Steps        []StepStatus     `json:"steps"`
+	PendingGate  *GateStatus      `json:"pendingGate,omitempty"`
+	Decisions    []DecisionRecord `json:"decisions,omitempty"`
+	StartedAt    time.Time        `json:"startedAt"`
+	EndedAt      *time.Time       `json:"endedAt,omitempty"`
+	FailedStep   string           `json:"failedStep,omitempty"`
+	Error        string           `json:"error,omitempty"`
+	Compensation []StepStatus     `json:"compensation,omitempty"`
+	// Compensated lists the onFailure steps that ran to success.
+	Compensated []string `json:"compensated,omitempty"`
+}
+
+// RunFailedErrorType is the ApplicationError type of a run that failed,
+// was rejected or timed out at a gate; its details hold the final Status.
+const RunFailedErrorType = "RunbookFailed"
+
+// RunRejectedErrorType is the ApplicationError type of a rejected run.
+const RunRejectedErrorType = "RunbookRejected"
