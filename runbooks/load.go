@@ -1,0 +1,321 @@
+package runbooks
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Problem is one thing wrong with a runbook, located as precisely as the
+// source allows.
+type Problem struct {
+	File    string `json:"file,omitempty"`
+	Line    int    `json:"line,omitempty"`
+	Column  int    `json:"column,omitempty"`
+	Path    string `json:"path,omitempty"`
+	Message string `json:"message"`
+}
+
+func (p Problem) String() string {
+	var b strings.Builder
+	if p.File != "" {
+		b.WriteString(p.File)
+	} else {
+		b.WriteString("<runbook>")
+	}
+	if p.Line > 0 {
+		fmt.Fprintf(&b, ":%d", p.Line)
+		if p.Column > 0 {
+			fmt.Fprintf(&b, ":%d", p.Column)
+		}
+	}
+	b.WriteString(": ")
+	if p.Path != "" {
+		b.WriteString(p.Path)
+		b.WriteString(": ")
+	}
+	b.WriteString(p.Message)
+	return b.String()
+}
+
+// ValidationError collects every problem found in one runbook, so an author
+// fixes them all in one pass instead of one per run.
+type ValidationError struct {
+	Problems []Problem
+}
+
+func (e *ValidationError) Error() string {
+	if len(e.Problems) == 1 {
+		return "invalid runbook: " + e.Problems[0].String()
+	}
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		lines[i] = "  " + p.String()
+	}
+	return fmt.Sprintf("invalid runbook: %d problems:\n%s", len(e.Problems), strings.Join(lines, "\n"))
+}
+
+// LoadFile reads and validates one runbook file.
+func LoadFile(path string, cat Catalogue) (*Runbook, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read runbook: %w", err)
+	}
+	return Parse(path, data, cat)
+}
+
+// Parse decodes and validates a runbook. The file name only labels problems.
+// A nil catalogue skips the step-type checks (useful for tooling that has no
+// worker catalogue); everything else is still checked.
+func Parse(file string, data []byte, cat Catalogue) (*Runbook, error) {
+	p := &parser{file: file, pos: map[string]*yaml.Node{}}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		p.addYAMLError(err)
+		return nil, p.err()
+	}
+	if doc.Kind == 0 || len(doc.Content) == 0 {
+		p.add(nil, "", "empty runbook: want a mapping with name and steps")
+		return nil, p.err()
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		p.add(root, "", "a runbook must be a mapping with name, params and steps")
+		return nil, p.err()
+	}
+	p.walk(root, reflect.TypeOf(Runbook{}), "")
+	var rb Runbook
+	if err := root.Decode(&rb); err != nil {
+		p.addYAMLError(err)
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return nil, p.err()
+		}
+	}
+	// Validate even when decoding reported problems, so an author sees
+	// every problem in one pass.
+	p.validate(&rb, cat)
+	if len(p.problems) > 0 {
+		return nil, p.err()
+	}
+	return &rb, nil
+}
+
+type parser struct {
+	file     string
+	pos      map[string]*yaml.Node
+	problems []Problem
+}
+
+func (p *parser) err() error {
+	if len(p.problems) == 0 {
+		return nil
+	}
+	sort.SliceStable(p.problems, func(i, j int) bool {
+		if p.problems[i].Line != p.problems[j].Line {
+			return p.problems[i].Line < p.problems[j].Line
+		}
+		return p.problems[i].Column < p.problems[j].Column
+	})
+	return &ValidationError{Problems: p.problems}
+}
+
+func (p *parser) add(n *yaml.Node, path, format string, args ...any) {
+	pr := Problem{File: p.file, Path: path, Message: fmt.Sprintf(format, args...)}
+	if n != nil {
+		pr.Line, pr.Column = n.Line, n.Column
+	}
+	p.problems = append(p.problems, pr)
+}
+
+// at reports a problem at the node recorded for path, or the nearest
+// recorded ancestor when the field itself is absent.
+func (p *parser) at(path, format string, args ...any) {
+	for q := path; ; {
+		if n, ok := p.pos[q]; ok {
+			p.add(n, path, format, args...)
+			return
+		}
+		if q == "" {
+			p.add(nil, path, format, args...)
+			return
+		}
+		q = parentPath(q)
+	}
+}
+
+func parentPath(path string) string {
+	i := strings.LastIndexAny(path, ".[")
+	if i < 0 {
+		return ""
+	}
+	return path[:i]
+}
+
+var yamlLineRE = regexp.MustCompile(`line (\d+): (.*)`)
+
+func (p *parser) addYAMLError(err error) {
+	var te *yaml.TypeError
+	msgs := []string{err.Error()}
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	}
+	for _, m := range msgs {
+		m = strings.TrimPrefix(m, "yaml: ")
+		pr := Problem{File: p.file, Message: m}
+		if sm := yamlLineRE.FindStringSubmatch(m); sm != nil {
+			pr.Line, _ = strconv.Atoi(sm[1])
+			pr.Message = sm[2]
+			pr.Path = p.pathAtLine(pr.Line)
+		}
+		p.problems = append(p.problems, pr)
+	}
+}
+
+// pathAtLine finds the deepest recorded field path on a line, so YAML type
+// errors (which only carry a line) also name the field.
+func (p *parser) pathAtLine(line int) string {
+	best := ""
+	found := false
+	for path, n := range p.pos {
+		if n.Line == line && (!found || len(path) > len(best)) {
+			best, found = path, true
+		}
+	}
+	return best
+}
+
+var durationType = reflect.TypeOf(Duration(0))
+
+// walk records the position of every field path and reports keys that the
+// Go types do not declare. yaml.v3's KnownFields stops at the first unknown
+// key and does not name the path; authors want all of them, located.
+func (p *parser) walk(n *yaml.Node, t reflect.Type, path string) {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	p.pos[path] = n
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == durationType {
+		return
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			if n.Tag != "!!null" {
+				p.add(n, path, "want a mapping, got %s", describeNode(n))
+			}
+			return
+		}
+		fields := yamlFields(t)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			ft, ok := fields[k.Value]
+			child := joinPath(path, k.Value)
+			if !ok {
+				p.add(k, child, "unknown field %q (known fields: %s)", k.Value, strings.Join(sortedKeys(fields), ", "))
+				continue
+			}
+			p.walk(v, ft, child)
+			// Locate a field at its key: a block value starts a line later.
+			p.pos[child] = k
+		}
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			if n.Tag != "!!null" {
+				p.add(n, path, "want a list, got %s", describeNode(n))
+			}
+			return
+		}
+		for i, item := range n.Content {
+			p.walk(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i))
+		}
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			if n.Tag != "!!null" {
+				p.add(n, path, "want a mapping, got %s", describeNode(n))
+			}
+			return
+		}
+		seen := map[string]bool{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if seen[k.Value] {
+				p.add(k, joinPath(path, k.Value), "duplicate key %q", k.Value)
+			}
+			seen[k.Value] = true
+			p.walk(v, t.Elem(), joinPath(path, k.Value))
+			p.pos[joinPath(path, k.Value)] = k
+		}
+	case reflect.Interface:
+		// Free-form values (step arguments): record nested positions so
+		// template problems deep inside `with` are located too.
+		switch n.Kind {
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				p.walk(n.Content[i+1], t, joinPath(path, n.Content[i].Value))
+				p.pos[joinPath(path, n.Content[i].Value)] = n.Content[i]
+			}
+		case yaml.SequenceNode:
+			for i, item := range n.Content {
+				p.walk(item, t, fmt.Sprintf("%s[%d]", path, i))
+			}
+		}
+	}
+}
+
+func describeNode(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		return fmt.Sprintf("%q", n.Value)
+	}
+	return "something else"
+}
+
+func joinPath(parent, key string) string {
+	if parent == "" {
+		return key
+	}
+	return parent + "." + key
+}
+
+func yamlFields(t reflect.Type) map[string]reflect.Type {
+	out := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "-" {
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		out[name] = f.Type
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,245 @@
+package runbooks
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strings"
+	"text/template"
+	"text/template/parse"
+)
+
+// Template roots a runbook may reference.
+const (
+	RootParams     = "params"
+	RootSteps      = "steps"
+	RootRun        = "run"
+	RootFailedStep = "failedStep"
+	RootError      = "error"
+)
+
+var knownRoots = map[string]bool{RootParams: true, RootSteps: true, RootRun: true, RootFailedStep: true, RootError: true}
+
+// captureFunc is the hidden function used to return a single-action
+// template's value with its type intact (see RenderValue).
+const captureFunc = "__stagehandCapture"
+
+// funcs are deliberately pure: templates are rendered inside workflow code,
+// which must be deterministic on replay, so nothing here reads the clock,
+// randomness or the environment.
+func funcs(capture func(any) string) template.FuncMap {
+	return template.FuncMap{
+		captureFunc: capture,
+		"default": func(def, v any) any {
+			if v == nil || reflect.ValueOf(v).IsZero() {
+				return def
+			}
+			return v
+		},
+		"lower":     strings.ToLower,
+		"upper":     strings.ToUpper,
+		"trim":      strings.TrimSpace,
+		"replace":   func(old, new, s string) string { return strings.ReplaceAll(s, old, new) },
+		"contains":  func(sub, s string) bool { return strings.Contains(s, sub) },
+		"hasPrefix": func(prefix, s string) bool { return strings.HasPrefix(s, prefix) },
+		"hasSuffix": func(suffix, s string) bool { return strings.HasSuffix(s, suffix) },
+		"join": func(sep string, v any) string {
+			rv := reflect.ValueOf(v)
+			if rv.Kind() != reflect.Slice {
+				return fmt.Sprint(v)
+			}
+			parts := make([]string, rv.Len())
+			for i := range parts {
+				parts[i] = fmt.Sprint(rv.Index(i).Interface())
+			}
+			return strings.Join(parts, sep)
+		},
+		// short truncates to n characters, e.g. a commit SHA to 8.
+		"short": func(n int, s string) string {
+			if len(s) <= n {
+				return s
+			}
+			return s[:n]
+		},
+		"toJson": func(v any) (string, error) {
+			b, err := json.Marshal(v)
+			return string(b), err
+		},
+		"quote": func(s string) string { return fmt.Sprintf("%q", s) },
+	}
+}
+
+func newTemplate(name string, capture func(any) string) *template.Template {
+	return template.New(name).Option("missingkey=error").Funcs(funcs(capture))
+}
+
+// isTemplate reports whether a string contains template actions at all;
+// plain strings are passed through untouched.
+func isTemplate(s string) bool { return strings.Contains(s, "{{") }
+
+// singleAction returns the pipeline text when s is exactly one action
+// ("{{ .params.replicas }}"), so its value keeps its type (an int stays an
+// int) instead of becoming a string.
+func singleAction(s string) (string, bool) {
+	t := strings.TrimSpace(s)
+	if !strings.HasPrefix(t, "{{") || !strings.HasSuffix(t, "}}") {
+		return "", false
+	}
+	inner := t[2 : len(t)-2]
+	if strings.Contains(inner, "{{") || strings.Contains(inner, "}}") {
+		return "", false
+	}
+	inner = strings.TrimPrefix(strings.TrimSuffix(inner, "-"), "-")
+	inner = strings.TrimSpace(inner)
+	if inner == "" || strings.HasPrefix(inner, "/*") || strings.Contains(inner, ":=") ||
+		strings.HasPrefix(inner, "if ") || strings.HasPrefix(inner, "range ") || strings.HasPrefix(inner, "with ") ||
+		strings.HasPrefix(inner, "end") || strings.HasPrefix(inner, "else") || strings.HasPrefix(inner, "define ") ||
+		strings.HasPrefix(inner, "template ") || strings.HasPrefix(inner, "block ") {
+		return "", false
+	}
+	return inner, true
+}
+
+// RenderString renders one template string against data.
+func RenderString(text string, data map[string]any) (string, error) {
+	if !isTemplate(text) {
+		return text, nil
+	}
+	tmpl, err := newTemplate("t", func(any) string { return "" }).Parse(text)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	if err := tmpl.Execute(&b, data); err != nil {
+		return "", cleanExecError(err)
+	}
+	return b.String(), nil
+}
+
+// RenderValue renders every string inside v (maps and lists recursively).
+// A string that is one action yields the action's value with its type.
+func RenderValue(v any, data map[string]any) (any, error) {
+	switch x := v.(type) {
+	case string:
+		if !isTemplate(x) {
+			return x, nil
+		}
+		if inner, ok := singleAction(x); ok {
+			var captured any
+			capture := func(v any) string { captured = v; return "" }
+			tmpl, err := newTemplate("t", capture).Parse("{{ " + captureFunc + " (" + inner + ") }}")
+			if err == nil {
+				if err := tmpl.Execute(&strings.Builder{}, data); err != nil {
+					return nil, cleanExecError(err)
+				}
+				return captured, nil
+			}
+		}
+		return RenderString(x, data)
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, val := range x {
+			r, err := RenderValue(val, data)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", k, err)
+			}
+			out[k] = r
+		}
+		return out, nil
+	case []any:
+		out := make([]any, len(x))
+		for i, val := range x {
+			r, err := RenderValue(val, data)
+			if err != nil {
+				return nil, fmt.Errorf("[%d]: %w", i, err)
+			}
+			out[i] = r
+		}
+		return out, nil
+	default:
+		return v, nil
+	}
+}
+
+// RenderCondition renders an `if` and interprets it as a boolean: empty,
+// "false", "0", "no" and "<no value>" are false; anything else is true.
+func RenderCondition(text string, data map[string]any) (bool, error) {
+	s, err := RenderString(text, data)
+	if err != nil {
+		return false, err
+	}
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "false", "0", "no", "<no value>":
+		return false, nil
+	}
+	return true, nil
+}
+
+func cleanExecError(err error) error {
+	msg := err.Error()
+	// "template: t:1:3: executing \"t\" at <.params.x>: map has no entry for key \"x\""
+	if i := strings.Index(msg, "executing \"t\" at "); i >= 0 {
+		msg = msg[i+len("executing \"t\" at "):]
+	}
+	msg = strings.ReplaceAll(msg, captureFunc+" ", "")
+	return fmt.Errorf("template: %s", msg)
+}
+
+// templateRefs parses a template and returns the field chains it reads from
+// the root data (e.g. ["params","image"], ["steps","build","outputs","tag"]).
+// References inside range/with bodies are relative to a new dot and skipped.
+func templateRefs(text string) ([][]string, error) {
+	tmpl, err := newTemplate("t", func(any) string { return "" }).Parse(text)
+	if err != nil {
+		return nil, err
+	}
+	var refs [][]string
+	var visit func(n parse.Node)
+	visitPipe := func(p *parse.PipeNode) {
+		if p == nil {
+			return
+		}
+		for _, c := range p.Cmds {
+			visit(c)
+		}
+	}
+	visit = func(n parse.Node) {
+		switch x := n.(type) {
+		case *parse.ListNode:
+			if x == nil {
+				return
+			}
+			for _, c := range x.Nodes {
+				visit(c)
+			}
+		case *parse.ActionNode:
+			visitPipe(x.Pipe)
+		case *parse.CommandNode:
+			for _, a := range x.Args {
+				visit(a)
+			}
+		case *parse.PipeNode:
+			visitPipe(x)
+		case *parse.FieldNode:
+			refs = append(refs, x.Ident)
+		case *parse.VariableNode:
+			if len(x.Ident) > 1 && x.Ident[0] == "$" {
+				refs = append(refs, x.Ident[1:])
+			}
+		case *parse.ChainNode:
+			visit(x.Node)
+		case *parse.IfNode:
+			visitPipe(x.Pipe)
+			visit(x.List)
+			if x.ElseList != nil {
+				visit(x.ElseList)
+			}
+		case *parse.RangeNode:
+			visitPipe(x.Pipe)
+		case *parse.WithNode:
+			visitPipe(x.Pipe)
+		}
+	}
+	visit(tmpl.Tree.Root)
+	return refs, nil
+}
