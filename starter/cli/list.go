@@ -1,0 +1,243 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
+
+	"github.com/stagehand-dev/stagehand/runbooks"
+	"github.com/stagehand-dev/stagehand/workflows"
+)
+
+// ListOptions are the inputs of `stagehand list` / `stagehand audit`.
+type ListOptions struct {
+	Runbook     string
+	Outcome     string
+	Since       string
+	Image       string
+	RequestedBy string
+	Limit       int
+	Output      string
+}
+
+// outcomes a run can be filtered by; all but running are StagehandOutcome
+// values.
+var outcomes = []string{
+	string(workflows.RunSucceeded), string(workflows.RunFailed),
+	string(workflows.RunRejected), string(workflows.RunCancelled), "running",
+}
+
+func newListCmd(f *Factory, g *GlobalOptions) *cobra.Command {
+	opts := &ListOptions{}
+	cmd := &cobra.Command{
+		Use:     "audit",
+		Aliases: []string{"list"},
+		Short:   "List past and current runs (the audit trail)",
+		Long: `List runs from Temporal's visibility store, newest first, filtered by the
+search attributes every run keeps current: runbook, outcome, image and who
+requested it, plus a start time.
+
+Columns: workflow id, runbook, environment, image, requested by, approvers,
+outcome (the run's StagehandOutcome, else Temporal's execution status), start
+and duration. --output markdown pastes into a change ticket; --output json
+feeds scripts.`,
+		Example: `  stagehand list
+  stagehand audit --runbook patch --since 168h --output markdown
+  stagehand audit --outcome failed --since 2026-11-01T00:00:00Z
+  stagehand list --image registry.example.com/backstage-portal/backend:prod-1a2b3c4d-1763779501
+  stagehand list --requested-by alice --limit 10 --output json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runList(cmd.Context(), f, g, opts)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&opts.Runbook, "runbook", "", "only runs of this runbook")
+	fl.StringVar(&opts.Outcome, "outcome", "", "only runs with this outcome: "+strings.Join(outcomes, ", "))
+	fl.StringVar(&opts.Since, "since", "", "only runs started since: a duration back from now (24h, 7d) or an RFC3339 time")
+	fl.StringVar(&opts.Image, "image", "", "only runs of this image")
+	fl.StringVar(&opts.RequestedBy, "requested-by", "", "only runs requested by this user")
+	fl.IntVarP(&opts.Limit, "limit", "n", 50, "at most this many runs")
+	fl.StringVarP(&opts.Output, "output", "o", "table", "output format: table, json or markdown")
+	return cmd
+}
+
+// visibilityString quotes s as a string literal of Temporal's visibility
+// query language (SQL-like): backslashes and quotes are escaped so a value
+// can never end the literal and inject a clause.
+func visibilityString(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+}
+
+// parseSince accepts a duration back from now (Go syntax plus "d" for days)
+// or an absolute RFC3339 time or date.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if d, err := runbooks.ParseDuration(s); err == nil {
+		return now.Add(-d.D()), nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04", "2006-01-02"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, usageError("invalid --since %q: want a duration such as 24h or 7d, or a time such as 2026-11-01T00:00:00Z", s)
+}
+
+// buildListQuery turns the filters into a visibility query.
+func buildListQuery(opts *ListOptions, now time.Time) (string, error) {
+	clauses := []string{"WorkflowType = " + visibilityString(workflows.WorkflowType)}
+	eq := func(attr, value string) {
+		if value != "" {
+			clauses = append(clauses, attr+" = "+visibilityString(value))
+		}
+	}
+	eq(workflows.SearchRunbook.GetName(), opts.Runbook)
+	switch opts.Outcome {
+	case "":
+	case "running":
+		clauses = append(clauses, "ExecutionStatus = 'Running'")
+	default:
+		ok := false
+		for _, o := range outcomes {
+			ok = ok || o == opts.Outcome
+		}
+		if !ok {
+			return "", usageError("invalid --outcome %q: want one of %s", opts.Outcome, strings.Join(outcomes, ", "))
+		}
+		eq(workflows.SearchOutcome.GetName(), opts.Outcome)
+	}
+	eq(workflows.SearchImage.GetName(), opts.Image)
+	eq(workflows.SearchRequestedBy.GetName(), opts.RequestedBy)
+	if opts.Since != "" {
+		t, err := parseSince(opts.Since, now)
+		if err != nil {
+			return "", err
+		}
+		clauses = append(clauses, "StartTime >= "+visibilityString(t.UTC().Format(time.RFC3339Nano)))
+	}
+	return strings.Join(clauses, " AND "), nil
+}
+
+// runRow is one run in the list, as every output format sees it.
+type runRow struct {
+	WorkflowID  string     `json:"workflowId"`
+	RunID       string     `json:"runId"`
+	Runbook     string     `json:"runbook,omitempty"`
+	Environment string     `json:"environment,omitempty"`
+	Image       string     `json:"image,omitempty"`
+	RequestedBy string     `json:"requestedBy,omitempty"`
+	Approvers   []string   `json:"approvers,omitempty"`
+	Outcome     string     `json:"outcome"`
+	Execution   string     `json:"execution"`
+	Start       time.Time  `json:"start"`
+	End         *time.Time `json:"end,omitempty"`
+	// Duration is in seconds, up to now for runs still going.
+	Duration float64 `json:"durationSeconds"`
+}
+
+func runList(ctx context.Context, f *Factory, g *GlobalOptions, opts *ListOptions) error {
+	if err := checkOutput(opts.Output, "table", "json", "markdown"); err != nil {
+		return err
+	}
+	if opts.Limit <= 0 {
+		return usageError("invalid --limit %d: must be positive", opts.Limit)
+	}
+	now := f.Now()
+	query, err := buildListQuery(opts, now)
+	if err != nil {
+		return err
+	}
+	c, err := f.connect(ctx, g)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	var rows []runRow
+	var token []byte
+	for len(rows) < opts.Limit {
+		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+			Namespace:     g.Namespace,
+			PageSize:      int32(min(opts.Limit-len(rows), 1000)),
+			NextPageToken: token,
+			Query:         query,
+		})
+		if err != nil {
+			return g.rpcError(err, "", "list runs (query: "+query+")")
+		}
+		for _, e := range resp.GetExecutions() {
+			if len(rows) == opts.Limit {
+				break
+			}
+			sa := decodeSearchAttrs(e.GetSearchAttributes())
+			r := runRow{
+				WorkflowID:  e.GetExecution().GetWorkflowId(),
+				RunID:       e.GetExecution().GetRunId(),
+				Runbook:     sa.Runbook,
+				Environment: sa.Environment,
+				Image:       sa.Image,
+				RequestedBy: sa.RequestedBy,
+				Approvers:   sa.Approvers,
+				Outcome:     sa.Outcome,
+				Execution:   executionStatus(e.GetStatus()),
+			}
+			if r.Outcome == "" {
+				r.Outcome = r.Execution
+			}
+			if e.GetStartTime() != nil {
+				r.Start = e.GetStartTime().AsTime()
+			}
+			end := now
+			if e.GetCloseTime() != nil && e.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+				t := e.GetCloseTime().AsTime()
+				r.End, end = &t, t
+			}
+			if !r.Start.IsZero() {
+				r.Duration = end.Sub(r.Start).Seconds()
+			}
+			rows = append(rows, r)
+		}
+		token = resp.GetNextPageToken()
+		if len(token) == 0 {
+			break
+		}
+	}
+	return writeRuns(f, opts.Output, rows)
+}
+
+func writeRuns(f *Factory, output string, rows []runRow) error {
+	if output == "json" {
+		if rows == nil {
+			rows = []runRow{}
+		}
+		return writeJSON(f.IO.Out, rows)
+	}
+	if len(rows) == 0 && output == "table" {
+		fmt.Fprintln(f.IO.ErrOut, "No runs match these filters.")
+		return nil
+	}
+	t := &table{header: []string{"WORKFLOW ID", "RUNBOOK", "ENVIRONMENT", "IMAGE", "REQUESTED BY", "APPROVERS", "OUTCOME", "START", "DURATION"}}
+	for _, r := range rows {
+		dur := fmtDuration(time.Duration(r.Duration * float64(time.Second)))
+		if r.End == nil {
+			dur += "+"
+		}
+		t.add(r.WorkflowID, orDash(r.Runbook), orDash(r.Environment), orDash(r.Image), orDash(r.RequestedBy),
+			orDash(joinComma(r.Approvers)), r.Outcome, fmtTime(r.Start), dur)
+	}
+	var err error
+	if output == "markdown" {
+		err = t.writeMarkdown(f.IO.Out)
+	} else {
+		err = t.writeText(f.IO.Out)
+	}
+	if err != nil {
+		return exitf(ExitUsage, "write output: %v", err)
+	}
+	return nil
+}
