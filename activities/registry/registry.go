@@ -6,15 +6,25 @@ package registry
 import (
 	"github.com/stagehand-dev/stagehand/activities"
 	"github.com/stagehand-dev/stagehand/activities/generic"
+	"github.com/stagehand-dev/stagehand/activities/kube"
 )
 
 // Deps carries the clients adapters need. Zero values are fine for
 // validation-only catalogues: handlers are never called there.
-type Deps struct{}
+type Deps struct {
+	// Kube holds the Kubernetes clusters; nil lists the kube steps for
+	// validation only.
+	Kube *kube.Activities
+}
 
 // Catalogue returns every step type Stagehand offers.
 func Catalogue(deps Deps) (*activities.Catalogue, error) {
 	var types []activities.StepType
 	types = append(types, generic.StepTypes(&generic.Activities{})...)
+	kubeActs := deps.Kube
+	if kubeActs == nil {
+		kubeActs = &kube.Activities{}
+	}
+	types = append(types, kube.StepTypes(kubeActs)...)
 	return activities.NewCatalogue(types...)
 }

@@ -1,0 +1,129 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"syscall"
+
+	"go.temporal.io/sdk/temporal"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
+)
+
+// Stable ApplicationError types. Runbooks match on these in their retry
+// `nonRetryable` lists and the audit groups failures by them, so they are
+// part of the step contract: do not rename.
+const (
+	ErrTypeForbidden        = "KubeForbidden"
+	ErrTypeUnauthorized     = "KubeUnauthorized"
+	ErrTypeNotFound         = "KubeNotFound"
+	ErrTypeInvalid          = "KubeInvalid"
+	ErrTypeConflict         = "KubeConflict"
+	ErrTypeFieldConflict    = "KubeApplyConflict"
+	ErrTypeUnavailable      = "KubeUnavailable"
+	ErrTypeOther            = "KubeError"
+	ErrTypeUnknownKind      = "KubeUnknownKind"
+	ErrTypePodFailure       = "PodFailure"
+	ErrTypeProgressDeadline = "ProgressDeadlineExceeded"
+	ErrTypeRolloutTimeout   = "RolloutTimeout"
+	ErrTypePaused           = "DeploymentPaused"
+	ErrTypeWarningEvents    = "WarningEvents"
+	ErrTypePodsNotReady     = "PodsNotReady"
+	ErrTypePodNotReady      = "PodNotReady"
+	ErrTypePodRestarted     = "PodRestarted"
+	ErrTypeImageMismatch    = "ImageMismatch"
+	ErrTypeNoRollbackTarget = "NoRollbackTarget"
+	ErrTypeInvalidArguments = "InvalidArguments"
+)
+
+func nonRetryable(errType, msg string, cause error) error {
+	return temporal.NewNonRetryableApplicationError(msg, errType, cause)
+}
+
+func retryable(errType, msg string, cause error) error {
+	return temporal.NewApplicationErrorWithCause(msg, errType, cause)
+}
+
+// classify turns a client-go error into the error a step returns: msg is a
+// lowercase description of what was being done ("get deployment web/api").
+// The cause's text is the apiserver's Status message, which names the
+// user and resource but never a credential.
+func classify(msg string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return err
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%s: %w", msg, err)
+	}
+	errType, permanent := errorType(err)
+	if permanent {
+		return nonRetryable(errType, msg, err)
+	}
+	return retryable(errType, msg, err)
+}
+
+// errorType names an error and says whether retrying could ever help.
+func errorType(err error) (string, bool) {
+	switch {
+	case apierrors.IsForbidden(err):
+		return ErrTypeForbidden, true
+	case apierrors.IsUnauthorized(err):
+		return ErrTypeUnauthorized, true
+	case apierrors.IsNotFound(err):
+		return ErrTypeNotFound, true
+	case isApplyConflict(err):
+		// A server-side apply conflict with another field manager stays a
+		// conflict however often it is retried.
+		return ErrTypeFieldConflict, true
+	case apierrors.IsConflict(err), apierrors.IsAlreadyExists(err):
+		return ErrTypeConflict, false
+	case apierrors.IsInvalid(err), apierrors.IsBadRequest(err), apierrors.IsMethodNotSupported(err),
+		apierrors.IsNotAcceptable(err), apierrors.IsUnsupportedMediaType(err), apierrors.IsRequestEntityTooLargeError(err):
+		return ErrTypeInvalid, true
+	case apierrors.IsTooManyRequests(err), apierrors.IsServerTimeout(err), apierrors.IsTimeout(err),
+		apierrors.IsServiceUnavailable(err), apierrors.IsInternalError(err), apierrors.IsUnexpectedServerError(err):
+		return ErrTypeUnavailable, false
+	case isConnectionError(err):
+		return ErrTypeUnavailable, false
+	}
+	return ErrTypeOther, false
+}
+
+// isPermanent reports whether a list/watch error should end a waiting step
+// rather than be retried inside it.
+func isPermanent(err error) bool {
+	_, permanent := errorType(err)
+	return permanent
+}
+
+func isApplyConflict(err error) bool {
+	if !apierrors.IsConflict(err) {
+		return false
+	}
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) {
+		return false
+	}
+	if d := status.Status().Details; d != nil {
+		for _, c := range d.Causes {
+			if c.Type == metav1.CauseTypeFieldManagerConflict {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func isConnectionError(err error) bool {
+	var netErr net.Error
+	return errors.As(err, &netErr) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		utilnet.IsConnectionRefused(err) || utilnet.IsConnectionReset(err) || utilnet.IsProbableEOF(err)
+}
