@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -139,7 +140,7 @@ func annotateFailure(err error, attempt int32) error {
 	}
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) {
-		return temporal.NewApplicationErrorWithOptions(err.Error(), appErr.Type(), temporal.ApplicationErrorOptions{
+		return temporal.NewApplicationErrorWithOptions(CleanMessage(err), appErr.Type(), temporal.ApplicationErrorOptions{
 			NonRetryable: appErr.NonRetryable(),
 			Cause:        errors.Unwrap(appErr),
 			Details:      []any{StepFailureDetails{Attempt: attempt}},
@@ -148,6 +149,15 @@ func annotateFailure(err error, attempt int32) error {
 	return temporal.NewApplicationErrorWithOptions(err.Error(), errorTypeName(err), temporal.ApplicationErrorOptions{
 		Details: []any{StepFailureDetails{Attempt: attempt}},
 	})
+}
+
+var errorSuffixRE = regexp.MustCompile(` \(type: [^,()]+, retryable: (true|false)\)`)
+
+// CleanMessage is err.Error() without the "(type: X, retryable: false)"
+// suffixes Temporal's ApplicationError adds, which mean nothing to a person
+// reading a step's error.
+func CleanMessage(err error) string {
+	return errorSuffixRE.ReplaceAllString(err.Error(), "")
 }
 
 func errorTypeName(err error) string {

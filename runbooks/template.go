@@ -138,7 +138,10 @@ func RenderValue(v any, data map[string]any) (any, error) {
 		return RenderString(x, data)
 	case map[string]any:
 		out := make(map[string]any, len(x))
-		for k, val := range x {
+		// Sorted keys: rendering runs in workflow code, and which error is
+		// reported first must not depend on map iteration order.
+		for _, k := range sortedKeys(x) {
+			val := x[k]
 			r, err := RenderValue(val, data)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", k, err)

@@ -102,8 +102,6 @@ type Approval struct {
 	Approvers []string `yaml:"approvers" json:"approvers"`
 	// Timeout after which the run is rejected; zero means wait forever.
 	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
-	// Reminder, if set, is how often the gate re-announces itself while open.
-	Reminder Duration `yaml:"reminder,omitempty" json:"reminder,omitempty"`
 }
 
 // RetryPolicy maps onto Temporal's activity retry policy.

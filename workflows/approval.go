@@ -1,0 +1,197 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/stagehand-dev/stagehand/runbooks"
+)
+
+// registerApprovalHandlers wires both ways of deciding a gate. The update
+// validates before anything reaches history, so a refused approval never
+// shows up as an event; the signal (which the Temporal UI can send without
+// tooling) cannot be validated in advance, so refused signals are recorded
+// in Status.Decisions and otherwise ignored.
+func (r *run) registerApprovalHandlers() error {
+	err := workflow.SetUpdateHandlerWithOptions(r.ctx, ApproveUpdate,
+		func(ctx workflow.Context, d ApprovalDecision) (DecisionRecord, error) {
+			if err := r.checkDecision(d); err != nil {
+				// The state may have changed between validation and now.
+				return DecisionRecord{}, err
+			}
+			return r.applyDecision(d), nil
+		},
+		workflow.UpdateHandlerOptions{
+			Validator: func(ctx workflow.Context, d ApprovalDecision) error { return r.checkDecision(d) },
+		})
+	if err != nil {
+		return fmt.Errorf("register approve update: %w", err)
+	}
+	ch := workflow.GetSignalChannel(r.ctx, ApprovalSignal)
+	workflow.Go(r.ctx, func(ctx workflow.Context) {
+		for {
+			var d ApprovalDecision
+			if more := ch.Receive(ctx, &d); !more {
+				return
+			}
+			if err := r.checkDecision(d); err != nil {
+				workflow.GetLogger(ctx).Warn("approval signal refused", "gate", d.Gate, "by", d.By, "reason", err.Error())
+				r.status.Decisions = append(r.status.Decisions, DecisionRecord{ApprovalDecision: d, At: workflow.Now(ctx), Refused: err.Error()})
+				continue
+			}
+			r.applyDecision(d)
+		}
+	})
+	return nil
+}
+
+// checkDecision enforces who may decide what, and when. It must not change
+// any state: it also serves as the update validator.
+func (r *run) checkDecision(d ApprovalDecision) error {
+	if d.Decision != DecisionApprove && d.Decision != DecisionReject {
+		return fmt.Errorf("decision must be %q or %q, got %q", DecisionApprove, DecisionReject, d.Decision)
+	}
+	by := strings.TrimSpace(d.By)
+	if by == "" {
+		return errors.New(`"by" is required: say who decides`)
+	}
+	if r.resolved == nil {
+		return errors.New("the run has not reached any approval gate yet")
+	}
+	if !r.gateIDs[d.Gate] {
+		return fmt.Errorf("unknown gate %q (this runbook's gates: %s)", d.Gate, strings.Join(sortedKeys(r.gateIDs), ", "))
+	}
+	if r.pendingGate == nil || r.pendingGate.ID != d.Gate {
+		state := "not reached yet"
+		if st := r.index[d.Gate]; st != nil && st.State != StepPending {
+			state = string(st.State)
+		}
+		return fmt.Errorf("gate %q is not waiting for a decision (it is %s)", d.Gate, state)
+	}
+	if r.decision != nil {
+		return fmt.Errorf("gate %q was already decided by %s", d.Gate, r.decision.By)
+	}
+	listed := false
+	for _, a := range r.approvers {
+		if a == by {
+			listed = true
+		}
+	}
+	if d.Decision == DecisionApprove {
+		if by == r.in.RequestedBy {
+			return fmt.Errorf("%s requested this run and cannot approve it (four-eyes rule)", by)
+		}
+		if !listed {
+			return fmt.Errorf("%s is not an approver of gate %q (approvers: %s)", by, d.Gate, strings.Join(r.approvers, ", "))
+		}
+	} else if !listed && by != r.in.RequestedBy {
+		return fmt.Errorf("%s may not reject gate %q: only its approvers (%s) or the requester may", by, d.Gate, strings.Join(r.approvers, ", "))
+	}
+	return nil
+}
+
+func (r *run) applyDecision(d ApprovalDecision) DecisionRecord {
+	d.By = strings.TrimSpace(d.By)
+	rec := DecisionRecord{ApprovalDecision: d, At: workflow.Now(r.ctx)}
+	r.decision = &d
+	r.status.Decisions = append(r.status.Decisions, rec)
+	return rec
+}
+
+func (r *run) runGate(ctx workflow.Context, s runbooks.Step, st *StepStatus) *stepFailure {
+	msg, err := runbooks.RenderString(s.Approval.Message, r.data)
+	if err != nil {
+		return r.fail(st, s, fmt.Sprintf("approval.message: %v", err), "TemplateError", 0)
+	}
+	var approvers []string
+	for _, a := range s.Approval.Approvers {
+		v, err := runbooks.RenderString(a, r.data)
+		if err != nil {
+			return r.fail(st, s, fmt.Sprintf("approval.approvers: %v", err), "TemplateError", 0)
+		}
+		for _, one := range strings.Split(v, ",") {
+			if one = strings.TrimSpace(one); one != "" {
+				approvers = append(approvers, one)
+			}
+		}
+	}
+	opened := workflow.Now(ctx)
+	gate := &GateStatus{Gate: s.ID, Message: msg, Approvers: approvers, OpenedAt: opened}
+	timeout := s.Approval.Timeout.D()
+	if timeout > 0 {
+		deadline := opened.Add(timeout)
+		gate.Deadline = &deadline
+	}
+	r.pendingGate, r.approvers, r.decision = &s, approvers, nil
+	r.status.PendingGate = gate
+	r.status.State = RunWaitingApproval
+	st.State = StepWaitingApproval
+	r.upsert(ctx, SearchOutcome.ValueSet(string(RunWaitingApproval)))
+	r.publish()
+
+	decided := func() bool { return r.decision != nil }
+	ok := true
+	if timeout > 0 {
+		ok, err = workflow.AwaitWithTimeout(ctx, timeout, decided)
+	} else {
+		err = workflow.Await(ctx, decided)
+	}
+	r.pendingGate = nil
+	r.status.PendingGate = nil
+	if r.status.State == RunWaitingApproval {
+		r.status.State = RunRunning
+	}
+	if err != nil {
+		st.State = StepCancelled
+		return &stepFailure{step: s.ID, message: "cancelled while waiting for approval", cancelled: true}
+	}
+	r.upsert(ctx, SearchOutcome.ValueSet(string(RunRunning)))
+	if !ok {
+		st.State = StepRejected
+		st.Error = fmt.Sprintf("approval gate %s timed out after %s with no decision", s.ID, timeout)
+		return &stepFailure{step: s.ID, message: st.Error, rejected: true}
+	}
+	d := *r.decision
+	st.Outputs = map[string]any{"decision": d.Decision, "by": d.By, "comment": d.Comment, "at": workflow.Now(ctx).UTC().Format("2006-01-02T15:04:05Z07:00")}
+	st.Attempts = 1
+	if d.Decision == DecisionReject {
+		st.State = StepRejected
+		st.Error = fmt.Sprintf("rejected by %s", d.By)
+		if d.Comment != "" {
+			st.Error += ": " + d.Comment
+		}
+		return &stepFailure{step: s.ID, message: fmt.Sprintf("gate %s %s", s.ID, st.Error), rejected: true}
+	}
+	st.State = StepApproved
+	r.addApprover(ctx, d.By)
+	return nil
+}
+
+func (r *run) addApprover(ctx workflow.Context, by string) {
+	var list []string
+	for _, rec := range r.status.Decisions {
+		if rec.Refused == "" && rec.Decision == DecisionApprove {
+			list = append(list, rec.By)
+		}
+	}
+	seen := map[string]bool{}
+	var uniq []string
+	for _, a := range append(list, by) {
+		if !seen[a] {
+			seen[a] = true
+			uniq = append(uniq, a)
+		}
+	}
+	r.upsert(ctx, SearchApprovers.ValueSet(sortedStrings(uniq)))
+}
+
+func sortedKeys(m map[string]bool) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	return sortedStrings(keys)
+}

@@ -1,0 +1,106 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/stagehand-dev/stagehand/activities"
+	"github.com/stagehand-dev/stagehand/runbooks"
+)
+
+// Error types of a run that could not start; both are non-retryable.
+const (
+	InvalidRunbookErrorType = "InvalidRunbook"
+	InvalidParamsErrorType  = "InvalidParams"
+)
+
+// ResolvedRun is what the first activity of every run returns. Because it is
+// an activity result it is recorded in the workflow history: replays and
+// audits see exactly the runbook and parameters that ran, even if the files
+// change later.
+type ResolvedRun struct {
+	Runbook runbooks.Runbook `json:"runbook"`
+	// Source says where the runbook came from: a built-in file, a file in
+	// the worker's runbook directory, or "inline".
+	Source string         `json:"source"`
+	Params map[string]any `json:"params"`
+	// StepTypes holds the catalogue defaults for every step type the
+	// runbook uses, so the workflow needs no catalogue of its own.
+	StepTypes map[string]StepTypeOptions `json:"stepTypes"`
+}
+
+// StepTypeOptions are the per-type defaults the interpreter applies.
+type StepTypeOptions struct {
+	Native           bool              `json:"native,omitempty"`
+	DefaultTimeout   runbooks.Duration `json:"defaultTimeout,omitempty"`
+	HeartbeatTimeout runbooks.Duration `json:"heartbeatTimeout,omitempty"`
+}
+
+// Resolver is the activity that loads and validates a run's runbook and
+// parameters before any step has a side effect.
+type Resolver struct {
+	Library   *runbooks.Library
+	Catalogue *activities.Catalogue
+}
+
+// Resolve finds the runbook (by name or inline), validates it against the
+// catalogue, and resolves the parameters. Every failure is non-retryable:
+// a bad runbook does not get better by retrying.
+func (r *Resolver) Resolve(_ context.Context, in RunInput) (*ResolvedRun, error) {
+	var (
+		file string
+		data []byte
+	)
+	switch {
+	case in.Runbook != "" && in.Definition != "":
+		return nil, temporal.NewNonRetryableApplicationError("give either runbook (a name) or definition (inline YAML), not both", InvalidRunbookErrorType, nil)
+	case in.Definition != "":
+		file, data = "inline", []byte(in.Definition)
+	case in.Runbook != "":
+		if r.Library == nil {
+			return nil, temporal.NewNonRetryableApplicationError("this worker has no runbook library", InvalidRunbookErrorType, nil)
+		}
+		src, err := r.Library.Source(in.Runbook)
+		if err != nil {
+			return nil, temporal.NewNonRetryableApplicationError(err.Error(), InvalidRunbookErrorType, nil)
+		}
+		file, data = src.File, src.Data
+	default:
+		return nil, temporal.NewNonRetryableApplicationError(`the input needs "runbook" (a name) or "definition" (inline YAML), e.g. {"runbook":"hello","params":{"image":"repo/app:1.0"}}`, InvalidRunbookErrorType, nil)
+	}
+	rb, err := runbooks.Parse(file, data, r.Catalogue)
+	if err != nil {
+		return nil, temporal.NewNonRetryableApplicationError(err.Error(), InvalidRunbookErrorType, nil)
+	}
+	params, err := runbooks.ResolveParams(rb, in.Params)
+	if err != nil {
+		var pe *runbooks.ParamError
+		if errors.As(err, &pe) {
+			return nil, temporal.NewNonRetryableApplicationError(err.Error(), InvalidParamsErrorType, nil)
+		}
+		return nil, fmt.Errorf("resolve params: %w", err)
+	}
+	types := map[string]StepTypeOptions{}
+	var collect func(steps []runbooks.Step)
+	collect = func(steps []runbooks.Step) {
+		for _, s := range steps {
+			collect(s.Parallel)
+			if s.Uses == "" {
+				continue
+			}
+			if t, ok := r.Catalogue.Lookup(s.Uses); ok {
+				types[s.Uses] = StepTypeOptions{
+					Native:           t.Native,
+					DefaultTimeout:   runbooks.Duration(t.DefaultTimeout),
+					HeartbeatTimeout: runbooks.Duration(t.HeartbeatTimeout),
+				}
+			}
+		}
+	}
+	collect(rb.Steps)
+	collect(rb.OnFailure)
+	return &ResolvedRun{Runbook: *rb, Source: file, Params: params, StepTypes: types}, nil
+}
