@@ -109,8 +109,11 @@ type watcher struct {
 
 func (w *watcher) update(st *workflows.Status) {
 	width := 0
-	for _, s := range append(append([]workflows.StepStatus{}, st.Steps...), st.Compensation...) {
-		width = max(width, len(s.ID)+len("onFailure/"))
+	for _, s := range st.Steps {
+		width = max(width, len(s.ID))
+	}
+	for _, s := range st.Compensation {
+		width = max(width, len("onFailure/"+s.ID))
 	}
 	w.steps("", st.Steps, width)
 	w.steps("onFailure/", st.Compensation, width)
