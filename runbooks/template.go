@@ -16,9 +16,12 @@ const (
 	RootRun        = "run"
 	RootFailedStep = "failedStep"
 	RootError      = "error"
+	// RootEnvironments holds the worker's environment settings (cluster,
+	// namespace, deployment, url, ...), e.g. .environments.sandbox.url.
+	RootEnvironments = "environments"
 )
 
-var knownRoots = map[string]bool{RootParams: true, RootSteps: true, RootRun: true, RootFailedStep: true, RootError: true}
+var knownRoots = map[string]bool{RootParams: true, RootSteps: true, RootRun: true, RootFailedStep: true, RootError: true, RootEnvironments: true}
 
 // captureFunc is the hidden function used to return a single-action
 // template's value with its type intact (see RenderValue).

@@ -30,6 +30,9 @@ type ResolvedRun struct {
 	// StepTypes holds the catalogue defaults for every step type the
 	// runbook uses, so the workflow needs no catalogue of its own.
 	StepTypes map[string]StepTypeOptions `json:"stepTypes"`
+	// Environments is the worker's non-secret environment settings, read by
+	// templates as .environments; recorded so replays see the same values.
+	Environments map[string]any `json:"environments,omitempty"`
 }
 
 // StepTypeOptions are the per-type defaults the interpreter applies.
@@ -44,6 +47,8 @@ type StepTypeOptions struct {
 type Resolver struct {
 	Library   *runbooks.Library
 	Catalogue *activities.Catalogue
+	// Environments is exposed to templates as .environments.
+	Environments map[string]any
 }
 
 // Resolve finds the runbook (by name or inline), validates it against the
@@ -102,5 +107,5 @@ func (r *Resolver) Resolve(_ context.Context, in RunInput) (*ResolvedRun, error)
 	}
 	collect(rb.Steps)
 	collect(rb.OnFailure)
-	return &ResolvedRun{Runbook: *rb, Source: file, Params: params, StepTypes: types}, nil
+	return &ResolvedRun{Runbook: *rb, Source: file, Params: params, StepTypes: types, Environments: r.Environments}, nil
 }

@@ -105,8 +105,9 @@ func RunbookWorkflow(ctx workflow.Context, in RunInput) (*Status, error) {
 	r.planSteps(resolved.Runbook.Steps, "")
 	r.stepsData = map[string]any{}
 	r.data = map[string]any{
-		runbooks.RootParams: resolved.Params,
-		runbooks.RootSteps:  r.stepsData,
+		runbooks.RootParams:       resolved.Params,
+		runbooks.RootSteps:        r.stepsData,
+		runbooks.RootEnvironments: orEmpty(resolved.Environments),
 		runbooks.RootRun: map[string]any{
 			"id":          workflow.GetInfo(ctx).WorkflowExecution.ID,
 			"runId":       workflow.GetInfo(ctx).WorkflowExecution.RunID,

@@ -1,0 +1,177 @@
+// Package app builds a Stagehand worker from its configuration: the
+// Temporal client, the Kubernetes clusters of every environment, the runbook
+// library and the step catalogue, all registered on one Temporal worker.
+// worker/main.go runs it; integration tests start it in-process.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/stagehand-dev/stagehand/activities"
+	"github.com/stagehand-dev/stagehand/activities/kube"
+	"github.com/stagehand-dev/stagehand/activities/registry"
+	"github.com/stagehand-dev/stagehand/runbooks"
+	"github.com/stagehand-dev/stagehand/worker/config"
+	"github.com/stagehand-dev/stagehand/workflows"
+)
+
+// App is a configured worker, ready to run.
+type App struct {
+	Config    config.Config
+	Client    client.Client
+	Worker    worker.Worker
+	Catalogue *activities.Catalogue
+	Library   *runbooks.Library
+	Logger    *slog.Logger
+	ownClient bool
+}
+
+// NewLogger builds the slog logger the worker and the Temporal SDK share.
+func NewLogger(cfg config.Log, out io.Writer) *slog.Logger {
+	level := slog.LevelInfo
+	switch cfg.Level {
+	case "debug":
+		level = slog.LevelDebug
+	case "warn":
+		level = slog.LevelWarn
+	case "error":
+		level = slog.LevelError
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Format == "json" {
+		return slog.New(slog.NewJSONHandler(out, opts))
+	}
+	return slog.New(slog.NewTextHandler(out, opts))
+}
+
+// Options tune New; zero values are fine.
+type Options struct {
+	// Client, if set, is used instead of dialing cfg.Temporal.
+	Client client.Client
+	// Logger defaults to one built from cfg.Log writing to stderr.
+	Logger *slog.Logger
+	// DialTimeout bounds the first connection to Temporal (default 10s).
+	DialTimeout time.Duration
+}
+
+// New validates the configuration, builds every client and registers the
+// workflow and the step catalogue. Nothing is polled until Run or Start.
+func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = NewLogger(cfg.Log, os.Stderr)
+	}
+	kubeActs := &kube.Activities{Clusters: map[string]*kube.Cluster{}}
+	for _, name := range cfg.EnvironmentNames() {
+		env := cfg.Environments[name]
+		var (
+			cluster *kube.Cluster
+			err     error
+		)
+		switch {
+		case env.InCluster:
+			cluster, err = kube.NewInClusterCluster(name)
+		case env.Kubeconfig != "" || env.Context != "":
+			path := cfg.ResolvePath(env.Kubeconfig)
+			if path != "" {
+				if _, statErr := os.Stat(path); statErr != nil {
+					// A missing kubeconfig leaves the environment without a
+					// cluster rather than stopping the worker: runbooks that
+					// need no cluster keep working, and kube steps for it fail
+					// with an error naming the configured clusters.
+					logger.Warn("environment has no usable kubeconfig; its Kubernetes steps will fail until it exists",
+						"environment", name, "kubeconfig", path)
+					continue
+				}
+			}
+			cluster, err = kube.NewClusterFromKubeconfig(name, path, env.Context)
+		default:
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("environment %s: %w", name, err)
+		}
+		kubeActs.Clusters[name] = cluster
+	}
+	cat, err := registry.Catalogue(registry.Deps{Kube: kubeActs})
+	if err != nil {
+		return nil, fmt.Errorf("build step catalogue: %w", err)
+	}
+	lib, err := runbooks.NewLibrary(cfg.ResolvePath(cfg.RunbooksDir), cat)
+	if err != nil {
+		return nil, fmt.Errorf("load runbooks: %w", err)
+	}
+
+	c := opts.Client
+	own := false
+	if c == nil {
+		timeout := opts.DialTimeout
+		if timeout == 0 {
+			timeout = 10 * time.Second
+		}
+		dctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		c, err = client.DialContext(dctx, client.Options{
+			HostPort:  cfg.Temporal.Address,
+			Namespace: cfg.Temporal.Namespace,
+			Logger:    tlog.NewStructuredLogger(logger),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("connect to Temporal at %s (namespace %s): %w", cfg.Temporal.Address, cfg.Temporal.Namespace, err)
+		}
+		own = true
+	}
+	w := worker.New(c, cfg.Temporal.TaskQueue, worker.Options{})
+	workflows.Register(w, &workflows.Resolver{Library: lib, Catalogue: cat, Environments: cfg.TemplateData()})
+	logger.Info("worker configured",
+		"address", cfg.Temporal.Address, "namespace", cfg.Temporal.Namespace, "taskQueue", cfg.Temporal.TaskQueue,
+		"runbooks", strings.Join(lib.Names(), ","), "stepTypes", len(cat.Names()),
+		"environments", strings.Join(cfg.EnvironmentNames(), ","))
+	return &App{Config: cfg, Client: c, Worker: w, Catalogue: cat, Library: lib, Logger: logger, ownClient: own}, nil
+}
+
+// Start begins polling in the background; Stop ends it.
+func (a *App) Start() error {
+	if err := a.Worker.Start(); err != nil {
+		return fmt.Errorf("start worker: %w", err)
+	}
+	return nil
+}
+
+// Stop stops polling (letting running activities finish) and closes the
+// client if New dialed it.
+func (a *App) Stop() {
+	a.Worker.Stop()
+	if a.ownClient {
+		a.Client.Close()
+	}
+}
+
+// Run polls until ctx is done.
+func (a *App) Run(ctx context.Context) error {
+	if err := a.Start(); err != nil {
+		return err
+	}
+	a.Logger.Info("worker started; press Ctrl-C to stop")
+	<-ctx.Done()
+	a.Logger.Info("worker stopping")
+	a.Stop()
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return nil
+	}
+	return ctx.Err()
+}

@@ -1,0 +1,193 @@
+// Package config reads the worker's configuration: one YAML file (Temporal
+// connection, runbook directory, logging, environments), overridden by
+// environment variables and then by flags. It holds references to secrets
+// (environment variable names, Secret names), never secret values.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/stagehand-dev/stagehand/workflows"
+)
+
+// Config is the whole worker configuration.
+type Config struct {
+	Temporal     Temporal               `yaml:"temporal"`
+	RunbooksDir  string                 `yaml:"runbooksDir,omitempty"`
+	Log          Log                    `yaml:"log,omitempty"`
+	Environments map[string]Environment `yaml:"environments,omitempty"`
+	// path is where the file was read from; relative paths in it are
+	// resolved against its directory.
+	path string
+}
+
+// Temporal says where the worker connects and listens.
+type Temporal struct {
+	Address   string `yaml:"address,omitempty"`
+	Namespace string `yaml:"namespace,omitempty"`
+	TaskQueue string `yaml:"taskQueue,omitempty"`
+}
+
+// Log configures the worker's structured log.
+type Log struct {
+	// Level is debug, info, warn or error.
+	Level string `yaml:"level,omitempty"`
+	// Format is text or json.
+	Format string `yaml:"format,omitempty"`
+}
+
+// Environment is one place runbooks act on: a Kubernetes cluster context,
+// namespace and Deployment, and the portal's URL. Runbooks read these
+// values as .environments.<name>.<key>.
+type Environment struct {
+	// Kubeconfig and Context select the cluster; InCluster uses the pod's
+	// service account instead.
+	Kubeconfig string `yaml:"kubeconfig,omitempty" json:"kubeconfig,omitempty"`
+	Context    string `yaml:"context,omitempty" json:"context,omitempty"`
+	InCluster  bool   `yaml:"inCluster,omitempty" json:"inCluster,omitempty"`
+	Namespace  string `yaml:"namespace,omitempty" json:"namespace,omitempty"`
+	Deployment string `yaml:"deployment,omitempty" json:"deployment,omitempty"`
+	Container  string `yaml:"container,omitempty" json:"container,omitempty"`
+	URL        string `yaml:"url,omitempty" json:"url,omitempty"`
+	// Extra holds team-specific values (approvers, smoke checks, ...) that
+	// runbooks may read; they must not be secrets.
+	Extra map[string]any `yaml:"extra,omitempty" json:"extra,omitempty"`
+}
+
+// Defaults match `make dev`: a local dev server and the default task queue.
+func Defaults() Config {
+	return Config{
+		Temporal: Temporal{Address: "127.0.0.1:7233", Namespace: "default", TaskQueue: workflows.DefaultTaskQueue},
+		Log:      Log{Level: "info", Format: "text"},
+	}
+}
+
+// Load reads a config file over the defaults. Unknown keys are errors, so a
+// typo does not silently fall back to a default.
+func Load(path string) (Config, error) {
+	cfg := Defaults()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("read config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	// io.EOF means an empty file: an empty config is the defaults.
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	cfg.path = path
+	return cfg, nil
+}
+
+// Getenv is os.Getenv, injectable for tests.
+type Getenv func(string) string
+
+// ApplyEnv overrides the file with TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
+// STAGEHAND_TASK_QUEUE, STAGEHAND_RUNBOOKS_DIR and STAGEHAND_LOG_LEVEL.
+func (c *Config) ApplyEnv(getenv Getenv) {
+	set := func(dst *string, key string) {
+		if v := getenv(key); v != "" {
+			*dst = v
+		}
+	}
+	set(&c.Temporal.Address, "TEMPORAL_ADDRESS")
+	set(&c.Temporal.Namespace, "TEMPORAL_NAMESPACE")
+	set(&c.Temporal.TaskQueue, "STAGEHAND_TASK_QUEUE")
+	set(&c.RunbooksDir, "STAGEHAND_RUNBOOKS_DIR")
+	set(&c.Log.Level, "STAGEHAND_LOG_LEVEL")
+}
+
+// Validate reports every problem at once.
+func (c *Config) Validate() error {
+	var problems []string
+	if c.Temporal.Address == "" {
+		problems = append(problems, "temporal.address is empty")
+	}
+	if c.Temporal.Namespace == "" {
+		problems = append(problems, "temporal.namespace is empty")
+	}
+	if c.Temporal.TaskQueue == "" {
+		problems = append(problems, "temporal.taskQueue is empty")
+	}
+	switch c.Log.Level {
+	case "", "debug", "info", "warn", "error":
+	default:
+		problems = append(problems, fmt.Sprintf("log.level %q: want debug, info, warn or error", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "", "text", "json":
+	default:
+		problems = append(problems, fmt.Sprintf("log.format %q: want text or json", c.Log.Format))
+	}
+	for _, name := range c.EnvironmentNames() {
+		e := c.Environments[name]
+		if e.InCluster && (e.Kubeconfig != "" || e.Context != "") {
+			problems = append(problems, fmt.Sprintf("environments.%s: inCluster excludes kubeconfig and context", name))
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("invalid config: %s", strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// EnvironmentNames lists the environments in sorted order.
+func (c *Config) EnvironmentNames() []string {
+	names := make([]string, 0, len(c.Environments))
+	for n := range c.Environments {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// ResolvePath makes a path from the file absolute: "~" is the home
+// directory, and relative paths are relative to the working directory (so
+// `make dev` from the repository root finds .stagehand/ and runbooks/).
+func (c *Config) ResolvePath(p string) string {
+	if p == "" {
+		return ""
+	}
+	if p == "~" || strings.HasPrefix(p, "~/") {
+		if home, err := os.UserHomeDir(); err == nil {
+			p = filepath.Join(home, strings.TrimPrefix(p, "~"))
+		}
+	}
+	if abs, err := filepath.Abs(p); err == nil {
+		return abs
+	}
+	return p
+}
+
+// TemplateData is what runbooks see as .environments: every environment's
+// non-secret settings.
+func (c *Config) TemplateData() map[string]any {
+	out := map[string]any{}
+	for name, e := range c.Environments {
+		m := map[string]any{
+			"name":       name,
+			"cluster":    name,
+			"namespace":  e.Namespace,
+			"deployment": e.Deployment,
+			"container":  e.Container,
+			"url":        e.URL,
+		}
+		for k, v := range e.Extra {
+			if _, taken := m[k]; !taken {
+				m[k] = v
+			}
+		}
+		out[name] = m
+	}
+	return out
+}

@@ -1,0 +1,105 @@
+// Command stagehand-worker runs the Stagehand Temporal worker: it registers
+// RunbookWorkflow and every step type, and executes runs started from the
+// Temporal UI or the stagehand CLI.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/stagehand-dev/stagehand/worker/app"
+	"github.com/stagehand-dev/stagehand/worker/config"
+)
+
+const usage = `stagehand-worker runs Stagehand's Temporal worker.
+
+Usage:
+  stagehand-worker [--config FILE] [flags]
+
+Configuration is read from the file (default: $STAGEHAND_CONFIG, else the
+built-in local defaults), then environment variables override it
+(TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, STAGEHAND_TASK_QUEUE,
+STAGEHAND_RUNBOOKS_DIR, STAGEHAND_LOG_LEVEL), then flags override both.
+
+Examples:
+  stagehand-worker --config config/local.yaml
+  TEMPORAL_ADDRESS=temporal:7233 stagehand-worker --config /config/worker.yaml
+  stagehand-worker --check --config config/local.yaml   # validate and exit
+
+Flags:
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stderr, os.Getenv))
+}
+
+func run(args []string, stderr io.Writer, getenv config.Getenv) int {
+	fs := flag.NewFlagSet("stagehand-worker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	var (
+		configPath  = fs.String("config", getenv("STAGEHAND_CONFIG"), "worker config file (YAML)")
+		address     = fs.String("address", "", "Temporal frontend host:port (overrides config and TEMPORAL_ADDRESS)")
+		namespace   = fs.String("namespace", "", "Temporal namespace")
+		taskQueue   = fs.String("task-queue", "", "task queue to poll")
+		runbooksDir = fs.String("runbooks-dir", "", "directory of extra runbooks (*.yaml)")
+		logLevel    = fs.String("log-level", "", "debug, info, warn or error")
+		logFormat   = fs.String("log-format", "", "text or json")
+		check       = fs.Bool("check", false, "validate the config, runbooks and clusters, then exit")
+	)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	cfg := config.Defaults()
+	if *configPath != "" {
+		var err error
+		if cfg, err = config.Load(*configPath); err != nil {
+			fmt.Fprintf(stderr, "stagehand-worker: %v\n", err)
+			return 2
+		}
+	}
+	cfg.ApplyEnv(getenv)
+	for dst, v := range map[*string]string{
+		&cfg.Temporal.Address: *address, &cfg.Temporal.Namespace: *namespace, &cfg.Temporal.TaskQueue: *taskQueue,
+		&cfg.RunbooksDir: *runbooksDir, &cfg.Log.Level: *logLevel, &cfg.Log.Format: *logFormat,
+	} {
+		if v != "" {
+			*dst = v
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	logger := app.NewLogger(cfg.Log, stderr)
+	if *check {
+		a, err := app.New(ctx, cfg, app.Options{Logger: logger})
+		if err != nil {
+			fmt.Fprintf(stderr, "stagehand-worker: %v\n", err)
+			return 1
+		}
+		a.Stop()
+		fmt.Fprintln(stderr, "stagehand-worker: configuration OK")
+		return 0
+	}
+	a, err := app.New(ctx, cfg, app.Options{Logger: logger})
+	if err != nil {
+		fmt.Fprintf(stderr, "stagehand-worker: %v\n", err)
+		return 1
+	}
+	if err := a.Run(ctx); err != nil {
+		fmt.Fprintf(stderr, "stagehand-worker: %v\n", err)
+		return 1
+	}
+	return 0
+}

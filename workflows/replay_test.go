@@ -1,0 +1,30 @@
+package workflows_test
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/stagehand-dev/stagehand/workflows"
+)
+
+// TestReplayRecordedHistories replays histories recorded from real runs on
+// a real server (regenerate with
+// `STAGEHAND_RECORD_HISTORY=$PWD/workflows/testdata go test ./worker/app`).
+// A change to the interpreter that alters the order of commands fails here
+// unless it is gated with workflow.GetVersion.
+func TestReplayRecordedHistories(t *testing.T) {
+	files, err := filepath.Glob("testdata/*.json")
+	require.NoError(t, err)
+	require.NotEmpty(t, files, "no recorded histories in workflows/testdata")
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			r := worker.NewWorkflowReplayer()
+			r.RegisterWorkflowWithOptions(workflows.RunbookWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowType})
+			require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(nil, f))
+		})
+	}
+}
