@@ -177,6 +177,9 @@ func (a *Activities) WaitRollout(ctx context.Context, in WaitRolloutInput) (Wait
 // rolloutWatch is the waiting loop's view of one Deployment: the latest
 // Deployment, its ReplicaSets and its pods, each kept current by a watch.
 type rolloutWatch struct {
+	// name filters deployment events: field selectors are a server-side
+	// feature that fake clientsets ignore.
+	name string
 	dep  *appsv1.Deployment
 	rss  map[string]*appsv1.ReplicaSet
 	pods map[string]*corev1.Pod
@@ -265,7 +268,7 @@ func (w *rolloutWatch) apply(ev streamEvent) {
 	case ev.sync && strings.HasPrefix(ev.source, "deployment"):
 		w.dep = nil
 		for _, o := range ev.items {
-			if d, ok := o.(*appsv1.Deployment); ok {
+			if d, ok := o.(*appsv1.Deployment); ok && d.Name == w.name {
 				w.dep = d
 			}
 		}
@@ -286,6 +289,9 @@ func (w *rolloutWatch) apply(ev streamEvent) {
 	default:
 		switch o := ev.obj.(type) {
 		case *appsv1.Deployment:
+			if o.Name != w.name {
+				return
+			}
 			if ev.typ == watch.Deleted {
 				w.dep = nil
 			} else {
@@ -325,7 +331,7 @@ func (a *Activities) waitRollout(ctx context.Context, c *Cluster, ref Deployment
 	events := make(chan streamEvent, 64)
 	go runStream(ctx, deploymentListWatch(c, ref), a.maxBackoff(), events)
 
-	w := &rolloutWatch{rss: map[string]*appsv1.ReplicaSet{}, pods: map[string]*corev1.Pod{}}
+	w := &rolloutWatch{name: ref.Deployment, rss: map[string]*appsv1.ReplicaSet{}, pods: map[string]*corev1.Pod{}}
 	startedChildren := false
 	status := "waiting for the deployment"
 	problem := ""
