@@ -199,3 +199,33 @@ func Main(m *testing.M) int {
 	}
 	return code
 }
+
+// WaitForPod watches the pods in ns matching labelSelector until one satisfies
+// cond, and returns it.
+func (e *Env) WaitForPod(ctx context.Context, ns, labelSelector string, cond func(*corev1.Pod) bool) (*corev1.Pod, error) {
+	lw := cache.NewFilteredListWatchFromClient(e.Client.CoreV1().RESTClient(), "pods", ns, func(o *metav1.ListOptions) {
+		o.LabelSelector = labelSelector
+	})
+	ev, err := watchtools.UntilWithSync(ctx, lw, &corev1.Pod{}, nil, func(ev watch.Event) (bool, error) {
+		p, ok := ev.Object.(*corev1.Pod)
+		return ok && ev.Type != watch.Deleted && cond(p), nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kubetest: wait for pod in %s (%s): %w", ns, labelSelector, err)
+	}
+	return ev.Object.(*corev1.Pod), nil
+}
+
+// WaitForEvent watches the core/v1 Events in ns until one satisfies cond, and
+// returns it. Events written before the call count too.
+func (e *Env) WaitForEvent(ctx context.Context, ns string, cond func(*corev1.Event) bool) (*corev1.Event, error) {
+	lw := cache.NewFilteredListWatchFromClient(e.Client.CoreV1().RESTClient(), "events", ns, func(*metav1.ListOptions) {})
+	ev, err := watchtools.UntilWithSync(ctx, lw, &corev1.Event{}, nil, func(ev watch.Event) (bool, error) {
+		x, ok := ev.Object.(*corev1.Event)
+		return ok && ev.Type != watch.Deleted && cond(x), nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kubetest: wait for event in %s: %w", ns, err)
+	}
+	return ev.Object.(*corev1.Event), nil
+}
