@@ -35,6 +35,8 @@ TEMPORAL := $(BIN)/temporal
 TEST_PREREQS ?=
 # Flags for `go test`; the race detector stays on (workers are concurrent).
 GO_TEST_FLAGS ?= -race -count=1 -timeout 20m
+# Packages to vet and test; narrow it while iterating, e.g.
+# make test TEST_PACKAGES=./internal/...
 TEST_PACKAGES ?= ./...
 
 -include $(sort $(wildcard scripts/*.mk))
@@ -64,7 +66,7 @@ vet: ## go vet every package
 # (including build failures, which have no test events of their own).
 .PHONY: test
 test: tools $(TEST_PREREQS) ## the full test suite: tools, vet, race-enabled tests, summary
-	$(GO) vet ./...
+	$(GO) vet $(TEST_PACKAGES)
 	$(GO) build -o $(BIN)/testsummary ./internal/testsummary
 	$(GO) test -json $(GO_TEST_FLAGS) $(TEST_PACKAGES) 2>&1 | $(BIN)/testsummary
 

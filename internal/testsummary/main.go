@@ -128,7 +128,8 @@ func (s *summary) handle(e event) {
 			return
 		}
 		fmt.Fprintf(s.out, "FAIL  %s (%.1fs)\n", e.Package, e.Elapsed)
-		if !s.testFailed[e.Package] {
+		// A failed build is reported from its build events instead.
+		if !s.testFailed[e.Package] && e.FailedBuild == "" {
 			s.failedPkgs = append(s.failedPkgs, e.Package)
 		}
 	}
@@ -145,9 +146,6 @@ func (s *summary) report() int {
 		fmt.Fprintf(w, "\n=== BUILD FAILED: %s\n%s", p, s.buildOutput[p].String())
 	}
 	for _, p := range s.failedPkgs {
-		if s.failedBuild[p] {
-			continue
-		}
 		fmt.Fprintf(w, "\n=== PACKAGE FAILED: %s\n%s", p, s.buf(testKey{p, ""}).String())
 	}
 	for _, k := range s.failedTests {

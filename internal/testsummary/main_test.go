@@ -62,6 +62,7 @@ func TestSummarize(t *testing.T) {
 `,
 			wantCode: 1,
 			want:     []string{"=== BUILD FAILED: p [p.test]\n# p\n./a.go:3:1: syntax error", "1 packages failed to build"},
+			notWant:  []string{"PACKAGE FAILED", "outside any test"},
 		},
 		{
 			name:     "non-JSON lines pass through",
