@@ -137,7 +137,7 @@ func updateError(g *GlobalOptions, err error, run, gate string, verb decisionVer
 	var timeout *client.WorkflowUpdateServiceTimeoutOrCanceledError
 	var deadline *serviceerror.DeadlineExceeded
 	if errors.As(err, &timeout) || errors.As(err, &deadline) || errors.Is(err, context.DeadlineExceeded) {
-		return exitf(ExitTemporal, "no worker answered the approval of run %s (is the Stagehand worker running on task queue %q?); nothing was recorded", run, g.TaskQueue)
+		return exitf(ExitTemporal, "no worker answered the approval of run %s (is the Stagehand worker running on task queue %q?); it may still be applied when a worker picks the run up, check with `%s status %s`", run, g.TaskQueue, prefix, shellQuote(run))
 	}
 	return g.rpcError(err, run, verb.decision+" run "+run)
 }

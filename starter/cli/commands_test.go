@@ -37,6 +37,15 @@ func TestExitCodes(t *testing.T) {
 		{name: "start without runbook", args: []string{"start"}, want: ExitUsage, wantErr: []string{"name a runbook"}},
 		{name: "bad param names the flag", args: []string{"start", "patch", "--param", "image"}, want: ExitUsage, wantErr: []string{`invalid --param "image"`}},
 		{
+			name: "no user to approve as",
+			args: []string{"approve", "x", "--gate", "merge"},
+			setup: func(h *harness) {
+				h.f.Getenv = func(string) string { return "" }
+			},
+			want:    ExitUsage,
+			wantErr: []string{"--as USER"},
+		},
+		{
 			name: "unreachable",
 			args: []string{"status", "x", "--address", "127.0.0.1:1"},
 			setup: func(h *harness) {
@@ -411,7 +420,7 @@ func TestApprove(t *testing.T) {
 		{
 			name: "no worker", args: []string{"approve", "hello-1", "--gate", "merge"},
 			updErr: context.DeadlineExceeded,
-			want:   ExitTemporal, errOut: []string{"no worker answered the approval", "nothing was recorded"},
+			want:   ExitTemporal, errOut: []string{"no worker answered the approval", "may still be applied"},
 			decision: workflows.ApprovalDecision{Gate: "merge", Decision: "approve", By: "alice"},
 		},
 	}

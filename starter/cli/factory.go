@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/user"
 	"time"
 
 	"go.temporal.io/api/workflowservice/v1"
@@ -50,6 +51,9 @@ type Factory struct {
 	Catalogue func() (*activities.Catalogue, error)
 	// LoadRunbook parses and validates one runbook file.
 	LoadRunbook RunbookLoader
+	// OSUser names the account running the CLI, for when $USER is unset
+	// (containers, cron).
+	OSUser func() string
 }
 
 // NewFactory returns the factory the stagehand binary uses.
@@ -63,6 +67,12 @@ func NewFactory(io *IOStreams) *Factory {
 		RPCTimeout:  15 * time.Second,
 		Catalogue:   func() (*activities.Catalogue, error) { return registry.Catalogue(registry.Deps{}) },
 		LoadRunbook: loadRunbookFile,
+		OSUser: func() string {
+			if u, err := user.Current(); err == nil {
+				return u.Username
+			}
+			return ""
+		},
 	}
 }
 
@@ -123,6 +133,9 @@ func (f *Factory) currentUser() string {
 		if v := f.Getenv(k); v != "" {
 			return v
 		}
+	}
+	if f.OSUser != nil {
+		return f.OSUser()
 	}
 	return ""
 }

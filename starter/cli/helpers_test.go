@@ -43,6 +43,7 @@ func newHarness(t *testing.T) *harness {
 		return ""
 	}
 	h.f.Now = func() time.Time { return fixedNow }
+	h.f.OSUser = func() string { return "" }
 	h.f.RPCTimeout = 2 * time.Second
 	h.f.Dial = func(context.Context, client.Options) (Client, error) {
 		h.dialed++
