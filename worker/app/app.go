@@ -131,7 +131,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 			Logger:    tlog.NewStructuredLogger(logger),
 		})
 		if err != nil {
-			return nil, fmt.Errorf("connect to Temporal at %s (namespace %s): %w", cfg.Temporal.Address, cfg.Temporal.Namespace, err)
+			return nil, fmt.Errorf("connect to Temporal at %s (namespace %s): %w (is the server running? `make dev` starts a local one)", cfg.Temporal.Address, cfg.Temporal.Namespace, err)
 		}
 		own = true
 	}

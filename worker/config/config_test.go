@@ -1,0 +1,72 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func write(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "worker.yaml")
+	require.NoError(t, os.WriteFile(p, []byte(body), 0o644))
+	return p
+}
+
+func TestLoadAndOverride(t *testing.T) {
+	p := write(t, `temporal: {address: temporal:7233, namespace: ops}
+environments:
+  sandbox: {kubeconfig: ~/.kube/config, context: sb, namespace: backstage, deployment: backstage, url: "https://sb.example"}
+`)
+	cfg, err := Load(p)
+	require.NoError(t, err)
+	assert.Equal(t, "temporal:7233", cfg.Temporal.Address)
+	assert.Equal(t, "ops", cfg.Temporal.Namespace)
+	assert.Equal(t, "stagehand", cfg.Temporal.TaskQueue, "defaults fill what the file leaves out")
+
+	env := map[string]string{"TEMPORAL_ADDRESS": "10.0.0.1:7233", "STAGEHAND_TASK_QUEUE": "ops-q"}
+	cfg.ApplyEnv(func(k string) string { return env[k] })
+	assert.Equal(t, "10.0.0.1:7233", cfg.Temporal.Address)
+	assert.Equal(t, "ops-q", cfg.Temporal.TaskQueue)
+	require.NoError(t, cfg.Validate())
+
+	data := cfg.TemplateData()
+	assert.Equal(t, "https://sb.example", data["sandbox"].(map[string]any)["url"])
+	home, _ := os.UserHomeDir()
+	assert.Equal(t, filepath.Join(home, ".kube/config"), cfg.ResolvePath(cfg.Environments["sandbox"].Kubeconfig))
+}
+
+func TestUnknownKeyIsAnError(t *testing.T) {
+	_, err := Load(write(t, "temporal: {adress: x}\n"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "adress")
+}
+
+func TestEmptyFileIsDefaults(t *testing.T) {
+	cfg, err := Load(write(t, ""))
+	require.NoError(t, err)
+	assert.Equal(t, Defaults().Temporal, cfg.Temporal)
+}
+
+func TestValidateReportsEverything(t *testing.T) {
+	cfg := Defaults()
+	cfg.Temporal.TaskQueue = ""
+	cfg.Log.Level = "loud"
+	cfg.Environments = map[string]Environment{"prod": {InCluster: true, Context: "x"}}
+	err := cfg.Validate()
+	require.Error(t, err)
+	for _, want := range []string{"taskQueue is empty", `log.level "loud"`, "environments.prod: inCluster excludes"} {
+		assert.Contains(t, err.Error(), want)
+	}
+}
+
+func TestShippedConfigsLoad(t *testing.T) {
+	for _, f := range []string{"../../config/local.yaml", "../../config/docker.yaml"} {
+		cfg, err := Load(f)
+		require.NoError(t, err, f)
+		require.NoError(t, cfg.Validate(), f)
+	}
+}
