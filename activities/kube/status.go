@@ -118,10 +118,15 @@ func classifyPod(pod *corev1.Pod) *PodFailure {
 			case cs.State.Waiting != nil && failingWaitingReasons[cs.State.Waiting.Reason]:
 				f.Reason, f.Message = cs.State.Waiting.Reason, cs.State.Waiting.Message
 				f.previous = cs.RestartCount > 0
-				if cs.State.Waiting.Reason == "CrashLoopBackOff" && cs.LastTerminationState.Terminated != nil {
+				if t := cs.LastTerminationState.Terminated; cs.State.Waiting.Reason == "CrashLoopBackOff" && t != nil {
 					// The back-off message says nothing about the crash;
-					// the last termination does (OOMKilled, exit code).
-					t := cs.LastTerminationState.Terminated
+					// the last termination does. An OOM kill is the root
+					// cause operators act on (raise the limit), so it
+					// becomes the reason.
+					if t.Reason == "OOMKilled" {
+						f.Reason = "OOMKilled"
+						f.Message = joinNonEmpty(": ", "CrashLoopBackOff", f.Message)
+					}
 					f.Message = joinNonEmpty("; ", f.Message, terminatedText(t))
 				}
 				return f

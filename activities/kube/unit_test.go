@@ -154,6 +154,11 @@ func TestClassifyPod(t *testing.T) {
 			p.Status.ContainerStatuses[0].State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Reason: "OOMKilled", ExitCode: 137}}
 		}, reason: "OOMKilled"},
 		{name: "oom killed last time", mutate: oom, reason: "OOMKilled", restarts: 1, previous: true},
+		{name: "crash loop after oom kill", mutate: func(p *corev1.Pod) {
+			waiting("CrashLoopBackOff", "back-off 10s", 2)(p)
+			oom(p)
+			p.Status.ContainerStatuses[0].RestartCount = 2
+		}, reason: "OOMKilled", restarts: 2, previous: true},
 		{name: "error exit is not (yet) a failure", mutate: func(p *corev1.Pod) {
 			p.Status.ContainerStatuses[0].State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Reason: "Error", ExitCode: 1}}
 		}},
