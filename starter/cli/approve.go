@@ -66,7 +66,7 @@ they land, so confirm with ` + "`stagehand status RUN`" + `.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVarP(&opts.Gate, "gate", "g", "", "approval gate (step id); default: the gate the run waits at")
-	fl.StringVar(&opts.As, "as", f.currentUser(), "who decides (default $USER)")
+	fl.StringVar(&opts.As, "as", f.currentUser(), "who decides (from $USER)")
 	fl.StringVarP(&opts.Comment, "comment", "m", "", "why; kept in the run's audit trail")
 	fl.BoolVar(&opts.Signal, "signal", false, "send the approval signal (fire and forget) instead of the checked update")
 	return cmd

@@ -38,9 +38,9 @@ func newListCmd(f *Factory, g *GlobalOptions) *cobra.Command {
 		Use:     "audit",
 		Aliases: []string{"list"},
 		Short:   "List past and current runs (the audit trail)",
-		Long: `List runs from Temporal's visibility store, newest first, filtered by the
-search attributes every run keeps current: runbook, outcome, image and who
-requested it, plus a start time.
+		Long: `List runs from Temporal's visibility store (running runs first, then the most
+recently ended), filtered by the search attributes every run keeps current:
+runbook, outcome, image and who requested it, plus a start time.
 
 Columns: workflow id, runbook, environment, image, requested by, approvers,
 outcome (the run's StagehandOutcome, else Temporal's execution status), start

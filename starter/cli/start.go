@@ -53,7 +53,7 @@ exits 1 if it failed, was rejected or was cancelled.`,
   # Shared params in a file, one overridden
   stagehand start upgrade --params-file upgrade.yaml --param environment=sandbox
 
-  # Try a runbook under development without deploying the worker
+  # Try a runbook under development before adding it to the worker's runbooks
   stagehand start --file ./my-runbook.yaml --param dryRun=true --wait`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -68,7 +68,7 @@ exits 1 if it failed, was rejected or was cancelled.`,
 	fl.StringVar(&opts.ParamsFile, "params-file", "", "YAML or JSON file of parameters (- for stdin); --param wins")
 	fl.StringVarP(&opts.File, "file", "f", "", "local runbook YAML to send inline instead of a runbook name")
 	fl.StringVar(&opts.ID, "id", "", "workflow id (default RUNBOOK-YYYYMMDD-HHMMSS)")
-	fl.StringVar(&opts.RequestedBy, "requested-by", f.currentUser(), "who asks for the run (default $USER)")
+	fl.StringVar(&opts.RequestedBy, "requested-by", f.currentUser(), "who asks for the run (from $USER)")
 	fl.BoolVarP(&opts.Wait, "wait", "w", false, "wait for the run to end and print its final status")
 	fl.StringVarP(&opts.Output, "output", "o", "text", "output format: text or json")
 	return cmd
@@ -194,6 +194,9 @@ func runStart(ctx context.Context, f *Factory, g *GlobalOptions, opts *StartOpti
 	runErr := run.Get(ctx, &st)
 	final, code, err := finalStatus(runErr, &st)
 	if err != nil {
+		if ctx.Err() != nil {
+			return exitf(ExitTemporal, "stopped waiting; run %s goes on (follow it with `%s watch %s`)", res.WorkflowID, prefix, shellQuote(res.WorkflowID))
+		}
 		return g.rpcError(err, res.WorkflowID, "wait for run "+res.WorkflowID)
 	}
 	res.Final = final
