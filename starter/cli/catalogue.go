@@ -1,9 +1,14 @@
 package cli
 
 import (
+	"fmt"
+	"io"
+	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/stagehand-dev/stagehand/runbooks"
 )
 
 // CatalogueOptions are the inputs of `stagehand runbooks`.
@@ -21,18 +26,37 @@ type stepTypeInfo struct {
 	Native bool `json:"native,omitempty"`
 }
 
+// runbookInfo is one built-in runbook as --output json prints it.
+type runbookInfo struct {
+	Name        string                    `json:"name"`
+	Description string                    `json:"description,omitempty"`
+	File        string                    `json:"file"`
+	Params      map[string]runbooks.Param `json:"params,omitempty"`
+	Steps       int                       `json:"steps"`
+}
+
+// catalogueJSON is the --output json document.
+type catalogueJSON struct {
+	StepTypes []stepTypeInfo `json:"stepTypes"`
+	Runbooks  []runbookInfo  `json:"runbooks"`
+}
+
 func newCatalogueCmd(f *Factory, _ *GlobalOptions) *cobra.Command {
 	opts := &CatalogueOptions{}
 	cmd := &cobra.Command{
 		Use:     "runbooks",
 		Aliases: []string{"catalogue", "catalog"},
-		Short:   "List the step types runbooks can use",
-		Long: `List the built-in step types a runbook can name in ` + "`uses`" + `, with the
-` + "`with`" + ` keys each accepts (required ones marked *) and what it does.
+		Short:   "List the step types runbooks can use, and the built-in runbooks",
+		Long: `List the step types a runbook can name in ` + "`uses`" + `, with the ` + "`with`" + ` keys
+each accepts (required ones marked *) and what it does; then the runbooks
+built into this binary with their params (required ones marked *, defaults
+after =).
 
-This is the catalogue validate checks runbooks against; it needs no server.`,
+This is the catalogue validate checks runbooks against; it needs no server. A
+worker may add or override runbooks from its runbooks directory.`,
 		Example: `  stagehand runbooks
-  stagehand catalogue --output json | jq '.[].name'`,
+  stagehand catalogue --output markdown > docs/step-types.md
+  stagehand catalogue --output json | jq '.stepTypes[].name'`,
 		Args: cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
 			return runCatalogue(f, opts)
@@ -50,35 +74,85 @@ func runCatalogue(f *Factory, opts *CatalogueOptions) error {
 	if err != nil {
 		return exitf(ExitUsage, "build step catalogue: %v", err)
 	}
-	var infos []stepTypeInfo
+	doc := catalogueJSON{StepTypes: []stepTypeInfo{}, Runbooks: []runbookInfo{}}
 	for _, t := range cat.Types() {
-		infos = append(infos, stepTypeInfo{Name: t.Name, Description: t.Description, With: t.InputKeys(), Required: t.Required, Native: t.Native})
+		doc.StepTypes = append(doc.StepTypes, stepTypeInfo{Name: t.Name, Description: t.Description, With: t.InputKeys(), Required: t.Required, Native: t.Native})
+	}
+	sources, err := runbooks.BuiltinSources()
+	if err != nil {
+		return exitf(ExitUsage, "read built-in runbooks: %v", err)
+	}
+	for _, src := range sources {
+		rb, err := runbooks.Parse(src.File, src.Data, cat)
+		if err != nil {
+			// A broken built-in is a bug; show it rather than hide the rest.
+			fmt.Fprintf(f.IO.ErrOut, "warning: built-in runbook %s: %v\n", src.File, err)
+			continue
+		}
+		doc.Runbooks = append(doc.Runbooks, runbookInfo{Name: rb.Name, Description: rb.Description, File: src.File, Params: rb.Params, Steps: len(rb.Steps)})
 	}
 	if opts.Output == "json" {
-		return writeJSON(f.IO.Out, infos)
+		return writeJSON(f.IO.Out, doc)
 	}
-	tb := &table{header: []string{"STEP TYPE", "WITH", "DESCRIPTION"}}
-	for _, in := range infos {
-		required := map[string]bool{}
-		for _, r := range in.Required {
-			required[r] = true
-		}
-		keys := make([]string, 0, len(in.With))
-		for _, k := range in.With {
-			if required[k] {
-				k += "*"
-			}
-			keys = append(keys, k)
-		}
-		tb.add(in.Name, orDash(strings.Join(keys, ", ")), in.Description)
+
+	steps := &table{header: []string{"STEP TYPE", "WITH", "DESCRIPTION"}}
+	for _, in := range doc.StepTypes {
+		steps.add(in.Name, orDash(markRequired(in.With, in.Required)), in.Description)
 	}
-	if opts.Output == "markdown" {
-		err = tb.writeMarkdown(f.IO.Out)
-	} else {
-		err = tb.writeText(f.IO.Out)
+	books := &table{header: []string{"RUNBOOK", "PARAMS", "DESCRIPTION"}}
+	for _, rb := range doc.Runbooks {
+		books.add(rb.Name, orDash(describeParams(rb.Params)), truncate(rb.Description, 100))
+	}
+	write := func(w io.Writer, t *table) error {
+		if opts.Output == "markdown" {
+			return t.writeMarkdown(w)
+		}
+		return t.writeText(w)
+	}
+	err = write(f.IO.Out, steps)
+	if err == nil && len(doc.Runbooks) > 0 {
+		fmt.Fprintln(f.IO.Out)
+		err = write(f.IO.Out, books)
 	}
 	if err != nil {
 		return exitf(ExitUsage, "write output: %v", err)
 	}
 	return nil
+}
+
+// markRequired lists keys with a * after the required ones.
+func markRequired(keys, required []string) string {
+	req := map[string]bool{}
+	for _, r := range required {
+		req[r] = true
+	}
+	out := make([]string, 0, len(keys))
+	for _, k := range keys {
+		if req[k] {
+			k += "*"
+		}
+		out = append(out, k)
+	}
+	return strings.Join(out, ", ")
+}
+
+// describeParams lists params as name* (required) or name=default.
+func describeParams(params map[string]runbooks.Param) string {
+	names := make([]string, 0, len(params))
+	for n := range params {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out := make([]string, 0, len(names))
+	for _, n := range names {
+		p := params[n]
+		switch {
+		case p.Required && p.Default == nil:
+			n += "*"
+		case p.Default != nil:
+			n += fmt.Sprintf("=%v", p.Default)
+		}
+		out = append(out, n)
+	}
+	return strings.Join(out, ", ")
 }

@@ -166,15 +166,21 @@ func TestCatalogue(t *testing.T) {
 	if code := h.run("runbooks"); code != ExitOK {
 		t.Fatal(code)
 	}
-	assertContains(t, h.out.String(), "STEP TYPE", "log", "message*, level", "wait", "duration*")
+	assertContains(t, h.out.String(), "STEP TYPE", "log", "message*, level", "wait", "duration*",
+		"RUNBOOK", "hello", "image*")
 	h = newHarness(t)
 	if code := h.run("catalogue", "-o", "json"); code != ExitOK {
 		t.Fatal(code)
 	}
-	var infos []stepTypeInfo
-	if err := json.Unmarshal(h.out.Bytes(), &infos); err != nil || len(infos) == 0 {
+	var doc catalogueJSON
+	if err := json.Unmarshal(h.out.Bytes(), &doc); err != nil || len(doc.StepTypes) == 0 || len(doc.Runbooks) == 0 {
 		t.Fatalf("%v %s", err, h.out)
 	}
+	h = newHarness(t)
+	if code := h.run("catalog", "-o", "markdown"); code != ExitOK {
+		t.Fatal(code)
+	}
+	assertContains(t, h.out.String(), "| log | message*, level |", "| hello |")
 }
 
 func TestStart(t *testing.T) {
