@@ -76,8 +76,10 @@ test: tools $(TEST_PREREQS) ## the full test suite: tools, vet, race-enabled tes
 bench: tools ## run the workflow benchmarks once
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./workflows/...
 
+# Only the Temporal CLI: `make dev` should not wait minutes for test-only
+# tools (the kube control plane) it never runs.
 .PHONY: dev
-dev: tools build ## start a Temporal dev server (UI on :8233) and the worker in the background
+dev: temporal-cli build ## start a Temporal dev server (UI on :8233) and the worker in the background
 	@scripts/dev-up.sh
 
 .PHONY: dev-down

@@ -158,6 +158,7 @@ Stagehand is running.
 
 Start a run from the UI (Start Workflow: type RunbookWorkflow, task queue
 $task_queue, input {"runbook":"patch","params":{...}}), or:
+  bin/stagehand runbooks        # the runbooks and step types the worker knows
   bin/stagehand start patch --param environment=sandbox --param image=...
   bin/temporal workflow start --address $address --type RunbookWorkflow \\
     --task-queue $task_queue --input '{"runbook":"patch","params":{"environment":"sandbox"}}'
