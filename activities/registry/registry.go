@@ -5,6 +5,7 @@ package registry
 
 import (
 	"github.com/stagehand-dev/stagehand/activities"
+	"github.com/stagehand-dev/stagehand/activities/flux"
 	"github.com/stagehand-dev/stagehand/activities/generic"
 	"github.com/stagehand-dev/stagehand/activities/kube"
 )
@@ -26,5 +27,7 @@ func Catalogue(deps Deps) (*activities.Catalogue, error) {
 		kubeActs = &kube.Activities{}
 	}
 	types = append(types, kube.StepTypes(kubeActs)...)
+	// The flux steps read the same clusters as the kube steps.
+	types = append(types, flux.StepTypes(&flux.Activities{Kube: kubeActs})...)
 	return activities.NewCatalogue(types...)
 }
