@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/stagehand-dev/stagehand/activities/registry"
@@ -92,6 +93,25 @@ func (l *liveCLI) must(want int, args ...string) string {
 	return out + errOut
 }
 
+// waitClosed waits until Temporal reports the execution closed.
+func waitClosed(t *testing.T, srv *devserver.Server, id string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		d, err := srv.Client.DescribeWorkflowExecution(context.Background(), id, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run %s still open", id)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func runID(t *testing.T) string {
 	return fmt.Sprintf("%s-%d", strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")), time.Now().UnixNano())
 }
@@ -127,6 +147,7 @@ func TestLiveApproveFlow(t *testing.T) {
 	out = l.must(ExitOK, "watch", id, "--interval", "50ms")
 	assertContains(t, out, "merge", "approved", "note", "Run "+id+" succeeded")
 
+	waitClosed(t, l.srv, id)
 	var st map[string]any
 	if err := json.Unmarshal([]byte(l.must(ExitOK, "status", id, "-o", "json")), &st); err != nil {
 		t.Fatal(err)
@@ -165,12 +186,7 @@ func TestLiveApproveFlow(t *testing.T) {
 	}
 }
 
-// TestLiveRejectAndReadResultWithoutWorker: a rejected run exits 1 from
-// watch, and its final status is still readable after the worker is gone.
-func TestLiveRejectAndReadResultWithoutWorker(t *testing.T) {
-	l := newLiveCLI(t)
-	file := filepath.Join(t.TempDir(), "gate.yaml")
-	if err := os.WriteFile(file, []byte(`name: gate
+const gateRunbook = `name: gate
 params:
   who: {type: string, default: world}
 steps:
@@ -184,9 +200,34 @@ steps:
 onFailure:
   - id: tidy
     uses: noop
-`), 0o600); err != nil {
+`
+
+func writeGateRunbook(t *testing.T) string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "gate.yaml")
+	if err := os.WriteFile(file, []byte(gateRunbook), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return file
+}
+
+// TestLiveApproveBySignal: --signal reaches the workflow's approval signal.
+func TestLiveApproveBySignal(t *testing.T) {
+	l := newLiveCLI(t)
+	id := runID(t)
+	l.must(ExitOK, "start", "--file", writeGateRunbook(t), "--id", id, "--param", "who=team")
+	l.must(ExitWaitingApproval, "watch", id, "--interval", "50ms")
+	out := l.must(ExitOK, "approve", id, "--as", "bob", "--signal", "--comment", "ok")
+	assertContains(t, out, "Sent approve signal for gate ship")
+	out = l.must(ExitOK, "watch", id, "--interval", "50ms")
+	assertContains(t, out, "ship", "approved", "succeeded")
+}
+
+// TestLiveRejectAndReadResultWithoutWorker: a rejected run exits 1 from
+// watch, and its final status is still readable after the worker is gone.
+func TestLiveRejectAndReadResultWithoutWorker(t *testing.T) {
+	l := newLiveCLI(t)
+	file := writeGateRunbook(t)
 	id := runID(t)
 	l.must(ExitOK, "start", "--file", file, "--id", id)
 	l.must(ExitWaitingApproval, "watch", id, "--interval", "50ms")
@@ -195,6 +236,9 @@ onFailure:
 	out = l.must(ExitRunFailed, "watch", id, "--interval", "50ms")
 	assertContains(t, out, "Run "+id+" rejected")
 
+	// The status query may report the end a moment before the execution
+	// closes; the point here is reading a closed run with no worker.
+	waitClosed(t, l.srv, id)
 	l.stop()
 	out = l.must(ExitOK, "status", id)
 	assertContains(t, out, "State:        rejected", "ship", "rejected", "tidy", "not today")
