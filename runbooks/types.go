@@ -102,6 +102,17 @@ type Approval struct {
 	Approvers []string `yaml:"approvers" json:"approvers"`
 	// Timeout after which the run is rejected; zero means wait forever.
 	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+	// Remind, if set, runs a step (typically notify.send) every interval
+	// while the gate stays open.
+	Remind *Reminder `yaml:"remind,omitempty" json:"remind,omitempty"`
+}
+
+// Reminder re-announces an open gate. Its `with` templates also see
+// .gate (id, message, approvers, waiting: how long it has been open).
+type Reminder struct {
+	Every Duration       `yaml:"every" json:"every"`
+	Uses  string         `yaml:"uses" json:"uses"`
+	With  map[string]any `yaml:"with,omitempty" json:"with,omitempty"`
 }
 
 // RetryPolicy maps onto Temporal's activity retry policy.

@@ -18,6 +18,8 @@ type scope struct {
 	params    map[string]Param
 	steps     map[string]bool
 	onFailure bool
+	// gate is set in a gate's reminder, which also sees .gate.
+	gate bool
 }
 
 func (p *parser) validate(rb *Runbook, cat Catalogue) {
@@ -129,6 +131,17 @@ func (p *parser) validateStep(s Step, path string, cat Catalogue, ids map[string
 			}
 		}
 		p.checkTemplate(s.Approval.Message, path+".approval.message", sc)
+		if r := s.Approval.Remind; r != nil {
+			rpath := path + ".approval.remind"
+			if r.Every <= 0 {
+				p.at(rpath+".every", "remind needs a positive interval, e.g. 4h")
+			}
+			if r.Uses == "" {
+				p.at(rpath+".uses", "remind needs a step type, e.g. notify.send")
+			} else {
+				p.validateActivityStep(Step{ID: s.ID + "_remind", Uses: r.Uses, With: r.With}, rpath, cat, &scope{params: sc.params, steps: sc.steps, onFailure: sc.onFailure, gate: true})
+			}
+		}
 	case KindParallel:
 		if inParallel {
 			p.at(path+".parallel", "parallel groups cannot be nested")
@@ -230,7 +243,7 @@ func (p *parser) checkTemplate(text, path string, sc *scope) {
 	for _, ref := range refs {
 		root := ref[0]
 		if !knownRoots[root] {
-			p.at(path, "template reads .%s: unknown name (use .params, .steps, .environments, .run, .failedStep or .error)", strings.Join(ref, "."))
+			p.at(path, "template reads .%s: unknown name (use .params, .steps, .environments, .run, .failedStep, .error or .gate)", strings.Join(ref, "."))
 			continue
 		}
 		switch root {
@@ -249,6 +262,10 @@ func (p *parser) checkTemplate(text, path string, sc *scope) {
 		case RootFailedStep, RootError:
 			if !sc.onFailure {
 				p.at(path, "template reads .%s, which only onFailure steps have", root)
+			}
+		case RootGate:
+			if !sc.gate {
+				p.at(path, "template reads .gate, which only a gate's remind step has")
 			}
 		}
 	}

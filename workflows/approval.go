@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/stagehand-dev/stagehand/activities"
 	"github.com/stagehand-dev/stagehand/runbooks"
 )
 
@@ -132,13 +134,7 @@ func (r *run) runGate(ctx workflow.Context, s runbooks.Step, st *StepStatus) *st
 	r.upsert(ctx, SearchOutcome.ValueSet(string(RunWaitingApproval)))
 	r.publish()
 
-	decided := func() bool { return r.decision != nil }
-	ok := true
-	if timeout > 0 {
-		ok, err = workflow.AwaitWithTimeout(ctx, timeout, decided)
-	} else {
-		err = workflow.Await(ctx, decided)
-	}
+	ok, err := r.awaitDecision(ctx, s, gate)
 	r.pendingGate = nil
 	r.status.PendingGate = nil
 	if r.status.State == RunWaitingApproval {
@@ -168,6 +164,73 @@ func (r *run) runGate(ctx workflow.Context, s runbooks.Step, st *StepStatus) *st
 	st.State = StepApproved
 	r.addApprover(ctx, d.By)
 	return nil
+}
+
+// awaitDecision waits for a decision until the gate's timeout, running the
+// gate's reminder step every interval meanwhile. A wait of days is a few
+// timers in history, not a polling loop.
+func (r *run) awaitDecision(ctx workflow.Context, s runbooks.Step, gate *GateStatus) (bool, error) {
+	decided := func() bool { return r.decision != nil }
+	timeout := s.Approval.Timeout.D()
+	remind := s.Approval.Remind
+	if remind == nil || remind.Every <= 0 {
+		if timeout > 0 {
+			return workflow.AwaitWithTimeout(ctx, timeout, decided)
+		}
+		return true, workflow.Await(ctx, decided)
+	}
+	for n := 1; ; n++ {
+		wait := remind.Every.D()
+		if timeout > 0 {
+			left := gate.OpenedAt.Add(timeout).Sub(workflow.Now(ctx))
+			if left <= 0 {
+				return false, nil
+			}
+			if left < wait {
+				wait = left
+			}
+		}
+		ok, err := workflow.AwaitWithTimeout(ctx, wait, decided)
+		if ok || err != nil {
+			return ok, err
+		}
+		if timeout > 0 && !workflow.Now(ctx).Before(gate.OpenedAt.Add(timeout)) {
+			return false, nil
+		}
+		r.remind(ctx, s, gate, n)
+	}
+}
+
+// remind runs the gate's reminder step. A failed reminder is logged, not
+// fatal: the gate itself is still open and valid.
+func (r *run) remind(ctx workflow.Context, s runbooks.Step, gate *GateStatus, n int) {
+	rem := s.Approval.Remind
+	data := make(map[string]any, len(r.data)+1)
+	for k, v := range r.data {
+		data[k] = v
+	}
+	data[runbooks.RootGate] = map[string]any{
+		"id": gate.Gate, "message": gate.Message, "approvers": gate.Approvers,
+		"waiting": workflow.Now(ctx).Sub(gate.OpenedAt).Round(time.Second).String(), "reminder": n,
+	}
+	rendered, err := runbooks.RenderValue(anyMap(rem.With), data)
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("gate reminder: bad arguments", "gate", s.ID, "error", err)
+		return
+	}
+	with, _ := rendered.(map[string]any)
+	opts := r.resolved.StepTypes[rem.Uses]
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		ActivityID:          fmt.Sprintf("%s-remind-%d", s.ID, n),
+		StartToCloseTimeout: firstDuration(opts.DefaultTimeout.D(), time.Minute),
+		RetryPolicy:         retryPolicy(nil),
+	})
+	err = workflow.ExecuteActivity(actx, rem.Uses, activities.StepRequest{
+		RunID: workflow.GetInfo(ctx).WorkflowExecution.ID, StepID: s.ID + "_remind", With: with,
+	}).Get(ctx, nil)
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("gate reminder failed", "gate", s.ID, "error", causeMessage(err))
+	}
 }
 
 func (r *run) addApprover(ctx workflow.Context, by string) {

@@ -93,11 +93,15 @@ func (r *Resolver) Resolve(_ context.Context, in RunInput) (*ResolvedRun, error)
 	collect = func(steps []runbooks.Step) {
 		for _, s := range steps {
 			collect(s.Parallel)
-			if s.Uses == "" {
+			uses := s.Uses
+			if s.Approval != nil && s.Approval.Remind != nil {
+				uses = s.Approval.Remind.Uses
+			}
+			if uses == "" {
 				continue
 			}
-			if t, ok := r.Catalogue.Lookup(s.Uses); ok {
-				types[s.Uses] = StepTypeOptions{
+			if t, ok := r.Catalogue.Lookup(uses); ok {
+				types[uses] = StepTypeOptions{
 					Native:           t.Native,
 					DefaultTimeout:   runbooks.Duration(t.DefaultTimeout),
 					HeartbeatTimeout: runbooks.Duration(t.HeartbeatTimeout),

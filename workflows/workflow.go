@@ -102,8 +102,11 @@ func RunbookWorkflow(ctx workflow.Context, in RunInput) (*Status, error) {
 	if img, ok := resolved.Params["image"].(string); ok {
 		r.status.Image = img
 	}
-	r.planSteps(resolved.Runbook.Steps, "")
 	r.stepsData = map[string]any{}
+	r.planSteps(resolved.Runbook.Steps, "")
+	for _, s := range resolved.Runbook.OnFailure {
+		r.stepsData[s.ID] = stepData(nil, StepPending, "")
+	}
 	r.data = map[string]any{
 		runbooks.RootParams:       resolved.Params,
 		runbooks.RootSteps:        r.stepsData,
@@ -168,6 +171,9 @@ type stepFailure struct {
 func (r *run) planSteps(steps []runbooks.Step, parent string) {
 	for _, s := range steps {
 		r.status.Steps = append(r.status.Steps, StepStatus{ID: s.ID, Uses: s.Uses, Kind: string(s.Kind()), State: StepPending, Parent: parent})
+		// Every step is visible to templates from the start, so onFailure
+		// conditions can ask whether a step ran (.steps.<id>.state).
+		r.stepsData[s.ID] = stepData(nil, StepPending, "")
 		if s.Kind() == runbooks.KindApproval {
 			r.gateIDs[s.ID] = true
 		}
@@ -233,11 +239,11 @@ func (r *run) runStep(ctx workflow.Context, s runbooks.Step, st *StepStatus) *st
 
 // recordStep makes a finished step visible to later templates.
 func (r *run) recordStep(id string, st *StepStatus) {
-	r.stepsData[id] = map[string]any{
-		"outputs": orEmpty(st.Outputs),
-		"state":   string(st.State),
-		"error":   st.Error,
-	}
+	r.stepsData[id] = stepData(st.Outputs, st.State, st.Error)
+}
+
+func stepData(outputs map[string]any, state StepState, errMsg string) map[string]any {
+	return map[string]any{"outputs": orEmpty(outputs), "state": string(state), "error": errMsg}
 }
 
 func orEmpty(m map[string]any) map[string]any {

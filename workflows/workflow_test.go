@@ -573,3 +573,50 @@ func TestSearchAttributes(t *testing.T) {
 	assert.Equal(t, []string{"running", "waiting_approval", "running", "succeeded"}, outcomes)
 	assert.Equal(t, "approved by bob", step(st, "note").Outputs["message"])
 }
+
+func TestGateRemindersUntilTimeout(t *testing.T) {
+	h := newHarness(t)
+	h.run(`name: remind
+steps:
+  - id: merge
+    approval:
+      message: "ok?"
+      approvers: [bob]
+      timeout: 3h30m
+      remind:
+        every: 1h
+        uses: test.record
+        with: {value: "reminder {{ .gate.reminder }} for {{ .gate.id }} after {{ .gate.waiting }}"}
+onFailure:
+  - id: after
+    uses: test.record
+    with: {value: "{{ .steps.merge.state }}"}
+`, nil, "alice")
+	st, err := h.result(t)
+	require.Error(t, err)
+	assert.Equal(t, workflows.RunRejected, st.State)
+	assert.Equal(t, []string{"merge-remind-1", "merge-remind-2", "merge-remind-3", "after"}, h.rec.calls)
+	assert.Equal(t, "reminder 2 for merge after 2h0m0s", h.rec.args["merge-remind-2"]["value"])
+	assert.Equal(t, "rejected", h.rec.args["after"]["value"])
+}
+
+func TestOnFailureSeesStepsThatNeverRan(t *testing.T) {
+	h := newHarness(t)
+	h.run(`name: early
+steps:
+  - id: broken
+    uses: test.fail
+    with: {type: X, message: "no", nonRetryable: true}
+  - id: merge
+    uses: test.record
+onFailure:
+  - id: rollback
+    uses: test.record
+    if: '{{ ne .steps.merge.state "succeeded" }}'
+    with: {value: "merge was {{ .steps.merge.state }}"}
+`, nil, "alice")
+	_, err := h.result(t)
+	require.Error(t, err)
+	assert.Equal(t, []string{"rollback"}, h.rec.calls)
+	assert.Equal(t, "merge was pending", h.rec.args["rollback"]["value"])
+}
