@@ -1,0 +1,372 @@
+// Package backstagetest runs a real Backstage backend (tools/backstage:
+// backend-defaults with the catalog and the auth backend's guest provider)
+// on a real PostgreSQL for integration tests and the local demo. It writes
+// an app-config from tools/backstage/app-config.template.yaml, starts
+// `node index.js` in its own process group, waits for the readiness
+// endpoint and kills the whole group on Stop.
+//
+// The npm packages are installed by `make backstage-tools`; a missing or
+// stale install is an error that says so, never a skip, so a test that
+// needs Backstage cannot silently stop running.
+package backstagetest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stagehand-dev/stagehand/internal/pgtest"
+)
+
+// ReadinessPath is Backstage's readiness probe; it answers 503 until every
+// plugin has initialised (migrations included) and 200 after.
+const ReadinessPath = "/.backstage/health/v1/readiness"
+
+// Fault selects a deliberately broken backend for failure-path tests.
+type Fault string
+
+const (
+	// NoFault starts the normal backend.
+	NoFault Fault = ""
+	// FaultNoCatalog starts without the catalog plugin: the backend is
+	// ready, but /api/catalog/* answers 404, as a portal whose catalog
+	// plugin failed to load would.
+	FaultNoCatalog Fault = "no-catalog"
+	// FaultNoAuth starts without the auth backend: sign-in endpoints 404.
+	FaultNoAuth Fault = "no-auth"
+)
+
+// Options configures one backend.
+type Options struct {
+	// PG is the PostgreSQL server the plugins keep their databases on
+	// (one database per plugin: backstage_plugin_catalog, ...). Required.
+	PG *pgtest.Server
+	// Port to listen on; 0 picks a free one.
+	Port int
+	// RequireAuth keeps Backstage's default auth policy on, so plugin
+	// routes answer 401 without a token; StaticToken is then accepted.
+	// Off (the default), unauthenticated requests are served.
+	RequireAuth bool
+	// Fault starts a deliberately broken backend.
+	Fault Fault
+	// Dir is the tools/backstage directory; empty finds it from the
+	// module root (or $STAGEHAND_BACKSTAGE_DIR).
+	Dir string
+	// ReadyTimeout bounds start-up; default 3 minutes (about 10-20 s on
+	// 2 cores, more when the machine is busy running other tests).
+	ReadyTimeout time.Duration
+}
+
+// Server is a running backend.
+type Server struct {
+	// URL is the base URL, e.g. http://127.0.0.1:7007.
+	URL string
+	// Port is the listening port.
+	Port int
+	// StaticToken is a static external access token the backend accepts
+	// (subject "stagehand-smoke"); it is random per start.
+	StaticToken string
+	// StartupTime is how long the backend took from exec to ready.
+	StartupTime time.Duration
+
+	cmd     *exec.Cmd
+	workDir string
+	logs    *syncBuffer
+	done    chan struct{}
+	waitErr error
+
+	stopOnce sync.Once
+}
+
+// InstallHint says how to install the npm packages.
+const InstallHint = "run `make backstage-tools` (npm ci into tools/backstage)"
+
+// Start writes the config, starts the backend and waits until it is ready.
+func Start(ctx context.Context, opts Options) (*Server, error) {
+	if opts.PG == nil {
+		return nil, errors.New("backstagetest: Options.PG is required")
+	}
+	dir, err := toolsDir(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckInstall(dir); err != nil {
+		return nil, err
+	}
+	nodeBin, err := exec.LookPath("node")
+	if err != nil {
+		return nil, fmt.Errorf("backstagetest: node not found on PATH (Node 20+ is needed): %w", err)
+	}
+	port := opts.Port
+	if port == 0 {
+		if port, err = freePort(); err != nil {
+			return nil, err
+		}
+	}
+	token, err := randomToken()
+	if err != nil {
+		return nil, err
+	}
+	workDir, err := os.MkdirTemp("", "backstagetest-")
+	if err != nil {
+		return nil, fmt.Errorf("backstagetest: temp dir: %w", err)
+	}
+	tmpl, err := os.ReadFile(filepath.Join(dir, "app-config.template.yaml"))
+	if err != nil {
+		_ = os.RemoveAll(workDir)
+		return nil, fmt.Errorf("backstagetest: read config template: %w", err)
+	}
+	cfg := strings.NewReplacer(
+		"@PORT@", strconv.Itoa(port),
+		"@PGHOST@", opts.PG.Host,
+		"@PGPORT@", strconv.Itoa(opts.PG.Port),
+		"@PGUSER@", opts.PG.User,
+		"@PGPASSWORD@", "",
+		"@DISABLE_AUTH_POLICY@", strconv.FormatBool(!opts.RequireAuth),
+		"@STATIC_TOKEN@", token,
+	).Replace(string(tmpl))
+	cfgPath := filepath.Join(workDir, "app-config.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		_ = os.RemoveAll(workDir)
+		return nil, fmt.Errorf("backstagetest: write config: %w", err)
+	}
+
+	s := &Server{
+		URL:         fmt.Sprintf("http://127.0.0.1:%d", port),
+		Port:        port,
+		StaticToken: token,
+		workDir:     workDir,
+		logs:        &syncBuffer{max: 256 << 10},
+		done:        make(chan struct{}),
+	}
+	// Not CommandContext: ctx bounds start-up only, and the backend must
+	// outlive it; Stop kills the process group.
+	cmd := exec.Command(nodeBin, "index.js", "--config", cfgPath)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(),
+		// production: no dev-only file watching or source maps, faster start.
+		"NODE_ENV=production",
+		"NODE_OPTIONS=--no-deprecation",
+		"STAGEHAND_BACKSTAGE_WITHOUT="+faultPlugins(opts.Fault),
+	)
+	cmd.Stdout = s.logs
+	cmd.Stderr = s.logs
+	// Own process group, so Stop reaches anything node spawns.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	begin := time.Now()
+	if err := cmd.Start(); err != nil {
+		_ = os.RemoveAll(workDir)
+		return nil, fmt.Errorf("backstagetest: start node: %w", err)
+	}
+	s.cmd = cmd
+	go func() {
+		s.waitErr = cmd.Wait()
+		close(s.done)
+	}()
+
+	timeout := opts.ReadyTimeout
+	if timeout == 0 {
+		timeout = 3 * time.Minute
+	}
+	if err := s.waitReady(ctx, timeout); err != nil {
+		_ = s.Stop()
+		return nil, err
+	}
+	s.StartupTime = time.Since(begin)
+	return s, nil
+}
+
+func faultPlugins(f Fault) string {
+	switch f {
+	case FaultNoCatalog:
+		return "catalog"
+	case FaultNoAuth:
+		return "auth"
+	}
+	return ""
+}
+
+func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	client := &http.Client{Timeout: 2 * time.Second}
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	begin := time.Now()
+	last := "no answer yet"
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+ReadinessPath, nil)
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = resp.Status
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-s.done:
+			return fmt.Errorf("backstagetest: backend exited before it was ready (%v) after %s\n--- backend log (tail) ---\n%s",
+				s.waitErr, time.Since(begin).Round(time.Millisecond), s.LogTail(4000))
+		case <-ctx.Done():
+			return fmt.Errorf("backstagetest: backend not ready at %s after %s (last: %s)\n--- backend log (tail) ---\n%s",
+				s.URL+ReadinessPath, time.Since(begin).Round(time.Millisecond), last, s.LogTail(4000))
+		case <-tick.C:
+		}
+	}
+}
+
+// LogTail returns the last n bytes of the backend's output.
+func (s *Server) LogTail(n int) string { return s.logs.Tail(n) }
+
+// Stop kills the backend's process group and removes its config. Safe to
+// call more than once.
+func (s *Server) Stop() error {
+	s.stopOnce.Do(func() {
+		if s.cmd != nil && s.cmd.Process != nil {
+			pgid := s.cmd.Process.Pid
+			// SIGTERM lets Backstage close its database pools; SIGKILL
+			// after a grace period, since a stuck plugin must not hang tests.
+			_ = syscall.Kill(-pgid, syscall.SIGTERM)
+			select {
+			case <-s.done:
+			case <-time.After(10 * time.Second):
+				_ = syscall.Kill(-pgid, syscall.SIGKILL)
+				<-s.done
+			}
+			// Children that ignored SIGTERM while node exited.
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		}
+		_ = os.RemoveAll(s.workDir)
+	})
+	return nil
+}
+
+// New starts a backend for one test and stops it when the test ends; it
+// fails the test (with the log tail) when the backend cannot start.
+func New(t testing.TB, opts Options) *Server {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	s, err := Start(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("backstage backend ready at %s in %s", s.URL, s.StartupTime.Round(time.Millisecond))
+	t.Cleanup(func() { _ = s.Stop() })
+	return s
+}
+
+// CheckInstall reports whether tools/backstage/node_modules was installed
+// by `make backstage-tools` from the current package-lock.json.
+func CheckInstall(dir string) error {
+	stamp, err := os.ReadFile(filepath.Join(dir, "node_modules", ".stagehand-stamp"))
+	if err != nil {
+		return fmt.Errorf("backstagetest: the Backstage test backend is not installed in %s: %s", dir, InstallHint)
+	}
+	lock, err := os.ReadFile(filepath.Join(dir, "package-lock.json"))
+	if err != nil {
+		return fmt.Errorf("backstagetest: read package-lock.json: %w", err)
+	}
+	if !strings.HasPrefix(string(stamp), sha256Hex(lock)+" ") {
+		return fmt.Errorf("backstagetest: %s/node_modules was installed from a different package-lock.json: %s", dir, InstallHint)
+	}
+	return nil
+}
+
+// toolsDir finds tools/backstage: explicit, $STAGEHAND_BACKSTAGE_DIR, or
+// walking up from the working directory (a package dir under `go test`)
+// to the module root.
+func toolsDir(explicit string) (string, error) {
+	if explicit != "" {
+		return explicit, nil
+	}
+	if d := os.Getenv("STAGEHAND_BACKSTAGE_DIR"); d != "" {
+		return d, nil
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for d := wd; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			p := filepath.Join(d, "tools", "backstage")
+			if _, err := os.Stat(filepath.Join(p, "index.js")); err == nil {
+				return p, nil
+			}
+		}
+		if filepath.Dir(d) == d {
+			return "", fmt.Errorf("backstagetest: tools/backstage not found above %s; set STAGEHAND_BACKSTAGE_DIR", wd)
+		}
+	}
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("backstagetest: pick a port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+func randomToken() (string, error) {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// syncBuffer keeps the last max bytes of the backend's output.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+	max int
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf.Write(p)
+	if b.buf.Len() > b.max {
+		keep := b.buf.Bytes()[b.buf.Len()-b.max/2:]
+		nb := make([]byte, len(keep))
+		copy(nb, keep)
+		b.buf.Reset()
+		b.buf.Write(nb)
+	}
+	return len(p), nil
+}
+
+func (b *syncBuffer) Tail(n int) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.buf.String()
+	if len(s) > n {
+		s = s[len(s)-n:]
+	}
+	return s
+}

@@ -1,0 +1,32 @@
+// A minimal, real Backstage backend for Stagehand's tests and local demo:
+// the catalog and the auth backend with the guest sign-in provider, on
+// PostgreSQL. Configuration comes from the app-config files named with
+// --config (written by internal/backstagetest from app-config.template.yaml).
+//
+// CommonJS on purpose: it runs straight under `node` with no build step.
+//
+// STAGEHAND_BACKSTAGE_WITHOUT=catalog leaves the catalog plugin out, so the
+// backend is ready but /api/catalog/* answers 404: the shape of a portal
+// whose plugin failed to load, used by failing-smoke tests.
+'use strict';
+
+const { createBackend } = require('@backstage/backend-defaults');
+
+const without = new Set(
+  (process.env.STAGEHAND_BACKSTAGE_WITHOUT || '').split(',').filter(Boolean),
+);
+
+const backend = createBackend();
+if (!without.has('catalog')) {
+  backend.add(require('@backstage/plugin-catalog-backend'));
+}
+if (!without.has('auth')) {
+  backend.add(require('@backstage/plugin-auth-backend'));
+  backend.add(require('@backstage/plugin-auth-backend-module-guest-provider'));
+}
+backend.start().catch(err => {
+  // Exit non-zero so whoever supervises the process (the test harness, a
+  // process manager) sees the failed start at once instead of a hung port.
+  console.error('backend start failed:', err);
+  process.exit(1);
+});
