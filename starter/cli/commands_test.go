@@ -330,7 +330,7 @@ func TestStatus(t *testing.T) {
 		"Runbook:      hello", "State:        waiting_approval", "Requested by: alice", "Environment:  sandbox",
 		"Image:        registry/backend:pr-42-1a2b3c4d-1763779501", "Current step: merge",
 		`Waiting for approval at gate "merge"`, "approvers: bob, carol", "deadline:  2026-11-25 02:40:01Z",
-		`approve:   stagehand --namespace ops approve hello-1 --gate merge --comment "..."`,
+		"approve:   stagehand --namespace ops approve hello-1 --gate merge\n",
 		"STEP", "USES", "ATTEMPTS", "settle", "wait", "succeeded", "2.0s", "(approval)", "waiting_approval", "4m58s+", "note", "pending")
 
 	h = newHarness(t)

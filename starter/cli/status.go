@@ -368,7 +368,7 @@ func writeStatusText(w io.Writer, now time.Time, v *runView, st *workflows.Statu
 }
 
 func approveCommand(prefix, verb, run, gate string) string {
-	return fmt.Sprintf(`%s %s %s --gate %s --comment "..."`, prefix, verb, shellQuote(run), shellQuote(gate))
+	return fmt.Sprintf("%s %s %s --gate %s", prefix, verb, shellQuote(run), shellQuote(gate))
 }
 
 func stepTable(steps []workflows.StepStatus, now time.Time) *table {
