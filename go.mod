@@ -3,6 +3,7 @@ module github.com/stagehand-dev/stagehand
 go 1.26.0
 
 require (
+	github.com/google/go-github/v92 v92.0.0
 	github.com/spf13/cobra v1.10.2
 	go.temporal.io/sdk v1.50.0
 	gopkg.in/yaml.v3 v3.0.1
@@ -29,6 +30,7 @@ require (
 	github.com/golang/mock v1.6.0 // indirect
 	github.com/google/gnostic-models v0.7.0 // indirect
 	github.com/google/go-cmp v0.7.0 // indirect
+	github.com/google/go-querystring v1.2.0 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/grpc-ecosystem/go-grpc-middleware/v2 v2.3.2 // indirect
 	github.com/grpc-ecosystem/grpc-gateway/v2 v2.22.0 // indirect

@@ -7,7 +7,9 @@ import (
 	"github.com/stagehand-dev/stagehand/activities"
 	"github.com/stagehand-dev/stagehand/activities/flux"
 	"github.com/stagehand-dev/stagehand/activities/generic"
+	"github.com/stagehand-dev/stagehand/activities/git"
 	"github.com/stagehand-dev/stagehand/activities/kube"
+	"github.com/stagehand-dev/stagehand/activities/notify"
 )
 
 // Deps carries the clients adapters need. Zero values are fine for
@@ -16,6 +18,11 @@ type Deps struct {
 	// Kube holds the Kubernetes clusters; nil lists the kube steps for
 	// validation only.
 	Kube *kube.Activities
+	// Git merges pull requests (plain git or GitHub); nil lists the git
+	// steps for validation only.
+	Git *git.Activities
+	// Notify posts webhooks; nil lists the notify steps for validation only.
+	Notify *notify.Activities
 }
 
 // Catalogue returns every step type Stagehand offers.
@@ -27,6 +34,16 @@ func Catalogue(deps Deps) (*activities.Catalogue, error) {
 		kubeActs = &kube.Activities{}
 	}
 	types = append(types, kube.StepTypes(kubeActs)...)
+	gitActs := deps.Git
+	if gitActs == nil {
+		gitActs = &git.Activities{}
+	}
+	types = append(types, git.StepTypes(gitActs)...)
+	notifyActs := deps.Notify
+	if notifyActs == nil {
+		notifyActs = &notify.Activities{}
+	}
+	types = append(types, notify.StepTypes(notifyActs)...)
 	// The flux steps read the same clusters as the kube steps.
 	types = append(types, flux.StepTypes(&flux.Activities{Kube: kubeActs})...)
 	return activities.NewCatalogue(types...)

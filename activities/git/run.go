@@ -1,0 +1,233 @@
+package git
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+)
+
+// remote is a parsed remote: the address git is given (never carrying a
+// password) and the credentials that travel in git's environment instead.
+type remote struct {
+	// addr is what goes into argv: a path, scp-like address or URL without
+	// a password.
+	addr string
+	// authHeader, when set, is an HTTP Authorization header value passed to
+	// git as http.extraHeader through GIT_CONFIG_* environment variables,
+	// so it is in neither argv (world-readable in /proc) nor the cache
+	// repository's config.
+	authHeader string
+	red        *redactor
+}
+
+// parseRemote strips credentials from an HTTPS remote and adds the token
+// from tokenRef, if any. A token for a non-HTTP remote is a mistake worth
+// reporting: SSH remotes authenticate with keys.
+func parseRemote(raw, token string, red *redactor) (remote, error) {
+	r := remote{addr: raw, red: red}
+	if strings.HasPrefix(raw, "-") {
+		return r, nonRetryable(ErrTypeInvalidArguments, "remote must not start with '-'")
+	}
+	u, err := url.Parse(raw)
+	isHTTP := err == nil && (u.Scheme == "http" || u.Scheme == "https")
+	user := "x-access-token" // what GitHub expects with an installation or personal token
+	if isHTTP && u.User != nil {
+		if pw, ok := u.User.Password(); ok {
+			red.add(pw)
+			if token == "" {
+				token = pw
+			}
+			if n := u.User.Username(); n != "" {
+				user = n
+			}
+		} else if n := u.User.Username(); n != "" {
+			// https://TOKEN@host: the user name is the token.
+			red.add(n)
+			if token == "" {
+				token = n
+			}
+		}
+		u.User = nil
+		r.addr = u.String()
+	}
+	if token != "" {
+		if !isHTTP {
+			return r, nonRetryable(ErrTypeInvalidArguments,
+				fmt.Sprintf("tokenRef needs an http(s) remote, not %s", red.clean(raw)))
+		}
+		red.add(token)
+		r.authHeader = "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+token))
+		red.add(r.authHeader)
+	}
+	return r, nil
+}
+
+// display is the remote as errors show it.
+func (r remote) display() string { return r.red.clean(r.addr) }
+
+// env is what every git command of this remote runs with.
+func (r remote) env() []string {
+	if r.authHeader == "" {
+		return nil
+	}
+	return []string{
+		"GIT_CONFIG_COUNT=1",
+		"GIT_CONFIG_KEY_0=http.extraHeader",
+		"GIT_CONFIG_VALUE_0=" + r.authHeader,
+	}
+}
+
+// gitError is a git command that exited non-zero. Its text is scrubbed
+// when it is built, so it is safe to print.
+type gitError struct {
+	sub      string // the subcommand, e.g. "fetch"
+	exitCode int
+	stderr   string
+}
+
+func (e *gitError) Error() string {
+	if e.stderr == "" {
+		return fmt.Sprintf("git %s: exit status %d", e.sub, e.exitCode)
+	}
+	return fmt.Sprintf("git %s: %s", e.sub, e.stderr)
+}
+
+// stripEnv lists inherited variables that would point git at another
+// repository or inject configuration we did not choose (e.g. when the worker
+// itself runs under a git hook).
+var stripEnv = []string{
+	"GIT_DIR=", "GIT_WORK_TREE=", "GIT_INDEX_FILE=", "GIT_OBJECT_DIRECTORY=",
+	"GIT_ALTERNATE_OBJECT_DIRECTORIES=", "GIT_CONFIG_COUNT=", "GIT_CONFIG_KEY_",
+	"GIT_CONFIG_VALUE_", "GIT_CONFIG_PARAMETERS=", "GIT_NAMESPACE=", "GIT_COMMON_DIR=",
+	"LC_ALL=", "LANGUAGE=",
+}
+
+func baseEnv() []string {
+	var env []string
+	hasSSH := false
+outer:
+	for _, kv := range os.Environ() {
+		for _, p := range stripEnv {
+			if strings.HasPrefix(kv, p) {
+				continue outer
+			}
+		}
+		if strings.HasPrefix(kv, "GIT_SSH_COMMAND=") || strings.HasPrefix(kv, "GIT_SSH=") {
+			hasSSH = true
+		}
+		env = append(env, kv)
+	}
+	env = append(env,
+		// A worker has no terminal: fail instead of waiting for a password.
+		"GIT_TERMINAL_PROMPT=0",
+		// Messages are matched below (missing refs, rejected pushes).
+		"LC_ALL=C",
+	)
+	if !hasSSH {
+		// The SSH equivalent of GIT_TERMINAL_PROMPT=0: no passphrase or
+		// host-key prompts.
+		env = append(env, "GIT_SSH_COMMAND=ssh -o BatchMode=yes")
+	}
+	return env
+}
+
+// runOpts are the optional parts of one git invocation.
+type runOpts struct {
+	dir   string
+	env   []string
+	stdin string
+	red   *redactor
+}
+
+// git runs one git command with argv (no shell) under the command timeout
+// and returns its trimmed stdout. A non-zero exit is a *gitError; the exit
+// code is returned so callers can tell "no" (1) from "broken" (128).
+func (a *Activities) git(ctx context.Context, o runOpts, args ...string) (string, int, error) {
+	cmdCtx, cancel := context.WithTimeout(ctx, a.commandTimeout())
+	defer cancel()
+	cmd := exec.CommandContext(cmdCtx, a.gitPath(), args...)
+	cmd.Dir = o.dir
+	cmd.Env = append(baseEnv(), o.env...)
+	if o.stdin != "" {
+		cmd.Stdin = strings.NewReader(o.stdin)
+	}
+	// ssh or a credential helper may inherit the pipes and outlive git;
+	// do not wait for them forever once git is gone.
+	cmd.WaitDelay = 5 * time.Second
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	out := strings.TrimRight(stdout.String(), "\n")
+	if err == nil {
+		return out, 0, nil
+	}
+	red := o.red
+	if red == nil {
+		red = &redactor{}
+	}
+	sub := args[0]
+	if ctx.Err() != nil {
+		// The activity was cancelled or ran out of time: say so as is.
+		return out, -1, ctx.Err()
+	}
+	if cmdCtx.Err() != nil {
+		return out, -1, retryable(ErrTypeGitUnavailable,
+			fmt.Sprintf("git %s: timed out after %s", sub, time.Since(start).Round(time.Millisecond)))
+	}
+	var exitErr *exec.ExitError
+	if !errors.As(err, &exitErr) {
+		// git itself could not start: a worker without git is broken
+		// until someone installs it, so retrying does not help.
+		return out, -1, nonRetryable(ErrTypeGitError, fmt.Sprintf("run git %s: %v", sub, err))
+	}
+	msg := strings.TrimSpace(stderr.String())
+	if msg == "" {
+		msg = strings.TrimSpace(out)
+	}
+	return out, exitErr.ExitCode(), &gitError{sub: sub, exitCode: exitErr.ExitCode(), stderr: red.clean(lastLines(msg, 6))}
+}
+
+// lastLines keeps the end of git's stderr, where the fatal line is.
+func lastLines(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// classifyRemote turns a failed fetch, ls-remote or push into a step error:
+// what a person can fix (missing repository, bad credentials) is permanent,
+// anything else (network, a remote that is down) is worth retrying.
+func classifyRemote(what string, err error) error {
+	var ge *gitError
+	if !errors.As(err, &ge) {
+		return err // already a step error, or a cancellation
+	}
+	s := strings.ToLower(ge.stderr)
+	msg := what + ": " + ge.Error()
+	switch {
+	case strings.Contains(s, "does not appear to be a git repository"),
+		strings.Contains(s, "repository not found"),
+		strings.Contains(s, "not found") && strings.Contains(s, "repository"),
+		strings.Contains(s, "no such file or directory"):
+		return nonRetryable(ErrTypeRemoteNotFound, msg)
+	case strings.Contains(s, "authentication failed"),
+		strings.Contains(s, "could not read username"),
+		strings.Contains(s, "could not read password"),
+		strings.Contains(s, "permission denied"),
+		strings.Contains(s, "403"),
+		strings.Contains(s, "401"):
+		return nonRetryable(ErrTypeGitAuth, msg)
+	default:
+		return retryable(ErrTypeGitUnavailable, msg)
+	}
+}
