@@ -335,12 +335,14 @@ func (e *Env) Stop() error {
 	return e.stopErr
 }
 
-// StopAPIServer stops kube-apiserver (SIGTERM, SIGKILL after 10 s) and leaves
-// etcd, the controllers and the simulator running, so a test can check how
-// clients ride out an outage. StartAPIServer brings it back on the same port
-// with the same certificates and keys, so existing clients reconnect.
+// StopAPIServer stops kube-apiserver and leaves etcd, the controllers and the
+// simulator running, so a test can check how clients ride out an outage.
+// StartAPIServer brings it back on the same port with the same certificates
+// and keys, so existing clients reconnect. The stop is abrupt (SIGTERM, then
+// SIGKILL after 1 s): a graceful apiserver shutdown waits about 10 s for the
+// controllers' watches to drain, and an outage is abrupt anyway.
 func (e *Env) StopAPIServer() error {
-	if err := e.apiserver.stop(10 * time.Second); err != nil {
+	if err := e.apiserver.stop(time.Second); err != nil {
 		return fmt.Errorf("kubetest: stop kube-apiserver: %w", err)
 	}
 	return nil

@@ -108,6 +108,14 @@ func TestDeploymentRollsOutReady(t *testing.T) {
 			}
 		}
 	}
+	// Once everything is Ready the simulator must go quiet: a status it keeps
+	// rewriting (say, a field the apiserver normalises) would hammer the plane.
+	writes := env.Sim.StatusWrites()
+	time.Sleep(time.Second)
+	if now := env.Sim.StatusWrites(); now != writes {
+		t.Errorf("simulator wrote %d statuses while idle", now-writes)
+	}
+
 	// The kubelet-style events the kube.events step reads.
 	if _, err := env.WaitForEvent(ctx, ns, func(e *corev1.Event) bool {
 		return e.Reason == "Started" && e.InvolvedObject.Kind == "Pod" && e.Source.Component == "kubelet"
@@ -212,9 +220,11 @@ func TestAPIServerStopStartAndCleanStop(t *testing.T) {
 	defer func() { stopInformers(); factory.Shutdown() }()
 	factory.WaitForCacheSync(ctx.Done())
 
+	stopAt := time.Now()
 	if err := env.StopAPIServer(); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("apiserver stopped in %s", time.Since(stopAt).Round(time.Millisecond))
 	if env.APIServerRunning() {
 		t.Fatal("apiserver still running after StopAPIServer")
 	}
@@ -238,6 +248,7 @@ func TestAPIServerStopStartAndCleanStop(t *testing.T) {
 	if _, err := env.WaitForRollout(ctx, "outage", "after-outage"); err != nil {
 		t.Fatalf("controllers/scheduler/simulator did not recover: %v", err)
 	}
+	t.Logf("rolled out after the outage in %s", time.Since(start).Round(time.Millisecond))
 	select {
 	case name := <-seen:
 		if name != "after-outage" {
@@ -250,10 +261,12 @@ func TestAPIServerStopStartAndCleanStop(t *testing.T) {
 	pids := componentPIDs(t, env)
 	stateDir := env.StateDir
 	stopInformers()
+	stopStart := time.Now()
 	if err := env.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	stopped = true
+	t.Logf("stopped in %s", time.Since(stopStart).Round(time.Millisecond))
 	for _, pid := range pids {
 		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
 			t.Errorf("process %d still exists after Stop (kill -0: %v)", pid, err)

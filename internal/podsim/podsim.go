@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -82,7 +83,8 @@ type Options struct {
 	// latency measured from it is never understated. It runs on a simulator
 	// goroutine and must not block.
 	OnFault func(pod *corev1.Pod, reason string, at time.Time)
-	// OnReady, if set, is called when a pod's status is first written as Ready.
+	// OnReady, if set, is called when a pod's status is first written as
+	// Ready, with the time taken just before that write was sent.
 	OnReady func(pod *corev1.Pod, at time.Time)
 	// InitialBackOff is the first crash-loop back-off; it doubles per restart up
 	// to MaxBackOff, as a kubelet's does. Defaults: 10s and 5m.
@@ -122,6 +124,8 @@ type Sim struct {
 	queue    workqueue.TypedRateLimitingInterface[string]
 	lister   corelisters.PodLister
 	recorder record.EventRecorder
+
+	writes atomic.Int64
 
 	mu     sync.Mutex
 	pods   map[string]*podState // by namespace/name
@@ -204,6 +208,10 @@ func (s *Sim) Faults() []FaultRecord {
 	defer s.mu.Unlock()
 	return append([]FaultRecord(nil), s.faults...)
 }
+
+// StatusWrites counts the pod status updates written so far. A steady count
+// while nothing changes shows the simulator is idle, not rewriting statuses.
+func (s *Sim) StatusWrites() int64 { return s.writes.Load() }
 
 // Run simulates until ctx ends; it returns nil then, or an error if the node
 // could not be registered.
@@ -374,11 +382,17 @@ func (s *Sim) syncPod(ctx context.Context, key string) (time.Duration, error) {
 	updated := pod.DeepCopy()
 	updated.Status = *status
 	at := time.Now()
+	// Fault records go in before the write: a watcher may see the new status
+	// before UpdateStatus returns here, and a benchmark that then asks
+	// Faults() must find the record. A failed write takes them out again.
+	faults := s.recordFaults(updated, notes, at)
 	written, err := s.client.CoreV1().Pods(ns).UpdateStatus(ctx, updated, metav1.UpdateOptions{})
 	if err != nil {
+		s.dropFaults(faults)
 		return 0, err
 	}
-	s.afterWrite(written, st, notes, at)
+	s.writes.Add(1)
+	s.afterWrite(written, notes, faults, at)
 	return untilNext(next, now), nil
 }
 
@@ -704,33 +718,66 @@ func setCondition(status *corev1.PodStatus, t corev1.PodConditionType, v corev1.
 	status.Conditions = append(status.Conditions, corev1.PodCondition{Type: t, Status: v, Reason: reason, Message: msg, LastTransitionTime: at})
 }
 
-// afterWrite records events and reports once a status write has succeeded, so
-// a failed write (conflict) leaves them to the retry.
-func (s *Sim) afterWrite(pod *corev1.Pod, st *podState, notes []note, at time.Time) {
+// recordFaults appends the fault records that writing pod's new status
+// (updated, not yet sent) makes true, and returns them.
+func (s *Sim) recordFaults(pod *corev1.Pod, notes []note, at time.Time) []FaultRecord {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	var faults []FaultRecord
+	for _, n := range notes {
+		if n.fault == nil {
+			continue
+		}
+		rec := *n.fault
+		rec.Namespace, rec.Pod, rec.UID, rec.Container, rec.At = pod.Namespace, pod.Name, pod.UID, n.container, at
+		for _, c := range pod.Spec.Containers {
+			if c.Name == n.container {
+				rec.Image = c.Image
+			}
+		}
+		for _, cs := range pod.Status.ContainerStatuses {
+			if cs.Name == n.container {
+				rec.RestartCount = cs.RestartCount
+			}
+		}
+		s.faults = append(s.faults, rec)
+		faults = append(faults, rec)
+	}
+	return faults
+}
+
+// dropFaults removes records whose status write failed.
+func (s *Sim) dropFaults(faults []FaultRecord) {
+	if len(faults) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kept := s.faults[:0]
+	for _, f := range s.faults {
+		drop := false
+		for _, g := range faults {
+			if f == g {
+				drop = true
+			}
+		}
+		if !drop {
+			kept = append(kept, f)
+		}
+	}
+	s.faults = kept
+}
+
+// afterWrite marks what the written status made true, records the kubelet
+// events and calls the hooks, once a status write has succeeded, so a failed
+// write (conflict) leaves them to the retry. OnFault may run after a watcher
+// has already seen the status; its at argument is what counts.
+func (s *Sim) afterWrite(pod *corev1.Pod, notes []note, faults []FaultRecord, at time.Time) {
 	readyNow := false
 	s.mu.Lock()
 	for _, n := range notes {
 		if n.mark != nil {
 			n.mark()
-		}
-		if n.fault != nil {
-			rec := *n.fault
-			rec.Namespace, rec.Pod, rec.UID, rec.Container, rec.At = pod.Namespace, pod.Name, pod.UID, n.container, at
-			for _, c := range pod.Spec.Containers {
-				if c.Name == n.container {
-					rec.Image = c.Image
-				}
-			}
-			if rec.RestartCount == 0 {
-				for _, cs := range pod.Status.ContainerStatuses {
-					if cs.Name == n.container {
-						rec.RestartCount = cs.RestartCount
-					}
-				}
-			}
-			s.faults = append(s.faults, rec)
-			faults = append(faults, rec)
 		}
 		if n.ready {
 			readyNow = true
