@@ -19,11 +19,13 @@ const (
 	// RootEnvironments holds the worker's environment settings (cluster,
 	// namespace, deployment, url, ...), e.g. .environments.sandbox.url.
 	RootEnvironments = "environments"
+	// RootSettings holds the worker's team-wide settings, e.g. .settings.git.remote.
+	RootSettings = "settings"
 	// RootGate describes the open gate, in a gate's reminder step.
 	RootGate = "gate"
 )
 
-var knownRoots = map[string]bool{RootParams: true, RootSteps: true, RootRun: true, RootFailedStep: true, RootError: true, RootEnvironments: true, RootGate: true}
+var knownRoots = map[string]bool{RootParams: true, RootSteps: true, RootRun: true, RootFailedStep: true, RootError: true, RootEnvironments: true, RootGate: true, RootSettings: true}
 
 // captureFunc is the hidden function used to return a single-action
 // template's value with its type intact (see RenderValue).

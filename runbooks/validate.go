@@ -243,7 +243,7 @@ func (p *parser) checkTemplate(text, path string, sc *scope) {
 	for _, ref := range refs {
 		root := ref[0]
 		if !knownRoots[root] {
-			p.at(path, "template reads .%s: unknown name (use .params, .steps, .environments, .run, .failedStep, .error or .gate)", strings.Join(ref, "."))
+			p.at(path, "template reads .%s: unknown name (use .params, .steps, .environments, .settings, .run, .failedStep, .error or .gate)", strings.Join(ref, "."))
 			continue
 		}
 		switch root {

@@ -33,6 +33,8 @@ type ResolvedRun struct {
 	// Environments is the worker's non-secret environment settings, read by
 	// templates as .environments; recorded so replays see the same values.
 	Environments map[string]any `json:"environments,omitempty"`
+	// Settings is the worker's team-wide settings, read as .settings.
+	Settings map[string]any `json:"settings,omitempty"`
 }
 
 // StepTypeOptions are the per-type defaults the interpreter applies.
@@ -49,6 +51,8 @@ type Resolver struct {
 	Catalogue *activities.Catalogue
 	// Environments is exposed to templates as .environments.
 	Environments map[string]any
+	// Settings is exposed to templates as .settings.
+	Settings map[string]any
 }
 
 // Resolve finds the runbook (by name or inline), validates it against the
@@ -111,5 +115,5 @@ func (r *Resolver) Resolve(_ context.Context, in RunInput) (*ResolvedRun, error)
 	}
 	collect(rb.Steps)
 	collect(rb.OnFailure)
-	return &ResolvedRun{Runbook: *rb, Source: file, Params: params, StepTypes: types, Environments: r.Environments}, nil
+	return &ResolvedRun{Runbook: *rb, Source: file, Params: params, StepTypes: types, Environments: r.Environments, Settings: r.Settings}, nil
 }

@@ -111,6 +111,7 @@ func RunbookWorkflow(ctx workflow.Context, in RunInput) (*Status, error) {
 		runbooks.RootParams:       resolved.Params,
 		runbooks.RootSteps:        r.stepsData,
 		runbooks.RootEnvironments: orEmpty(resolved.Environments),
+		runbooks.RootSettings:     orEmpty(resolved.Settings),
 		runbooks.RootRun: map[string]any{
 			"id":          workflow.GetInfo(ctx).WorkflowExecution.ID,
 			"runId":       workflow.GetInfo(ctx).WorkflowExecution.RunID,

@@ -136,7 +136,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 		own = true
 	}
 	w := worker.New(c, cfg.Temporal.TaskQueue, worker.Options{})
-	workflows.Register(w, &workflows.Resolver{Library: lib, Catalogue: cat, Environments: cfg.TemplateData()})
+	workflows.Register(w, &workflows.Resolver{Library: lib, Catalogue: cat, Environments: cfg.TemplateData(), Settings: cfg.SettingsData()})
 	logger.Info("worker configured",
 		"address", cfg.Temporal.Address, "namespace", cfg.Temporal.Namespace, "taskQueue", cfg.Temporal.TaskQueue,
 		"runbooks", strings.Join(lib.Names(), ","), "stepTypes", len(cat.Names()),

@@ -25,6 +25,9 @@ type Config struct {
 	RunbooksDir  string                 `yaml:"runbooksDir,omitempty"`
 	Log          Log                    `yaml:"log,omitempty"`
 	Environments map[string]Environment `yaml:"environments,omitempty"`
+	// Settings are team-wide, non-secret values runbooks read as .settings
+	// (git remote and provider, notification webhooks by reference, ...).
+	Settings map[string]any `yaml:"settings,omitempty"`
 	// path is where the file was read from; relative paths in it are
 	// resolved against its directory.
 	path string
@@ -58,6 +61,13 @@ type Environment struct {
 	Deployment string `yaml:"deployment,omitempty" json:"deployment,omitempty"`
 	Container  string `yaml:"container,omitempty" json:"container,omitempty"`
 	URL        string `yaml:"url,omitempty" json:"url,omitempty"`
+	// Approvers may approve gates that act on this environment.
+	Approvers []string `yaml:"approvers,omitempty" json:"approvers,omitempty"`
+	// ImagePolicy names the Flux ImagePolicy that picks this environment's
+	// image ("name" or "namespace/name"), if Flux deploys it.
+	ImagePolicy string `yaml:"imagePolicy,omitempty" json:"imagePolicy,omitempty"`
+	// SmokeChecks are the web.smoke checks for this environment's URL.
+	SmokeChecks []map[string]any `yaml:"smokeChecks,omitempty" json:"smokeChecks,omitempty"`
 	// Extra holds team-specific values (approvers, smoke checks, ...) that
 	// runbooks may read; they must not be secrets.
 	Extra map[string]any `yaml:"extra,omitempty" json:"extra,omitempty"`
@@ -175,12 +185,15 @@ func (c *Config) TemplateData() map[string]any {
 	out := map[string]any{}
 	for name, e := range c.Environments {
 		m := map[string]any{
-			"name":       name,
-			"cluster":    name,
-			"namespace":  e.Namespace,
-			"deployment": e.Deployment,
-			"container":  e.Container,
-			"url":        e.URL,
+			"name":        name,
+			"cluster":     name,
+			"namespace":   e.Namespace,
+			"deployment":  e.Deployment,
+			"container":   e.Container,
+			"url":         e.URL,
+			"approvers":   stringsOrEmpty(e.Approvers),
+			"imagePolicy": e.ImagePolicy,
+			"smokeChecks": checksOrEmpty(e.SmokeChecks),
 		}
 		for k, v := range e.Extra {
 			if _, taken := m[k]; !taken {
@@ -190,4 +203,28 @@ func (c *Config) TemplateData() map[string]any {
 		out[name] = m
 	}
 	return out
+}
+
+func stringsOrEmpty(s []string) []any {
+	out := make([]any, len(s))
+	for i, v := range s {
+		out[i] = v
+	}
+	return out
+}
+
+func checksOrEmpty(c []map[string]any) []any {
+	out := make([]any, len(c))
+	for i, v := range c {
+		out[i] = v
+	}
+	return out
+}
+
+// SettingsData is what runbooks see as .settings.
+func (c *Config) SettingsData() map[string]any {
+	if c.Settings == nil {
+		return map[string]any{}
+	}
+	return c.Settings
 }
