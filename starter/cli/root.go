@@ -93,7 +93,7 @@ STAGEHAND_TASK_QUEUE.
 	return root
 }
 
-// outputFlag validates an --output value against the allowed formats.
+// checkOutput validates an --output value against the allowed formats.
 func checkOutput(value string, allowed ...string) error {
 	for _, a := range allowed {
 		if value == a {
