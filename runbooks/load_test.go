@@ -153,3 +153,14 @@ func TestRenderValueKeepsTypes(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, ok)
 }
+
+func TestEnvironmentParams(t *testing.T) {
+	rb, err := runbooks.Parse("e.yaml", []byte("name: e\nparams:\n  sandbox: {type: environment, default: sandbox}\n  production: {type: environment, default: prod}\nsteps:\n  - id: a\n    uses: noop\n"), catalogue(t))
+	require.NoError(t, err)
+	got, err := runbooks.ResolveParamsIn(rb, map[string]any{"production": "prod-eu"}, []string{"prod-eu", "sandbox"})
+	require.NoError(t, err)
+	assert.Equal(t, map[string]any{"sandbox": "sandbox", "production": "prod-eu"}, got)
+	_, err = runbooks.ResolveParamsIn(rb, nil, []string{"sandbox"})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `production: unknown environment "prod" (configured: sandbox)`)
+}

@@ -36,6 +36,9 @@ const (
 	ParamInt      ParamType = "int"
 	ParamBool     ParamType = "bool"
 	ParamDuration ParamType = "duration"
+	// ParamEnvironment is a string naming one of the worker's configured
+	// environments; the worker rejects other names before any step runs.
+	ParamEnvironment ParamType = "environment"
 )
 
 // Param declares one input of a runbook.

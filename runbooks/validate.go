@@ -56,9 +56,9 @@ func (p *parser) validateParam(name string, prm Param) {
 		p.at(path, "param name %q must start with a letter and use only letters, digits and _ (templates read it as .params.%s)", name, name)
 	}
 	switch prm.Type {
-	case "", ParamString, ParamInt, ParamBool, ParamDuration:
+	case "", ParamString, ParamInt, ParamBool, ParamDuration, ParamEnvironment:
 	default:
-		p.at(path+".type", "unknown param type %q (want string, int, bool or duration)", prm.Type)
+		p.at(path+".type", "unknown param type %q (want string, int, bool, duration or environment)", prm.Type)
 		return
 	}
 	if len(prm.Enum) > 0 && prm.Type != "" && prm.Type != ParamString {
@@ -285,7 +285,16 @@ func (e *ParamError) Error() string {
 // ResolveParams checks given values against the runbook's declarations,
 // converts them to their declared types (CLI values arrive as strings),
 // and fills in defaults. Every problem is reported at once.
+//
+// Params of type environment are only checked to be strings here; use
+// ResolveParamsIn where the worker's environments are known.
 func ResolveParams(rb *Runbook, given map[string]any) (map[string]any, error) {
+	return ResolveParamsIn(rb, given, nil)
+}
+
+// ResolveParamsIn is ResolveParams that also checks environment params
+// against the known environment names (nil skips that check).
+func ResolveParamsIn(rb *Runbook, given map[string]any, environments []string) (map[string]any, error) {
 	out := map[string]any{}
 	var problems []string
 	for _, name := range sortedKeys(given) {
@@ -310,6 +319,14 @@ func ResolveParams(rb *Runbook, given map[string]any) (map[string]any, error) {
 		cv, err := coerceParam(name, prm, v)
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("%s: %v", name, err))
+			continue
+		}
+		if prm.Type == ParamEnvironment && environments != nil && !contains(environments, cv.(string)) {
+			known := "none configured"
+			if len(environments) > 0 {
+				known = "configured: " + strings.Join(environments, ", ")
+			}
+			problems = append(problems, fmt.Sprintf("%s: unknown environment %q (%s)", name, cv, known))
 			continue
 		}
 		out[name] = cv
@@ -337,7 +354,7 @@ var secretRefRE = regexp.MustCompile(`^(env:[A-Za-z_][A-Za-z0-9_]*|secret:[a-z0-
 func coerceParam(name string, prm Param, v any) (any, error) {
 	var out any
 	switch prm.Type {
-	case "", ParamString:
+	case "", ParamString, ParamEnvironment:
 		s, ok := v.(string)
 		if !ok {
 			switch v.(type) {

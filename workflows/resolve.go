@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 
 	"go.temporal.io/sdk/temporal"
 
@@ -84,7 +85,12 @@ func (r *Resolver) Resolve(_ context.Context, in RunInput) (*ResolvedRun, error)
 	if err != nil {
 		return nil, temporal.NewNonRetryableApplicationError(err.Error(), InvalidRunbookErrorType, nil)
 	}
-	params, err := runbooks.ResolveParams(rb, in.Params)
+	envNames := make([]string, 0, len(r.Environments))
+	for name := range r.Environments {
+		envNames = append(envNames, name)
+	}
+	sort.Strings(envNames)
+	params, err := runbooks.ResolveParamsIn(rb, in.Params, envNames)
 	if err != nil {
 		var pe *runbooks.ParamError
 		if errors.As(err, &pe) {

@@ -96,9 +96,7 @@ func RunbookWorkflow(ctx workflow.Context, in RunInput) (*Status, error) {
 	r.status.Runbook = resolved.Runbook.Name
 	r.status.Description = resolved.Runbook.Description
 	r.status.Params = resolved.Params
-	if env, ok := resolved.Params["environment"].(string); ok {
-		r.status.Environment = env
-	}
+	r.status.Environment = environmentOf(resolved.Runbook, resolved.Params)
 	if img, ok := resolved.Params["image"].(string); ok {
 		r.status.Image = img
 	}
@@ -159,6 +157,25 @@ func RunbookWorkflow(ctx workflow.Context, in RunInput) (*Status, error) {
 		return nil, temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("step %s failed: %s", r.status.FailedStep, r.status.Error), RunFailedErrorType, nil, *r.status)
 	}
+}
+
+// environmentOf names where a run acts, for the status and the
+// StagehandEnvironment search attribute: the `environment` param if there
+// is one, else every environment-typed param in declaration-independent
+// (sorted) order, e.g. "prod,sandbox" for a patch.
+func environmentOf(rb runbooks.Runbook, params map[string]any) string {
+	if env, ok := params["environment"].(string); ok && env != "" {
+		return env
+	}
+	var names []string
+	for name, p := range rb.Params {
+		if p.Type == runbooks.ParamEnvironment {
+			if v, ok := params[name].(string); ok && v != "" {
+				names = append(names, v)
+			}
+		}
+	}
+	return strings.Join(sortedStrings(names), ",")
 }
 
 // stepFailure says why a step (and so the run) did not succeed.
