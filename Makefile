@@ -73,7 +73,7 @@ test: tools $(TEST_PREREQS) ## the full test suite: tools, vet, race-enabled tes
 # Placeholder for the lead to refine: one iteration of every benchmark in
 # workflows, as a smoke test that they still run.
 .PHONY: bench
-bench: tools ## run the workflow benchmarks once
+bench: temporal-cli ## run the workflow benchmarks once (against a dev server)
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./workflows/...
 
 # Only the Temporal CLI: `make dev` should not wait minutes for test-only

@@ -18,6 +18,11 @@
 // inside package workflows must be external tests (package workflows_test)
 // to use it; Go refuses the import cycle otherwise.
 //
+// Main and New stop the server when tests end, also when they fail. A test
+// binary killed outright (go test's -timeout panic, SIGKILL) cannot, and its
+// server lives on until killed by hand: its output is in LogPath, and it is a
+// `temporal server start-dev --headless` on a random port.
+//
 // A missing binary is a test failure, never a skip: integration tests that
 // silently do not run are worse than no tests.
 package devserver
