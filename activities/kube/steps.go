@@ -50,5 +50,10 @@ func StepTypes(a *Activities) []activities.StepType {
 	restart.Required = deployment
 	restart.DefaultTimeout = time.Minute
 
-	return []activities.StepType{setImage, waitRollout, checkPods, events, rollback, apply, restart}
+	getImage := activities.Step("kube.getImage",
+		"Read a Deployment container's current image (record it before a change, to roll back to).", a.GetImage)
+	getImage.Required = deployment
+	getImage.DefaultTimeout = time.Minute
+
+	return []activities.StepType{setImage, waitRollout, checkPods, events, rollback, apply, restart, getImage}
 }
