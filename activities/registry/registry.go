@@ -10,6 +10,7 @@ import (
 	"github.com/stagehand-dev/stagehand/activities/git"
 	"github.com/stagehand-dev/stagehand/activities/kube"
 	"github.com/stagehand-dev/stagehand/activities/notify"
+	"github.com/stagehand-dev/stagehand/activities/web"
 )
 
 // Deps carries the clients adapters need. Zero values are fine for
@@ -23,6 +24,8 @@ type Deps struct {
 	Git *git.Activities
 	// Notify posts webhooks; nil lists the notify steps for validation only.
 	Notify *notify.Activities
+	// Web runs HTTP smoke checks; nil uses a default HTTP client.
+	Web *web.Activities
 }
 
 // Catalogue returns every step type Stagehand offers.
@@ -44,6 +47,11 @@ func Catalogue(deps Deps) (*activities.Catalogue, error) {
 		notifyActs = &notify.Activities{}
 	}
 	types = append(types, notify.StepTypes(notifyActs)...)
+	webActs := deps.Web
+	if webActs == nil {
+		webActs = &web.Activities{}
+	}
+	types = append(types, web.StepTypes(webActs)...)
 	// The flux steps read the same clusters as the kube steps.
 	types = append(types, flux.StepTypes(&flux.Activities{Kube: kubeActs})...)
 	return activities.NewCatalogue(types...)
