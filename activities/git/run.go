@@ -192,16 +192,38 @@ func (a *Activities) git(ctx context.Context, o runOpts, args ...string) (string
 	if msg == "" {
 		msg = strings.TrimSpace(out)
 	}
-	return out, exitErr.ExitCode(), &gitError{sub: sub, exitCode: exitErr.ExitCode(), stderr: red.clean(lastLines(msg, 6))}
+	return out, exitErr.ExitCode(), &gitError{sub: sub, exitCode: exitErr.ExitCode(), stderr: red.clean(condense(msg, 6))}
 }
 
-// lastLines keeps the end of git's stderr, where the fatal line is.
-func lastLines(s string, n int) string {
-	lines := strings.Split(s, "\n")
+// gitBoilerplate is advice git prints after every remote failure; it
+// says nothing the fatal line above it does not.
+var gitBoilerplate = []string{
+	"Could not read from remote repository.",
+	"Please make sure you have the correct access rights",
+	"and the repository exists.",
+}
+
+// condense keeps the last n meaningful lines of git's stderr (the fatal
+// line is at the end) on one line, so the step error reads as one sentence.
+func condense(s string, n int) string {
+	var lines []string
+outer:
+	for _, l := range strings.Split(s, "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" {
+			continue
+		}
+		for _, b := range gitBoilerplate {
+			if strings.Contains(l, b) {
+				continue outer
+			}
+		}
+		lines = append(lines, l)
+	}
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}
-	return strings.Join(lines, "\n")
+	return strings.Join(lines, "; ")
 }
 
 // classifyRemote turns a failed fetch, ls-remote or push into a step error:
