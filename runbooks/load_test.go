@@ -48,7 +48,7 @@ func TestParseIssueExample(t *testing.T) {
 	require.Len(t, rb.Steps, 3)
 	assert.Equal(t, runbooks.KindApproval, rb.Steps[1].Kind())
 	assert.Equal(t, []string{"bob", "carol"}, rb.Steps[1].Approval.Approvers)
-	assert.Equal(t, "72h0m0s", rb.Steps[1].Approval.Timeout.String())
+	assert.Equal(t, "72h", rb.Steps[1].Approval.Timeout)
 	assert.Equal(t, 3, rb.Steps[0].Retry.MaxAttempts)
 	require.Len(t, rb.OnFailure, 1)
 }
@@ -68,6 +68,7 @@ func TestProblemsAreLocated(t *testing.T) {
 		{"template syntax", "name: x\nsteps:\n  - id: a\n    uses: log\n    with:\n      message: '{{ .params.x '\n", 6, "steps[0].with.message", "template syntax"},
 		{"bad duration", "name: x\nsteps:\n  - id: a\n    uses: noop\n    timeout: 5 minutes\n", 5, "steps[0].timeout", "invalid duration"},
 		{"gate without approvers", "name: x\nsteps:\n  - id: g\n    approval:\n      message: ok?\n", 4, "steps[0].approval.approvers", "at least one approver"},
+		{"bad gate timeout", "name: x\nsteps:\n  - id: g\n    approval:\n      approvers: [a]\n      timeout: soon\n", 6, "steps[0].approval.timeout", "invalid duration"},
 		{"bad with key", "name: x\nsteps:\n  - id: a\n    uses: log\n    with: {mesage: hi}\n", 5, "steps[0].with.mesage", `takes no argument "mesage"`},
 		{"missing required with", "name: x\nsteps:\n  - id: a\n    uses: log\n", 3, "steps[0].with", `needs argument "message"`},
 		{"two forms", "name: x\nsteps:\n  - id: a\n    uses: log\n    approval: {approvers: [a]}\n", 3, "steps[0]", "exactly one of"},

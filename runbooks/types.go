@@ -103,8 +103,9 @@ type Approval struct {
 	// Message is a template shown to approvers.
 	Message   string   `yaml:"message,omitempty" json:"message,omitempty"`
 	Approvers []string `yaml:"approvers" json:"approvers"`
-	// Timeout after which the run is rejected; zero means wait forever.
-	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+	// Timeout after which the run is rejected, e.g. "72h"; empty means wait
+	// forever. It may be a template (e.g. "{{ .params.gateTimeout }}").
+	Timeout string `yaml:"timeout,omitempty" json:"timeout,omitempty"`
 	// Remind, if set, runs a step (typically notify.send) every interval
 	// while the gate stays open.
 	Remind *Reminder `yaml:"remind,omitempty" json:"remind,omitempty"`

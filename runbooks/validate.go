@@ -131,6 +131,13 @@ func (p *parser) validateStep(s Step, path string, cat Catalogue, ids map[string
 			}
 		}
 		p.checkTemplate(s.Approval.Message, path+".approval.message", sc)
+		if t := s.Approval.Timeout; t != "" {
+			if isTemplate(t) {
+				p.checkTemplate(t, path+".approval.timeout", sc)
+			} else if _, err := ParseDuration(t); err != nil {
+				p.at(path+".approval.timeout", "%v", err)
+			}
+		}
 		if r := s.Approval.Remind; r != nil {
 			rpath := path + ".approval.remind"
 			if r.Every <= 0 {

@@ -120,9 +120,20 @@ func (r *run) runGate(ctx workflow.Context, s runbooks.Step, st *StepStatus) *st
 			}
 		}
 	}
+	var timeout time.Duration
+	if s.Approval.Timeout != "" {
+		raw, err := runbooks.RenderString(s.Approval.Timeout, r.data)
+		if err != nil {
+			return r.fail(st, s, fmt.Sprintf("approval.timeout: %v", err), "TemplateError", 0)
+		}
+		d, err := runbooks.ParseDuration(raw)
+		if err != nil {
+			return r.fail(st, s, fmt.Sprintf("approval.timeout: %v", err), "InvalidArguments", 0)
+		}
+		timeout = d.D()
+	}
 	opened := workflow.Now(ctx)
 	gate := &GateStatus{Gate: s.ID, Message: msg, Approvers: approvers, OpenedAt: opened}
-	timeout := s.Approval.Timeout.D()
 	if timeout > 0 {
 		deadline := opened.Add(timeout)
 		gate.Deadline = &deadline
@@ -134,7 +145,7 @@ func (r *run) runGate(ctx workflow.Context, s runbooks.Step, st *StepStatus) *st
 	r.upsert(ctx, SearchOutcome.ValueSet(string(RunWaitingApproval)))
 	r.publish()
 
-	ok, err := r.awaitDecision(ctx, s, gate)
+	ok, err := r.awaitDecision(ctx, s, gate, timeout)
 	r.pendingGate = nil
 	r.status.PendingGate = nil
 	if r.status.State == RunWaitingApproval {
@@ -169,9 +180,8 @@ func (r *run) runGate(ctx workflow.Context, s runbooks.Step, st *StepStatus) *st
 // awaitDecision waits for a decision until the gate's timeout, running the
 // gate's reminder step every interval meanwhile. A wait of days is a few
 // timers in history, not a polling loop.
-func (r *run) awaitDecision(ctx workflow.Context, s runbooks.Step, gate *GateStatus) (bool, error) {
+func (r *run) awaitDecision(ctx workflow.Context, s runbooks.Step, gate *GateStatus, timeout time.Duration) (bool, error) {
 	decided := func() bool { return r.decision != nil }
-	timeout := s.Approval.Timeout.D()
 	remind := s.Approval.Remind
 	if remind == nil || remind.Every <= 0 {
 		if timeout > 0 {

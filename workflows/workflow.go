@@ -92,6 +92,7 @@ func RunbookWorkflow(ctx workflow.Context, in RunInput) (*Status, error) {
 		r.upsertOutcome(ctx)
 		return nil, temporal.NewNonRetryableApplicationError(msg, RunFailedErrorType, nil, *r.status)
 	}
+	normalizeParams(&resolved)
 	r.resolved = &resolved
 	r.status.Runbook = resolved.Runbook.Name
 	r.status.Description = resolved.Runbook.Description
@@ -156,6 +157,20 @@ func RunbookWorkflow(ctx workflow.Context, in RunInput) (*Status, error) {
 	default:
 		return nil, temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("step %s failed: %s", r.status.FailedStep, r.status.Error), RunFailedErrorType, nil, *r.status)
+	}
+}
+
+// normalizeParams restores int params to int64: the activity result went
+// through JSON, which turns every number into float64, and templates such
+// as printf "%d" must see the declared type.
+func normalizeParams(res *ResolvedRun) {
+	for name, p := range res.Runbook.Params {
+		if p.Type != runbooks.ParamInt {
+			continue
+		}
+		if f, ok := res.Params[name].(float64); ok {
+			res.Params[name] = int64(f)
+		}
 	}
 }
 
