@@ -70,11 +70,15 @@ test: tools $(TEST_PREREQS) ## the full test suite: tools, vet, race-enabled tes
 	$(GO) build -o $(BIN)/testsummary ./internal/testsummary
 	$(GO) test -json $(GO_TEST_FLAGS) $(TEST_PACKAGES) 2>&1 | $(BIN)/testsummary
 
-# Placeholder for the lead to refine: one iteration of every benchmark in
-# workflows, as a smoke test that they still run.
+# Benchmarks print ratios against a baseline measured in the same process:
+# the interpreter against a hand-written workflow (one dev server), and the
+# Kubernetes failure detection against `kubectl rollout status` (one control
+# plane). BENCH_RUNS sets the repetitions of the interpreter benchmark.
+BENCH_RUNS ?= 5
 .PHONY: bench
-bench: temporal-cli ## run the workflow benchmarks once (against a dev server)
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./workflows/...
+bench: temporal-cli kube-tools ## benchmarks: interpreter overhead, failure-detection latency
+	$(GO) test -run '^$$' -bench BenchmarkInterpreterOverhead -benchtime $(BENCH_RUNS)x -v ./workflows/ | grep -v '^20[0-9][0-9]/'
+	$(GO) test -run '^$$' -bench . -benchtime 1x -v ./activities/kube/
 
 # Only the Temporal CLI: `make dev` should not wait minutes for test-only
 # tools (the kube control plane) it never runs.
