@@ -146,38 +146,38 @@ func TestGitHubMergeErrors(t *testing.T) {
 	no := false
 	cases := []struct {
 		name      string
-		fake      fakeGitHub
+		fake      *fakeGitHub
 		with      map[string]any
 		errType   string
 		permanent bool
 		want      []string
 		puts      int
 	}{
-		{name: "405 not mergeable", fake: fakeGitHub{putStatus: 405, putMessage: "Pull Request is not mergeable"},
+		{name: "405 not mergeable", fake: &fakeGitHub{putStatus: 405, putMessage: "Pull Request is not mergeable"},
 			errType: ErrTypeMergeBlocked, permanent: true, want: []string{"405", "Pull Request is not mergeable", "o/r#42"}, puts: 1},
-		{name: "409 head moved", fake: fakeGitHub{putStatus: 409, putMessage: "Head branch was modified. Review and try the merge again."},
+		{name: "409 head moved", fake: &fakeGitHub{putStatus: 409, putMessage: "Head branch was modified. Review and try the merge again."},
 			errType: ErrTypeMergeBlocked, permanent: true, want: []string{"409", "Head branch was modified"}, puts: 1},
-		{name: "mergeable false", fake: fakeGitHub{mergeable: &no},
+		{name: "mergeable false", fake: &fakeGitHub{mergeable: &no},
 			errType: ErrTypeMergeBlocked, permanent: true, want: []string{"not mergeable"}, puts: 0},
-		{name: "closed", fake: fakeGitHub{state: "closed"},
+		{name: "closed", fake: &fakeGitHub{state: "closed"},
 			errType: ErrTypeMergeBlocked, permanent: true, want: []string{"closed without being merged"}, puts: 0},
-		{name: "401", fake: fakeGitHub{getStatus: 401, putMessage: "Bad credentials"},
+		{name: "401", fake: &fakeGitHub{getStatus: 401, putMessage: "Bad credentials"},
 			errType: ErrTypeGitHubAuth, permanent: true, want: []string{"401", "Bad credentials"}, puts: 0},
-		{name: "403 on merge", fake: fakeGitHub{putStatus: 403, putMessage: "Resource not accessible by integration"},
+		{name: "403 on merge", fake: &fakeGitHub{putStatus: 403, putMessage: "Resource not accessible by integration"},
 			errType: ErrTypeGitHubAuth, permanent: true, want: []string{"403", "Resource not accessible"}, puts: 1},
-		{name: "rate limited", fake: fakeGitHub{getStatus: 403, putMessage: "API rate limit exceeded",
+		{name: "rate limited", fake: &fakeGitHub{getStatus: 403, putMessage: "API rate limit exceeded",
 			headers: http.Header{"X-Ratelimit-Remaining": {"0"}, "X-Ratelimit-Limit": {"5000"}, "X-Ratelimit-Reset": {"1"}}},
 			errType: ErrTypeGitHubRateLimit, permanent: false, want: []string{"rate limit"}, puts: 0},
-		{name: "404", fake: fakeGitHub{getStatus: 404, putMessage: "Not Found"},
+		{name: "404", fake: &fakeGitHub{getStatus: 404, putMessage: "Not Found"},
 			errType: ErrTypeGitHubNotFound, permanent: true, want: []string{"404", "cannot see it"}, puts: 0},
-		{name: "502", fake: fakeGitHub{getStatus: 502, putMessage: "Server Error"},
+		{name: "502", fake: &fakeGitHub{getStatus: 502, putMessage: "Server Error"},
 			errType: ErrTypeGitHubUnavail, permanent: false, want: []string{"502"}, puts: 0},
-		{name: "expectHead", fake: fakeGitHub{}, with: map[string]any{"expectHead": "deadbeef"},
+		{name: "expectHead", fake: &fakeGitHub{}, with: map[string]any{"expectHead": "deadbeef"},
 			errType: ErrTypeHeadMoved, permanent: true, want: []string{"aaaaaaaa", "deadbeef"}, puts: 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			f := &c.fake
+			f := c.fake
 			api := newFakeGitHub(t, f)
 			_, err := runStep(t, newActivities(t), "git.merge", githubWith(api, c.with))
 			wantAppError(t, err, c.errType, c.permanent, c.want, testToken)
