@@ -73,6 +73,17 @@ func funcs(capture func(any) string) template.FuncMap {
 			return string(b), err
 		},
 		"quote": func(s string) string { return fmt.Sprintf("%q", s) },
+		"split": func(sep, s string) []string { return strings.Split(s, sep) },
+		// imageTag is the tag of an image reference ("" without one), e.g.
+		// pr-42-0123abcd-1763700000 for the conventions' PR images.
+		"imageTag": func(image string) string {
+			image, _, _ = strings.Cut(image, "@")
+			slash, colon := strings.LastIndex(image, "/"), strings.LastIndex(image, ":")
+			if colon <= slash {
+				return ""
+			}
+			return image[colon+1:]
+		},
 	}
 }
 
