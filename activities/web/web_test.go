@@ -26,6 +26,11 @@ import (
 // ones. It returns the outputs, the error, and the heartbeats recorded.
 func runStep(t *testing.T, a *Activities, name string, with map[string]any) (map[string]any, error, []string) {
 	t.Helper()
+	return execStep(a, name, with)
+}
+
+// execStep is runStep without a *testing.T, for use off the test goroutine.
+func execStep(a *Activities, name string, with map[string]any) (map[string]any, error, []string) {
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestActivityEnvironment()
 	var mu sync.Mutex
@@ -44,11 +49,11 @@ func runStep(t *testing.T, a *Activities, name string, with map[string]any) (map
 	// Round-trip `with` through JSON, as the workflow's payload would.
 	b, err := json.Marshal(with)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err, nil
 	}
 	var w map[string]any
 	if err := json.Unmarshal(b, &w); err != nil {
-		t.Fatal(err)
+		return nil, err, nil
 	}
 	val, err := env.ExecuteActivity(name, activities.StepRequest{StepID: "smoke", With: w})
 	mu.Lock()
@@ -58,9 +63,9 @@ func runStep(t *testing.T, a *Activities, name string, with map[string]any) (map
 	}
 	var res activities.StepResult
 	if err := val.Get(&res); err != nil {
-		t.Fatal(err)
+		return nil, err, beats
 	}
-	return res.Outputs, nil, beats
+	return res.Outputs, nil, append([]string(nil), beats...)
 }
 
 func appError(t *testing.T, err error) *temporal.ApplicationError {
