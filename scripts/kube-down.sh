@@ -21,6 +21,7 @@ stop() {
 	pgid="$(cat "$pidfile")"
 	# Each component was started with setsid, so its pid is its process group.
 	if group_alive "$pgid"; then
+		local started=${EPOCHREALTIME/./}
 		kill -TERM -- "-$pgid" 2>/dev/null || true
 		local deadline=$((SECONDS + grace))
 		while group_alive "$pgid" && ((SECONDS < deadline)); do
@@ -31,7 +32,7 @@ stop() {
 			kill -KILL -- "-$pgid" 2>/dev/null || true
 			while group_alive "$pgid"; do sleep 0.1; done
 		fi
-		log "stopped $name (pid $pgid)"
+		log "stopped $name (pid $pgid, $(((${EPOCHREALTIME/./} - started) / 1000))ms)"
 	fi
 	rm -f "$pidfile"
 }

@@ -136,6 +136,7 @@ wait_for "the simulated node to be Ready" 60 \
 	k wait --for=condition=Ready node/stagehand-sim-node --timeout=5s
 
 image="${BACKSTAGE_IMAGE:-registry.local/backstage-portal/backend:prod-0000aaaa-1700000000}"
+created=()
 for ns in backstage-sandbox backstage-prod; do
 	k create namespace "$ns" --dry-run=client -o yaml | k apply -f - >/dev/null
 	# Pods need the namespace's default ServiceAccount, which a controller makes.
@@ -191,9 +192,12 @@ spec:
               memory: 256Mi
 EOF
 		log "created deployment backstage in $ns ($image)"
+		created+=("$ns")
 	fi
 done
-for ns in backstage-sandbox backstage-prod; do
+# Only fresh Deployments are waited for: an existing one may be mid-way through
+# a (deliberately failing) rollout that a runbook or test started.
+for ns in "${created[@]}"; do
 	k -n "$ns" rollout status deployment/backstage --timeout=120s >/dev/null ||
 		die "deployment backstage in $ns did not roll out (logs in $state/logs)"
 done
