@@ -272,8 +272,8 @@ func (a *Activities) mergeCommitOf(ctx context.Context, o runOpts, prHead, targe
 			break
 		}
 		if p == prHead {
-			// Fast-forward: prHead is on the line itself, unless c merged
-			// it as a first parent, which only a fast-forward produces.
+			// prHead is itself on the first-parent line: the PR was
+			// fast-forwarded in, so no merge commit exists for it.
 			return prHead, nil
 		}
 		if _, onPath := firstParent[p]; !onPath {
@@ -328,7 +328,9 @@ func (a *Activities) buildMerge(ctx context.Context, o runOpts, author []string,
 	co := o
 	co.env = author
 	co.stdin = message + "\n"
-	commit, _, err := a.git(ctx, co, "commit-tree", tree, "-p", targetHead, "-p", prHead)
+	// --no-gpg-sign: a worker's global commit.gpgSign would otherwise make
+	// commit-tree wait for a key it does not have.
+	commit, _, err := a.git(ctx, co, "commit-tree", "--no-gpg-sign", tree, "-p", targetHead, "-p", prHead)
 	if err != nil {
 		return "", fmt.Errorf("write merge commit: %w", err)
 	}
@@ -341,7 +343,9 @@ var errPushRace = errors.New("target branch moved")
 
 func (a *Activities) push(ctx context.Context, dir string, rem remote, commit, ref string) error {
 	o := runOpts{dir: dir, env: rem.env(), red: rem.red}
-	out, _, err := a.git(ctx, o, "push", "--porcelain", "--", rem.addr, commit+":"+ref)
+	// The cache is ours: hooks from the worker's global core.hooksPath
+	// have no business running on its pushes.
+	out, _, err := a.git(ctx, o, "-c", "core.hooksPath=/dev/null", "push", "--porcelain", "--", rem.addr, commit+":"+ref)
 	if err == nil {
 		return nil
 	}
@@ -362,15 +366,27 @@ func (a *Activities) push(ctx context.Context, dir string, rem remote, commit, r
 	return classifyRemote("push to "+ref+" on "+rem.display(), err)
 }
 
-// pushStatus picks the line of `git push --porcelain` that says why a ref
-// was refused.
+// pushStatus says why a ref was refused: the reason from `git push
+// --porcelain` ("[remote rejected] (pre-receive hook declined)") and what
+// the server's hooks printed (the "remote:" lines), which is usually the
+// actual policy.
 func pushStatus(stdout, stderr string) string {
+	var parts []string
 	for line := range strings.SplitSeq(stdout, "\n") {
 		if strings.HasPrefix(line, "!") {
-			return strings.TrimSpace(strings.TrimPrefix(line, "!"))
+			f := strings.SplitN(line, "\t", 3)
+			parts = append(parts, strings.TrimSpace(f[len(f)-1]))
 		}
 	}
-	return stderr
+	for part := range strings.SplitSeq(stderr, "; ") {
+		if msg, ok := strings.CutPrefix(part, "remote: "); ok && strings.TrimSpace(msg) != "" {
+			parts = append(parts, "remote: "+strings.TrimSpace(msg))
+		}
+	}
+	if len(parts) == 0 {
+		return stderr
+	}
+	return strings.Join(parts, "; ")
 }
 
 func short(sha string) string {

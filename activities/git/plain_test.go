@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -359,5 +360,22 @@ func TestRedactURLs(t *testing.T) {
 		if got := RedactURLs(in); got != want {
 			t.Errorf("RedactURLs(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// Branch protection (a server-side hook saying no) is not a race: retrying
+// the same push cannot succeed.
+func TestMergeRemoteRejects(t *testing.T) {
+	repo := gittest.New(t)
+	repo.Commit("pr-42", "feature", map[string]string{"feature.txt": "new\n"})
+	mainHead := repo.Head("main")
+	hook := filepath.Join(repo.Origin, "hooks", "pre-receive")
+	if err := os.WriteFile(hook, []byte("#!/bin/sh\necho 'main is protected: merge through the review tool' >&2\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err := runStep(t, newActivities(t), "git.merge", mergeWith(repo, nil))
+	wantAppError(t, err, ErrTypePushRejected, true, []string{"refs/heads/main", "pre-receive hook declined", "remote: main is protected"})
+	if repo.Head("main") != mainHead {
+		t.Error("origin main moved")
 	}
 }

@@ -174,6 +174,9 @@ func (a *Activities) git(ctx context.Context, o runOpts, args ...string) (string
 		red = &redactor{}
 	}
 	sub := args[0]
+	for i := 0; i+2 < len(args) && args[i] == "-c"; i += 2 {
+		sub = args[i+2]
+	}
 	if ctx.Err() != nil {
 		// The activity was cancelled or ran out of time: say so as is.
 		return out, -1, ctx.Err()
