@@ -142,6 +142,8 @@ type checkSpec struct {
 	jsonList bool
 	headers  map[string]string
 	tokenRef string
+	// gate: a readiness check; the other checks wait until it passes.
+	gate bool
 }
 
 type smokePlan struct {
@@ -214,6 +216,7 @@ func buildCheck(base *url.URL, c Check, defaultTokenRef string) (checkSpec, erro
 		if s.name == "" {
 			s.name = c.Preset
 		}
+		s.gate = c.Preset == "readiness"
 	} else if c.Provider != "" {
 		return s, errors.New("provider: only meaningful with preset: signin")
 	}
@@ -354,6 +357,11 @@ func redact(s, secret string) string {
 // (concurrently, so one slow endpoint does not starve the others), then
 // waits `interval`. A check that passed stays passed: the step asks "did
 // each endpoint come up", as a person clicking through the portal would.
+//
+// When the step has a readiness check (preset: readiness), the others wait
+// for it: while Backstage initialises plugins, routes of plugins not yet
+// mounted answer 404, which the docs preset would take as a pass and which
+// would otherwise fill the error with noise that only says "not ready".
 func (a *Activities) Smoke(ctx context.Context, in SmokeInput) (SmokeOutput, error) {
 	p, err := plan(in)
 	if err != nil {
@@ -380,10 +388,19 @@ func (a *Activities) Smoke(ctx context.Context, in SmokeInput) (SmokeOutput, err
 	hb := newHeartbeater(ctx)
 	defer hb.stop()
 
+	gated := func() bool {
+		for i, c := range p.checks {
+			if c.gate && !results[i].OK {
+				return true
+			}
+		}
+		return false
+	}
 	for round := 0; ; round++ {
 		var wg sync.WaitGroup
+		waiting := gated()
 		for i := range p.checks {
-			if results[i].OK {
+			if results[i].OK || (waiting && !p.checks[i].gate) {
 				continue
 			}
 			wg.Add(1)
@@ -431,8 +448,13 @@ func (a *Activities) Smoke(ctx context.Context, in SmokeInput) (SmokeOutput, err
 func progress(out SmokeOutput, checks []checkSpec, last []attempt) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d/%d checks passing", out.Passed, len(out.Checks))
+	waiting := 0
 	for i, r := range out.Checks {
 		if r.OK {
+			continue
+		}
+		if r.Attempts == 0 {
+			waiting++
 			continue
 		}
 		if last[i].status != 0 {
@@ -440,6 +462,9 @@ func progress(out SmokeOutput, checks []checkSpec, last []attempt) string {
 		} else {
 			fmt.Fprintf(&b, "; %s: no response", checks[i].name)
 		}
+	}
+	if waiting > 0 {
+		fmt.Fprintf(&b, "; %d waiting for readiness", waiting)
 	}
 	return b.String()
 }
@@ -455,6 +480,10 @@ func smokeFailure(out SmokeOutput, p smokePlan, last []attempt, elapsed time.Dur
 			continue
 		}
 		c := p.checks[i]
+		if r.Attempts == 0 {
+			lines = append(lines, fmt.Sprintf("%s: %s %s: not tried, readiness never passed", c.name, c.method, r.URL))
+			continue
+		}
 		lines = append(lines, fmt.Sprintf("%s: %s %s: want %s, %s (%d attempts)",
 			c.name, c.method, r.URL, c.expect, last[i].problem, r.Attempts))
 	}
