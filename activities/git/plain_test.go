@@ -379,3 +379,29 @@ func TestMergeRemoteRejects(t *testing.T) {
 		t.Error("origin main moved")
 	}
 }
+
+func TestParseRemote(t *testing.T) {
+	basic := func(user, pass string) string {
+		return "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
+	}
+	cases := []struct {
+		raw, token, addr, header string
+	}{
+		{"/srv/git/portal.git", "", "/srv/git/portal.git", ""},
+		{"git@github.com:org/portal.git", "", "git@github.com:org/portal.git", ""},
+		{"https://github.com/org/portal.git", "tok-1234", "https://github.com/org/portal.git", basic("x-access-token", "tok-1234")},
+		{"https://ci:pw-5678@git.example.com/portal.git", "", "https://git.example.com/portal.git", basic("ci", "pw-5678")},
+		{"https://ghp_0123456789abcdefghij@github.com/o/r", "", "https://github.com/o/r", basic("x-access-token", "ghp_0123456789abcdefghij")},
+		{"https://deploy@git.example.com/portal.git", "", "https://deploy@git.example.com/portal.git", ""},
+	}
+	for _, c := range cases {
+		r, err := parseRemote(c.raw, c.token, &redactor{})
+		if err != nil {
+			t.Errorf("%s: %v", c.raw, err)
+			continue
+		}
+		if r.addr != c.addr || r.authHeader != c.header {
+			t.Errorf("parseRemote(%q) = %q, %q; want %q, %q", c.raw, r.addr, r.authHeader, c.addr, c.header)
+		}
+	}
+}

@@ -47,14 +47,17 @@ func parseRemote(raw, token string, red *redactor) (remote, error) {
 			if n := u.User.Username(); n != "" {
 				user = n
 			}
-		} else if n := u.User.Username(); n != "" {
-			// https://TOKEN@host: the user name is the token.
+			u.User = nil
+		} else if n := u.User.Username(); len(n) >= 20 {
+			// https://TOKEN@host: a user name that long is a token. A
+			// short one (https://deploy@host) is a real user name, left
+			// for the worker's credential helper.
 			red.add(n)
 			if token == "" {
 				token = n
 			}
+			u.User = nil
 		}
-		u.User = nil
 		r.addr = u.String()
 	}
 	if token != "" {
