@@ -11,4 +11,5 @@ TEST_PREREQS += backstage-tools
 
 .PHONY: backstage-up
 backstage-up: backstage-tools ## run a real Backstage backend on PostgreSQL in the foreground (Ctrl-C stops both)
-	$(GO) run ./internal/backstagetest/cmd/backstage-demo $(BACKSTAGE_DEMO_FLAGS)
+	$(GO) build -o $(BIN)/backstage-demo ./internal/backstagetest/cmd/backstage-demo
+	$(BIN)/backstage-demo $(BACKSTAGE_DEMO_FLAGS)
