@@ -80,15 +80,18 @@ bench: temporal-cli kube-tools ## benchmarks: interpreter overhead, failure-dete
 	$(GO) test -run '^$$' -bench BenchmarkInterpreterOverhead -benchtime $(BENCH_RUNS)x -v ./workflows/ | grep -v '^20[0-9][0-9]/'
 	$(GO) test -run '^$$' -bench . -benchtime 1x -v ./activities/kube/
 
-# Only the Temporal CLI: `make dev` should not wait minutes for test-only
-# tools (the kube control plane) it never runs.
+# The patch demo (scripts/demo-up.sh): Temporal dev server + UI, the worker,
+# the local Kubernetes control plane, a real Backstage backend, a git remote
+# with a PR and a CI + Flux stand-in, then a patch run waiting for approval.
+# The tools build once (Temporal CLI ~2 min, kube ~4 min, npm ci ~30 s) and
+# are skipped afterwards.
 .PHONY: dev
-dev: temporal-cli build ## start a Temporal dev server (UI on :8233) and the worker in the background
-	@scripts/dev-up.sh
+dev: temporal-cli build kube-tools stagehand-podsim backstage-tools demo-tools ## run the patch demo locally in the background (Temporal UI on :8233) and start a patch run
+	@scripts/demo-up.sh
 
 .PHONY: dev-down
-dev-down: ## stop what `make dev` started
-	@scripts/dev-down.sh
+dev-down: ## stop everything `make dev` started
+	@scripts/demo-down.sh
 
 .PHONY: fmt-check
 fmt-check: ## fail if any Go file is not gofmt-ed

@@ -13,6 +13,8 @@
 #   STAGEHAND_START_TIMEOUT   seconds to wait for each process (default 60)
 #   STAGEHAND_TASK_QUEUE      task queue to wait for a poller on (default stagehand)
 #   STAGEHAND_WORKER_BIN      worker binary (default bin/stagehand-worker)
+#   STAGEHAND_DEV_BANNER=0    skip the closing "how to start a run" text
+#                             (scripts/demo-up.sh prints its own)
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -148,6 +150,8 @@ else
   done
   echo "worker ready in $((SECONDS - start))s (pid $pid)"
 fi
+
+[[ "${STAGEHAND_DEV_BANNER:-1}" == 0 ]] && exit 0
 
 cat <<EOF
 
