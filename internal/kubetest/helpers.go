@@ -229,3 +229,25 @@ func (e *Env) WaitForEvent(ctx context.Context, ns string, cond func(*corev1.Eve
 	}
 	return ev.Object.(*corev1.Event), nil
 }
+
+// TestNamespace creates a namespace named prefix-<random> for one test and
+// deletes it when the test ends, so tests sharing a plane (and reruns with
+// -count) never collide.
+func (e *Env) TestNamespace(t testing.TB, prefix string) string {
+	t.Helper()
+	ns := fmt.Sprintf("%s-%s", prefix, randomToken()[:6])
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := e.CreateNamespace(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		// The namespace controller removes what is inside; not waited for.
+		if err := e.Client.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			t.Errorf("delete namespace %s: %v", ns, err)
+		}
+	})
+	return ns
+}

@@ -119,6 +119,19 @@ func Start(ctx context.Context, opts Options) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Free ports are found by binding port 0 and releasing it, so another
+	// process (a parallel test package) can take one before our component
+	// binds it. That is rare; starting over with new ports handles it.
+	for attempt := 1; ; attempt++ {
+		e, err := startOnce(ctx, opts, binDir)
+		if err == nil || attempt == 3 || opts.StateDir != "" || !strings.Contains(err.Error(), "address already in use") {
+			return e, err
+		}
+		opts.Logf("kubetest: port taken while starting (attempt %d), retrying with new ports: %v", attempt, err)
+	}
+}
+
+func startOnce(ctx context.Context, opts Options, binDir string) (*Env, error) {
 	e := &Env{Context: opts.Context, opts: opts}
 	if opts.StateDir == "" {
 		dir, err := os.MkdirTemp("", "stagehand-kubetest-")

@@ -65,7 +65,7 @@ func podReady(p *corev1.Pod) bool {
 func TestDeploymentRollsOutReady(t *testing.T) {
 	env := kubetest.Shared(t)
 	ctx := testContext(t, 2*time.Minute)
-	const ns = "rollout-ready"
+	ns := env.TestNamespace(t, "rollout-ready")
 
 	start := time.Now()
 	if _, err := env.CreateDeployment(ctx, ns, "backstage", baseImage, 2); err != nil {
@@ -129,7 +129,7 @@ func TestDeploymentRollsOutReady(t *testing.T) {
 func TestDeploymentRollsToNewImage(t *testing.T) {
 	env := kubetest.Shared(t)
 	ctx := testContext(t, 2*time.Minute)
-	const ns = "rollout-new-image"
+	ns := env.TestNamespace(t, "rollout-new-image")
 	if _, err := env.CreateDeployment(ctx, ns, "backstage", baseImage, 2); err != nil {
 		t.Fatal(err)
 	}
@@ -345,7 +345,8 @@ func TestServiceAccountRBACFromManifests(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := env.CreateDeployment(ctx, "unmanaged", "backstage", baseImage, 1); err != nil {
+	unmanaged := env.TestNamespace(t, "unmanaged")
+	if _, err := env.CreateDeployment(ctx, unmanaged, "backstage", baseImage, 1); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := env.WaitForRollout(ctx, "backstage-sandbox", "backstage"); err != nil {
@@ -424,7 +425,7 @@ func TestServiceAccountRBACFromManifests(t *testing.T) {
 			return err
 		},
 		"get deployment outside managed namespaces": func() error {
-			_, err := sa.AppsV1().Deployments("unmanaged").Get(ctx, "backstage", metav1.GetOptions{})
+			_, err := sa.AppsV1().Deployments(unmanaged).Get(ctx, "backstage", metav1.GetOptions{})
 			return err
 		},
 		"list pods cluster-wide": func() error {

@@ -78,7 +78,7 @@ func faultRecord(env *kubetest.Env, ns, pod, reason string) (podsim.FaultRecord,
 func TestCrashLoopBackOff(t *testing.T) {
 	env := kubetest.Shared(t)
 	ctx := testContext(t)
-	const ns = "sim-crashloop"
+	ns := env.TestNamespace(t, "sim-crashloop")
 	image := "registry.local/backstage-portal/backend:pr-42-crashloop-1700000042"
 	start := time.Now()
 	if _, err := env.CreateDeployment(ctx, ns, "backstage", image, 2); err != nil {
@@ -150,7 +150,7 @@ func containsCall(calls []string, want string) bool {
 func TestImagePullBackOff(t *testing.T) {
 	env := kubetest.Shared(t)
 	ctx := testContext(t)
-	const ns = "sim-imagepull"
+	ns := env.TestNamespace(t, "sim-imagepull")
 	image := "registry.local/backstage-portal/backend:pr-43-imagepull"
 	if _, err := env.CreateDeployment(ctx, ns, "backstage", image, 1); err != nil {
 		t.Fatal(err)
@@ -182,7 +182,7 @@ func TestImagePullBackOff(t *testing.T) {
 func TestOOMKilledByAnnotation(t *testing.T) {
 	env := kubetest.Shared(t)
 	ctx := testContext(t)
-	const ns = "sim-oom"
+	ns := env.TestNamespace(t, "sim-oom")
 	_, err := env.CreateDeployment(ctx, ns, "backstage", "registry.local/backstage-portal/backend:prod-2222cccc-1700000200", 1,
 		func(d *appsv1.Deployment) {
 			d.Spec.Template.Annotations = map[string]string{podsim.FaultAnnotation: string(podsim.FaultOOM)}
@@ -211,7 +211,7 @@ func TestOOMKilledByAnnotation(t *testing.T) {
 func TestNotReady(t *testing.T) {
 	env := kubetest.Shared(t)
 	ctx := testContext(t)
-	const ns = "sim-notready"
+	ns := env.TestNamespace(t, "sim-notready")
 	if _, err := env.CreateDeployment(ctx, ns, "backstage", "registry.local/backstage-portal/backend:pr-44-notready", 1); err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +245,7 @@ func TestNotReady(t *testing.T) {
 func TestDeletedPodIsRemovedAtOnce(t *testing.T) {
 	env := kubetest.Shared(t)
 	ctx := testContext(t)
-	const ns = "sim-delete"
+	ns := env.TestNamespace(t, "sim-delete")
 	if _, err := env.CreateDeployment(ctx, ns, "backstage", "registry.local/backstage-portal/backend:prod-3333dddd-1700000300", 1); err != nil {
 		t.Fatal(err)
 	}
