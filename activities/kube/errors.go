@@ -39,12 +39,23 @@ const (
 	ErrTypeInvalidArguments = "InvalidArguments"
 )
 
+// The cause's text is folded into the message instead of being attached as
+// the ApplicationError's cause: the step adapter re-wraps errors with
+// err.Error() as the message and the cause again, which would print the
+// apiserver's message twice in history, and a client-go error type name
+// ("StatusError") tells the reader nothing.
 func nonRetryable(errType, msg string, cause error) error {
-	return temporal.NewNonRetryableApplicationError(msg, errType, cause)
+	if cause != nil {
+		msg += ": " + cause.Error()
+	}
+	return temporal.NewNonRetryableApplicationError(msg, errType, nil)
 }
 
 func retryable(errType, msg string, cause error) error {
-	return temporal.NewApplicationErrorWithCause(msg, errType, cause)
+	if cause != nil {
+		msg += ": " + cause.Error()
+	}
+	return temporal.NewApplicationError(msg, errType)
 }
 
 // classify turns a client-go error into the error a step returns: msg is a

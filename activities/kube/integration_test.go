@@ -22,7 +22,9 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -96,6 +98,60 @@ func runStep(t testing.TB, a *Activities, name string, with map[string]any, onHe
 	if err == nil {
 		var res activities.StepResult
 		if err := val.Get(&res); err != nil {
+			t.Fatal(err)
+		}
+		run.outputs = res.Outputs
+	}
+	return run
+}
+
+// stepWorkflow runs one step as an activity with a heartbeat timeout, the
+// way RunbookWorkflow schedules long-running steps: the test environment then
+// enforces the timeout, so a step that stops heartbeating fails.
+func stepWorkflow(ctx workflow.Context, name string, heartbeatTimeout time.Duration, req activities.StepRequest) (activities.StepResult, error) {
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 10 * time.Minute,
+		HeartbeatTimeout:    heartbeatTimeout,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
+	})
+	var res activities.StepResult
+	err := workflow.ExecuteActivity(ctx, name, req).Get(ctx, &res)
+	return res, err
+}
+
+// runStepInWorkflow is runStep with a heartbeat timeout enforced.
+func runStepInWorkflow(t testing.TB, a *Activities, name string, with map[string]any, heartbeatTimeout time.Duration, onHeartbeat func(string)) stepRun {
+	t.Helper()
+	var step activities.StepType
+	for _, s := range StepTypes(a) {
+		if s.Name == name {
+			step = s
+		}
+	}
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestWorkflowEnvironment()
+	env.SetTestTimeout(10 * time.Minute)
+	env.RegisterWorkflow(stepWorkflow)
+	env.RegisterActivityWithOptions(step.Handler, activity.RegisterOptions{Name: name})
+	var mu sync.Mutex
+	var run stepRun
+	env.SetOnActivityHeartbeatListener(func(_ *activity.Info, details converter.EncodedValues) {
+		var p Progress
+		if details.HasValues() && details.Get(&p) == nil {
+			mu.Lock()
+			run.heartbeats = append(run.heartbeats, p.Message)
+			mu.Unlock()
+			if onHeartbeat != nil {
+				onHeartbeat(p.Message)
+			}
+		}
+	})
+	env.ExecuteWorkflow(stepWorkflow, name, heartbeatTimeout, activities.StepRequest{StepID: "it", With: with})
+	mu.Lock()
+	defer mu.Unlock()
+	if run.err = env.GetWorkflowError(); run.err == nil {
+		var res activities.StepResult
+		if err := env.GetWorkflowResult(&res); err != nil {
 			t.Fatal(err)
 		}
 		run.outputs = res.Outputs
@@ -283,6 +339,15 @@ func TestIntegrationPodFailures(t *testing.T) {
 			}
 			t.Logf("%s detected in %s: %v", tc.fault, took.Round(time.Millisecond), run.err)
 
+			// The simulator, like a kubelet, records its Warning event just
+			// after the status write we reacted to.
+			wctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if _, err := env.WaitForEvent(wctx, ns, func(e *corev1.Event) bool {
+				return e.Type == corev1.EventTypeWarning && strings.HasPrefix(e.InvolvedObject.Name, "portal-")
+			}); err != nil {
+				t.Fatal(err)
+			}
 			ev := runStep(t, a, "kube.events", map[string]any{"namespace": ns, "deployment": "portal", "since": set["changedAt"]}, nil)
 			wantAppError(t, ev.err, ErrTypeWarningEvents, true, "Pod/portal-")
 			allowed := runStep(t, a, "kube.events", map[string]any{"namespace": ns, "deployment": "portal",
@@ -349,7 +414,9 @@ func TestIntegrationAPIServerOutage(t *testing.T) {
 	var once sync.Once
 	done := make(chan stepRun, 1)
 	go func() {
-		done <- runStep(t, a, "kube.waitRollout", map[string]any{"namespace": ns, "deployment": "portal", "timeout": "3m"}, func(msg string) {
+		// A 3 s heartbeat timeout, enforced by the test environment, proves
+		// the step keeps heartbeating through the 20 s outage.
+		done <- runStepInWorkflow(t, a, "kube.waitRollout", map[string]any{"namespace": ns, "deployment": "portal", "timeout": "5m"}, 3*time.Second, func(msg string) {
 			if strings.Contains(msg, "old replicas pending termination") {
 				once.Do(func() { close(waiting) })
 			}
@@ -384,10 +451,27 @@ func TestIntegrationAPIServerOutage(t *testing.T) {
 	if _, err := env.Client.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	labelled := time.Now()
+	observed := make(chan time.Time, 1)
+	go func() {
+		octx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+		defer cancel()
+		if _, err := env.WaitForRollout(octx, ns, "portal"); err == nil {
+			observed <- time.Now()
+		}
+	}()
 	select {
 	case r := <-done:
+		returned := time.Now()
 		if r.err != nil {
 			t.Fatalf("waitRollout failed after the outage: %v", r.err)
+		}
+		select {
+		case at := <-observed:
+			t.Logf("node labelled; rollout complete %s later (independent watch); step returned %s after that",
+				at.Sub(labelled).Round(time.Millisecond), returned.Sub(at).Round(time.Millisecond))
+		case <-time.After(10 * time.Second):
+			t.Errorf("independent watch did not see the rollout complete")
 		}
 		if r.outputs["image"] != "backstage:new" || r.outputs["revision"] != "2" {
 			t.Errorf("outputs %v", r.outputs)

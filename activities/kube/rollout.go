@@ -561,19 +561,17 @@ func (a *Activities) Rollback(ctx context.Context, in RollbackInput) (RollbackOu
 		if !templatesEqual(&target.Spec.Template, &d.Spec.Template) {
 			tmpl := target.Spec.Template.DeepCopy()
 			delete(tmpl.Labels, appsv1.DefaultDeploymentUniqueLabelKey)
+			// No resourceVersion precondition: the controller rewrites the
+			// status (and so the resourceVersion) every few seconds while a
+			// rollout is failing, which is exactly when rollbacks happen;
+			// replacing only spec.template cannot undo anyone's status.
 			patch, err := json.Marshal([]map[string]any{
-				{"op": "test", "path": "/metadata/resourceVersion", "value": d.ResourceVersion},
 				{"op": "replace", "path": "/spec/template", "value": tmpl},
 			})
 			if err != nil {
 				return RollbackOutput{}, fmt.Errorf("encode rollback patch: %w", err)
 			}
-			// The resourceVersion test turns a concurrent change into a
-			// (retryable) conflict instead of silently overwriting it.
 			if _, err := api.Patch(ctx, in.Deployment, types.JSONPatchType, patch, metav1.PatchOptions{FieldManager: FieldManager}); err != nil {
-				if isJSONPatchTestFailure(err) {
-					return RollbackOutput{}, retryable(ErrTypeConflict, fmt.Sprintf("roll back deployment %s: it changed while rolling back", ref), err)
-				}
 				return RollbackOutput{}, classify(fmt.Sprintf("roll back deployment %s to revision %s", ref, target.Annotations[RevisionAnnotation]), err)
 			}
 			out.Changed = true
@@ -586,13 +584,6 @@ func (a *Activities) Rollback(ctx context.Context, in RollbackInput) (RollbackOu
 	out.Revision = w.Revision
 	out.Elapsed = w.Elapsed
 	return out, nil
-}
-
-func isJSONPatchTestFailure(err error) bool {
-	// The apiserver reports a failed "test" op as 422 Invalid or 409
-	// Conflict depending on version; both mention the test.
-	return err != nil && strings.Contains(err.Error(), "testing value") ||
-		err != nil && strings.Contains(err.Error(), "test operation")
 }
 
 // rollbackTarget picks the ReplicaSet whose template to restore.
