@@ -527,3 +527,23 @@ func TestGet(t *testing.T) {
 		t.Errorf("unexpected status: %v", err)
 	}
 }
+
+func TestRedirectsAreNotFollowed(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/" {
+			http.Redirect(w, r, "https://login.example.invalid/authorize", http.StatusFound)
+			return
+		}
+		t.Errorf("unexpected request %s", r.URL)
+	}))
+	defer srv.Close()
+	out, err, _ := runStep(t, &Activities{}, "web.smoke", map[string]any{
+		"url": srv.URL, "checks": []any{map[string]any{"name": "home", "path": "/", "expectStatus": []any{200, 302}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := decodeSmoke(t, out); res.Checks[0].Status != 302 {
+		t.Errorf("status %d, want the redirect itself (302)", res.Checks[0].Status)
+	}
+}
