@@ -40,7 +40,8 @@ type Check struct {
 	Name string `json:"name,omitempty"`
 	// Preset fills path and expectations for a Backstage endpoint:
 	// readiness, catalog, signin, templates, docs. Fields set on the
-	// check override the preset's.
+	// check override the preset's; catalog and templates also require a
+	// JSON list body (an array, or an object with an items array).
 	Preset string `json:"preset,omitempty"`
 	// Provider is the sign-in provider of the signin preset (default guest).
 	Provider string `json:"provider,omitempty"`
@@ -209,7 +210,7 @@ func buildCheck(base *url.URL, c Check, defaultTokenRef string) (checkSpec, erro
 		if len(s.expect) == 0 {
 			s.expect = ps.expect
 		}
-		s.jsonList = ps.jsonList && c.BodyContains == "" && c.BodyMatches == ""
+		s.jsonList = ps.jsonList
 		for k, v := range ps.headers {
 			s.headers[k] = v
 		}
@@ -217,7 +218,8 @@ func buildCheck(base *url.URL, c Check, defaultTokenRef string) (checkSpec, erro
 			s.name = c.Preset
 		}
 		s.gate = c.Preset == "readiness"
-	} else if c.Provider != "" {
+	}
+	if c.Provider != "" && c.Preset != "signin" {
 		return s, errors.New("provider: only meaningful with preset: signin")
 	}
 	if path == "" {
@@ -226,8 +228,12 @@ func buildCheck(base *url.URL, c Check, defaultTokenRef string) (checkSpec, erro
 	if s.name == "" {
 		s.name = path
 	}
-	if s.method == "" {
+	switch s.method {
+	case "":
 		s.method = http.MethodGet
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+	default:
+		return s, fmt.Errorf("method %q: want GET, HEAD, OPTIONS, POST, PUT, PATCH or DELETE", c.Method)
 	}
 	if s.tokenRef == "" {
 		s.tokenRef = defaultTokenRef

@@ -181,6 +181,8 @@ func TestPlanRejectsBadInput(t *testing.T) {
 		{"duplicate", SmokeInput{URL: "http://h", Checks: []Check{{Preset: "catalog"}, {Preset: "catalog"}}}, `duplicate name "catalog"`},
 		{"absolute path", SmokeInput{URL: "http://h", Checks: []Check{{Path: "http://other/x"}}}, "not an absolute URL"},
 		{"provider without signin", SmokeInput{URL: "http://h", Checks: []Check{{Path: "/", Provider: "github"}}}, "provider"},
+		{"provider on catalog", SmokeInput{URL: "http://h", Checks: []Check{{Preset: "catalog", Provider: "github"}}}, "provider"},
+		{"bad method", SmokeInput{URL: "http://h", Checks: []Check{{Path: "/", Method: "FETCH"}}}, `method "FETCH"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
