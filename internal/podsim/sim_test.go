@@ -10,8 +10,8 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/stagehand-dev/stagehand/internal/kubetest"
 	"github.com/stagehand-dev/stagehand/internal/podsim"
@@ -257,21 +257,29 @@ func TestDeletedPodIsRemovedAtOnce(t *testing.T) {
 		t.Fatalf("pods: %v %v", pods, err)
 	}
 	victim := pods.Items[0]
+	w, err := env.Client.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{
+		FieldSelector:   "metadata.name=" + victim.Name,
+		ResourceVersion: pods.ResourceVersion,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
 	start := time.Now()
 	if err := env.Client.CoreV1().Pods(ns).Delete(ctx, victim.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	delCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	for {
-		_, err := env.Client.CoreV1().Pods(ns).Get(delCtx, victim.Name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			break
-		}
-		if delCtx.Err() != nil {
+	timeout := time.After(10 * time.Second)
+	for gone := false; !gone; {
+		select {
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				t.Fatal("watch closed before the pod was deleted")
+			}
+			gone = ev.Type == watch.Deleted
+		case <-timeout:
 			t.Fatalf("pod %s still present %s after delete", victim.Name, time.Since(start))
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 	t.Logf("pod gone %s after delete", time.Since(start).Round(time.Millisecond))
 	// The ReplicaSet replaces it and the Deployment is whole again.
