@@ -98,14 +98,17 @@ func BenchmarkFailureDetection(b *testing.B) {
 		b.ReportMetric(cp95.Seconds()*1000, "done-p95-ms")
 		b.ReportMetric(kubectlTook.Seconds()*1000, "kubectl-ms")
 		b.ReportMetric(kubectlTook.Seconds()/fp95.Seconds(), "kubectl/p95")
+		r := func(d time.Duration) time.Duration { return d.Round(100 * time.Microsecond) }
 		fmt.Printf("\nkube.waitRollout over %d trials on a real control plane:\n", trials)
 		fmt.Printf("  CrashLoopBackOff detection (status write -> step failed): p50 %s  p95 %s  max %s\n",
-			fp50, fp95, percentile(failLat, 100))
+			r(fp50), r(fp95), r(percentile(failLat, 100)))
+		// Both sides watch the same Deployment, so the step may see the
+		// final status a hair before the observer: small negatives are real.
 		fmt.Printf("  rollout completion (status complete -> step returned):    p50 %s  p95 %s  max %s\n",
-			cp50, cp95, percentile(doneLat, 100))
+			r(cp50), r(cp95), r(percentile(doneLat, 100)))
 		fmt.Printf("  kubectl rollout status on a crash-looping rollout (progressDeadlineSeconds %d): %s\n",
 			deadline, kubectlTook.Round(time.Millisecond))
-		fmt.Printf("  kubectl / our p95 = %.0fx faster\n\n", kubectlTook.Seconds()/fp95.Seconds())
+		fmt.Printf("  kubectl rollout status / our p95 detection = %.0fx\n\n", kubectlTook.Seconds()/fp95.Seconds())
 	}
 }
 
