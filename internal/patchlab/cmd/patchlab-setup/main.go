@@ -184,10 +184,11 @@ func unmergedPR(r *patchlab.Remote) (*patchlab.Remote, error) {
 	return nil, errors.New("no unmerged PR branch found")
 }
 
-var catalogVersion = regexp.MustCompile(`("@backstage/plugin-catalog-backend": ")(\d+)\.(\d+)\.(\d+)(")`)
+var catalogDep = regexp.MustCompile(`"@backstage/plugin-catalog-backend": "([^"]*)"`)
+var lastNumber = regexp.MustCompile(`(\d+)(\D*)$`)
 
 // newPRBranch commits, on a branch from the remote's main, a bump of the
-// catalog plugin's patch version, and pushes it.
+// catalog plugin's version (its last number), and pushes it.
 func newPRBranch(r *patchlab.Remote, pr int, branch string) (string, error) {
 	if _, err := git(r.Work, "fetch", "--quiet", "origin"); err != nil {
 		return "", err
@@ -200,13 +201,18 @@ func newPRBranch(r *patchlab.Remote, pr int, branch string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	m := catalogVersion.FindSubmatch(data)
+	m := catalogDep.FindSubmatchIndex(data)
 	if m == nil {
 		return "", fmt.Errorf("%s: no @backstage/plugin-catalog-backend version to bump", pkg)
 	}
-	patch, _ := strconv.Atoi(string(m[4]))
-	bumped := fmt.Sprintf("%s.%s.%d", m[2], m[3], patch+1)
-	data = catalogVersion.ReplaceAll(data, []byte("${1}"+bumped+"${5}"))
+	version := string(data[m[2]:m[3]])
+	n := lastNumber.FindStringSubmatchIndex(version)
+	if n == nil {
+		return "", fmt.Errorf("%s: catalog backend plugin version %q has no number to bump", pkg, version)
+	}
+	last, _ := strconv.Atoi(version[n[2]:n[3]])
+	bumped := version[:n[2]] + strconv.Itoa(last+1) + version[n[3]:]
+	data = append(append(append([]byte{}, data[:m[2]]...), bumped...), data[m[3]:]...)
 	if err := os.WriteFile(pkg, data, 0o644); err != nil {
 		return "", err
 	}
