@@ -182,11 +182,15 @@ run_open() {
 	"$temporal" workflow describe --address "$address" --workflow-id "$1" -o json 2>/dev/null |
 		grep -q '"status": *"WORKFLOW_EXECUTION_STATUS_RUNNING"'
 }
-last_run=""
-[[ -f "$state/demo-run" ]] && last_run="$(<"$state/demo-run")"
+# <state>/demo-run: "<workflow id> <PR> <PR branch>" of the demo's last run.
+last_run="" last_pr="" last_branch=""
+[[ -f "$state/demo-run" ]] && read -r last_run last_pr last_branch <"$state/demo-run"
 if [[ -n "$last_run" ]] && run_open "$last_run"; then
 	id="$last_run"
-	say "the demo's patch run $id is still open: not starting another (it holds the sandbox)"
+	# The open run's PR, not the one patchlab-setup would pick next.
+	pr="${last_pr:-$pr}" pr_branch="${last_branch:-$pr_branch}"
+	pr_head="$(git --git-dir "$remote" rev-parse "refs/heads/$pr_branch" 2>/dev/null || echo "$pr_head")"
+	say "the demo's patch run $id (PR #$pr) is still open: not starting another (it holds the sandbox)"
 elif [[ "${STAGEHAND_DEMO_START:-1}" == 0 ]]; then
 	id=""
 	say "STAGEHAND_DEMO_START=0: no patch run started"
@@ -195,7 +199,7 @@ else
 	say "starting the patch run $id: PR #$pr ($pr_branch, head ${pr_head:0:8}), image $image"
 	"$stagehand" start patch --address "$address" --task-queue "$task_queue" \
 		--param "image=$image" --param "pr=$pr" --requested-by alice --id "$id"
-	echo "$id" >"$state/demo-run"
+	echo "$id $pr $pr_branch" >"$state/demo-run"
 fi
 
 ui="http://$ip:$ui_port"
