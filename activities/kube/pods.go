@@ -42,13 +42,33 @@ type podCheck struct {
 	// restarts is the per-container restart count at the start of the
 	// soak; any increase is a crash during the soak.
 	restarts map[string]map[string]int32
+	// retiring names ReplicaSets scaled to zero: right after a rollout (or a
+	// rollback) their pods may still be listed for a moment before the
+	// controller's deletes land, and they are not what the Deployment runs.
+	retiring map[string]bool
+}
+
+func (pc *podCheck) counts(p *corev1.Pod) bool {
+	if p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+		return false
+	}
+	if ref := metav1.GetControllerOf(p); ref != nil && ref.Kind == "ReplicaSet" && pc.retiring[ref.Name] {
+		return false
+	}
+	return true
 }
 
 // initial checks the pods once: every live pod ready, on the image, and as
 // many as the Deployment wants. Mismatches here are retryable because they
 // are also what a rollout that is still finishing looks like.
 func (pc *podCheck) initial(pods []*corev1.Pod) ([]string, error) {
-	live := livePods(pods)
+	var live []*corev1.Pod
+	for _, p := range pods {
+		if pc.counts(p) {
+			live = append(live, p)
+		}
+	}
+	sort.Slice(live, func(i, j int) bool { return live[i].Name < live[j].Name })
 	var names []string
 	for _, p := range live {
 		if f := classifyPod(p); f != nil {
@@ -80,7 +100,7 @@ func (pc *podCheck) initial(pods []*corev1.Pod) ([]string, error) {
 // during checks one pod seen during the soak: pods from the baseline must
 // stay ready and not restart; any pod must not be failing.
 func (pc *podCheck) during(p *corev1.Pod) error {
-	if p.DeletionTimestamp != nil {
+	if !pc.counts(p) {
 		return nil
 	}
 	if f := classifyPod(p); f != nil {
@@ -113,19 +133,6 @@ func restartCounts(p *corev1.Pod) map[string]int32 {
 	return m
 }
 
-// livePods drops pods that are being deleted (old ReplicaSet pods on their
-// way out are not part of what is running) and sorts by name.
-func livePods(pods []*corev1.Pod) []*corev1.Pod {
-	var out []*corev1.Pod
-	for _, p := range pods {
-		if p.DeletionTimestamp == nil && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
-			out = append(out, p)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
-}
-
 // CheckPods verifies that all pods of the Deployment are Ready on the
 // expected image, then watches them for the soak window and fails at once
 // on a restart, a failing container or a pod that stops being ready.
@@ -155,7 +162,17 @@ func (a *Activities) CheckPods(ctx context.Context, in CheckPodsInput) (CheckPod
 	if err != nil {
 		return CheckPodsOutput{}, err
 	}
-	pc := &podCheck{ref: ref, container: container, image: image, replicas: 1}
+	pc := &podCheck{ref: ref, container: container, image: image, replicas: 1, retiring: map[string]bool{}}
+	rsList, err := c.Client.AppsV1().ReplicaSets(in.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
+	if err != nil {
+		return CheckPodsOutput{}, classify(fmt.Sprintf("list replicasets of deployment %s", ref), err)
+	}
+	for i := range rsList.Items {
+		rs := &rsList.Items[i]
+		if ownedBy(rs, d) && rs.Spec.Replicas != nil && *rs.Spec.Replicas == 0 {
+			pc.retiring[rs.Name] = true
+		}
+	}
 	if d.Spec.Replicas != nil {
 		pc.replicas = *d.Spec.Replicas
 	}

@@ -623,6 +623,12 @@ func TestRollbackTargetFake(t *testing.T) {
 func TestCheckPodsFake(t *testing.T) {
 	d := testDeployment("web", "img:2", 2)
 	rs := testReplicaSet(d, "abc", 2)
+	oldD := d.DeepCopy()
+	oldD.Spec.Template.Spec.Containers[0].Image = "img:bad"
+	retired := testReplicaSet(oldD, "old", 1)
+	retired.Spec.Replicas = ptr(int32(0))
+	leftover := testPod(retired, "zzz", waiting("CrashLoopBackOff", "", 3))
+	leftover.OwnerReferences = []metav1.OwnerReference{{Kind: "ReplicaSet", Name: retired.Name, Controller: ptr(true)}}
 	tests := []struct {
 		name     string
 		pods     []runtime.Object
@@ -631,6 +637,7 @@ func TestCheckPodsFake(t *testing.T) {
 		retry    bool
 	}{
 		{name: "healthy", pods: []runtime.Object{testPod(rs, "a", nil), testPod(rs, "b", nil)}},
+		{name: "pods of a ReplicaSet scaled to zero do not count", pods: []runtime.Object{retired, leftover, testPod(rs, "a", nil), testPod(rs, "b", nil)}},
 		{name: "not ready", pods: []runtime.Object{testPod(rs, "a", nil), testPod(rs, "b", func(p *corev1.Pod) {
 			p.Status.Conditions[0].Status = corev1.ConditionFalse
 		})}, wantType: ErrTypePodsNotReady, retry: true},
