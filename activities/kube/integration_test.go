@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,8 +33,6 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(kubetest.Main(m)) }
 
-var nsSeq atomic.Int64
-
 // plane returns the shared control plane, an Activities whose only cluster
 // was built from the plane's kubeconfig (as the worker builds it), and a
 // fresh namespace for the test.
@@ -46,12 +43,7 @@ func plane(t testing.TB) (*kubetest.Env, *Activities, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns := fmt.Sprintf("kube-it-%d-%d", time.Now().Unix()%100000, nsSeq.Add(1))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := env.CreateNamespace(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
+	ns := env.TestNamespace(t, "kube-it")
 	return env, &Activities{Clusters: map[string]*Cluster{"local": c}, HeartbeatInterval: time.Second}, ns
 }
 
