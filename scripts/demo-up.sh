@@ -85,6 +85,20 @@ for b in "$temporal" "$stagehand" "$root/bin/stagehand-worker" "$backstage_demo"
 	[[ -x "$b" ]] || die "$b not found: run \`make dev\` (it builds the tools first), not this script alone"
 done
 
+# Something this demo started earlier with other ports would be reused as
+# is, and the worker config would point past it: refuse, saying what to do.
+cmdline_of() { tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null; }
+check_port() { # PIDFILE NAME WANT(substring of its command line) WHAT
+	local pid
+	pid="$(running_pid "$1" "$2")" || return 0
+	if [[ " $(cmdline_of "$pid")" != *" $3"* ]]; then
+		die "the $4 from an earlier \`make dev\` (pid $pid) runs with other ports than asked ($3); run \`make dev-down\` first"
+	fi
+}
+check_port "$state/backstage.pid" backstage-demo "--port $bs_port " "Backstage backend"
+check_port "$state/temporal.pid" "temporal server start-dev" "--port $port " "Temporal dev server"
+check_port "$KUBE_STATE_DIR/pids/kube-apiserver.pid" kube-apiserver "--secure-port=${KUBE_APISERVER_PORT:-6443} " "kube-apiserver"
+
 # --- 1. Backstage (started first: it boots while the control plane comes up) --
 if pid="$(running_pid "$state/backstage.pid" backstage-demo)"; then
 	say "Backstage backend already running (pid $pid) on $bs_url"
@@ -161,10 +175,12 @@ setup_out="$("$patchlab_setup" --state "$state_abs" --config "$state_abs/worker.
 # config_changed, ci_log.
 eval "$setup_out"
 
-# A worker started with an older config (other ports, say) would act on the
-# wrong places: restart it.
-if [[ "$config_changed" == true ]] && wpid="$(running_pid "$state/worker.pid" stagehand-worker)"; then
-	say "worker config changed; restarting the worker (pid $wpid)"
+# A worker started with an older config (other ports, say) or another one
+# (config/local.yaml from a plain scripts/dev-up.sh) would act on the wrong
+# places: restart it.
+if wpid="$(running_pid "$state/worker.pid" stagehand-worker)" &&
+	[[ "$config_changed" == true || " $(cmdline_of "$wpid") " != *" --config $worker_config "* ]]; then
+	say "the running worker (pid $wpid) has another config; restarting it with $state/worker.yaml"
 	kill -TERM "$wpid" 2>/dev/null || true
 	for _ in $(seq 1 150); do alive "$wpid" || break; sleep 0.2; done
 	alive "$wpid" && kill -KILL "$wpid" 2>/dev/null || true

@@ -8,5 +8,5 @@
 
 .PHONY: demo-tools
 demo-tools: ## build bin/patchlab-setup and bin/backstage-demo for `make dev`
-	@$(or $(GO),go) build -o bin/patchlab-setup ./internal/patchlab/cmd/patchlab-setup
-	@$(or $(GO),go) build -o bin/backstage-demo ./internal/backstagetest/cmd/backstage-demo
+	$(or $(GO),go) build -o bin/patchlab-setup ./internal/patchlab/cmd/patchlab-setup
+	$(or $(GO),go) build -o bin/backstage-demo ./internal/backstagetest/cmd/backstage-demo
