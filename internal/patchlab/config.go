@@ -62,7 +62,11 @@ func (l Lab) WorkerConfig() config.Config {
 
 // WriteWorkerConfig writes the lab's worker configuration as YAML.
 func (l Lab) WriteWorkerConfig(path string) error {
-	cfg := l.WorkerConfig()
+	return WriteConfig(l.WorkerConfig(), path)
+}
+
+// WriteConfig writes a worker configuration as the YAML the worker reads.
+func WriteConfig(cfg config.Config, path string) error {
 	data, err := yaml.Marshal(&cfg)
 	if err != nil {
 		return fmt.Errorf("encode worker config: %w", err)

@@ -194,27 +194,34 @@ type CIHook struct {
 
 var hookTemplate = template.Must(template.New("hook").Parse(`#!/usr/bin/env bash
 # post-receive hook written by Stagehand's patchlab: a stand-in for CI and
-# Flux. A push to main "builds" {{ .Repo }}:prod-<sha8>-<unix seconds> and,
-# after a simulated build time, sets it where Flux would: the ImagePolicy's
-# status and the production Deployment. It runs in the background so the push
-# itself returns at once, as a real push to a CI-watched remote does.
+# Flux. A push to main "builds" {{ .Repo }}:prod-<sha8>-<unix seconds>; the
+# build runs detached (setsid), like a CI system that merely watches the
+# remote, so the push returns at once and the pusher's fate (even a SIGKILL)
+# does not touch it.
 set -u
 while read -r old new ref; do
   [ "$ref" = "refs/heads/main" ] || continue
   image="{{ .Repo }}:prod-${new:0:8}-$(date +%s)"
   echo "ci-sim: main moved to ${new:0:8}; building $image"
-  (
-    sleep {{ .DelaySeconds }}
-    k() { {{ .Kubectl }} --kubeconfig {{ .Kubeconfig }}{{ if .Context }} --context {{ .Context }}{{ end }} -n {{ .Namespace }} "$@"; }
-    echo "$(date -u +%FT%TZ) ci-sim: pushed $image"
-{{- if .ImagePolicy }}
-    k patch imagepolicy {{ .ImagePolicy }} --type merge --subresource status \
-      -p "{\"status\":{\"latestImage\":\"$image\",\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\",\"reason\":\"Succeeded\",\"message\":\"Latest image tag for {{ .Repo }} resolved to ${image##*:}\",\"lastTransitionTime\":\"$(date -u +%FT%TZ)\"}]}}"
-{{- end }}
-    k set image deployment/{{ .Deployment }} {{ .Container }}="$image"
-    echo "$(date -u +%FT%TZ) flux-sim: rolled $image to {{ .Namespace }}/{{ .Deployment }}"
-  ) >> {{ .Log }} 2>&1 </dev/null &
+  setsid -f "$(dirname "$0")/ci-sim-job" "$image" >> {{ .Log }} 2>&1 </dev/null
 done
+`))
+
+var jobTemplate = template.Must(template.New("job").Parse(`#!/usr/bin/env bash
+# The CI + Flux stand-in's job: after a simulated build time, set the image
+# where Flux's image automation would: the ImagePolicy's status and the
+# production Deployment.
+set -eu
+image="$1"
+sleep {{ .DelaySeconds }}
+k() { {{ .Kubectl }} --kubeconfig {{ .Kubeconfig }}{{ if .Context }} --context {{ .Context }}{{ end }} -n {{ .Namespace }} "$@"; }
+echo "$(date -u +%FT%TZ) ci-sim: pushed $image"
+{{- if .ImagePolicy }}
+k patch imagepolicy {{ .ImagePolicy }} --type merge --subresource status \
+  -p "{\"status\":{\"latestImage\":\"$image\",\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\",\"reason\":\"Succeeded\",\"message\":\"Latest image tag resolved to ${image##*:}\",\"lastTransitionTime\":\"$(date -u +%FT%TZ)\"}]}}"
+{{- end }}
+k set image deployment/{{ .Deployment }} {{ .Container }}="$image"
+echo "$(date -u +%FT%TZ) flux-sim: rolled $image to {{ .Namespace }}/{{ .Deployment }}"
 `))
 
 // InstallCIHook writes the post-receive hook into the remote.
@@ -235,14 +242,19 @@ func (r *Remote) InstallCIHook(h CIHook) error {
 		}
 		h.Kubectl = p
 	}
-	var b bytes.Buffer
-	err := hookTemplate.Execute(&b, map[string]any{
+	data := map[string]any{
 		"Repo": h.ImageRepo, "DelaySeconds": fmt.Sprintf("%.1f", h.Delay.Seconds()), "Kubectl": h.Kubectl,
 		"Kubeconfig": h.Kubeconfig, "Context": h.Context, "Namespace": h.Namespace, "Deployment": h.Deployment,
 		"Container": h.Container, "ImagePolicy": h.ImagePolicy, "Log": h.Log,
-	})
-	if err != nil {
-		return err
 	}
-	return os.WriteFile(filepath.Join(r.Dir, "hooks", "post-receive"), b.Bytes(), 0o755)
+	for name, tmpl := range map[string]*template.Template{"post-receive": hookTemplate, "ci-sim-job": jobTemplate} {
+		var b bytes.Buffer
+		if err := tmpl.Execute(&b, data); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(r.Dir, "hooks", name), b.Bytes(), 0o755); err != nil {
+			return err
+		}
+	}
+	return nil
 }
