@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -19,8 +20,11 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/stagehand-dev/stagehand/activities"
+	"github.com/stagehand-dev/stagehand/activities/git"
 	"github.com/stagehand-dev/stagehand/activities/kube"
+	"github.com/stagehand-dev/stagehand/activities/notify"
 	"github.com/stagehand-dev/stagehand/activities/registry"
+	"github.com/stagehand-dev/stagehand/activities/web"
 	"github.com/stagehand-dev/stagehand/runbooks"
 	"github.com/stagehand-dev/stagehand/worker/config"
 	"github.com/stagehand-dev/stagehand/workflows"
@@ -107,7 +111,23 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 		}
 		kubeActs.Clusters[name] = cluster
 	}
-	cat, err := registry.Catalogue(registry.Deps{Kube: kubeActs})
+	workDir := cfg.ResolvePath(cfg.WorkDir)
+	if workDir == "" {
+		base, err := os.UserCacheDir()
+		if err != nil {
+			base = os.TempDir()
+		}
+		workDir = filepath.Join(base, "stagehand")
+	}
+	if err := os.MkdirAll(workDir, 0o755); err != nil {
+		return nil, fmt.Errorf("work directory: %w", err)
+	}
+	cat, err := registry.Catalogue(registry.Deps{
+		Kube:   kubeActs,
+		Git:    &git.Activities{WorkDir: filepath.Join(workDir, "git")},
+		Notify: &notify.Activities{},
+		Web:    &web.Activities{},
+	})
 	if err != nil {
 		return nil, fmt.Errorf("build step catalogue: %w", err)
 	}

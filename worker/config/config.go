@@ -21,8 +21,11 @@ import (
 
 // Config is the whole worker configuration.
 type Config struct {
-	Temporal     Temporal               `yaml:"temporal"`
-	RunbooksDir  string                 `yaml:"runbooksDir,omitempty"`
+	Temporal    Temporal `yaml:"temporal"`
+	RunbooksDir string   `yaml:"runbooksDir,omitempty"`
+	// WorkDir holds the worker's caches (e.g. git mirrors of the repositories
+	// it merges in); default: the user cache directory's stagehand folder.
+	WorkDir      string                 `yaml:"workDir,omitempty"`
 	Log          Log                    `yaml:"log,omitempty"`
 	Environments map[string]Environment `yaml:"environments,omitempty"`
 	// Settings are team-wide, non-secret values runbooks read as .settings
