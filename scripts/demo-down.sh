@@ -32,8 +32,11 @@ for f in "$state/temporal.pid" "$state/worker.pid" "$state/backstage.pid" "$KUBE
 	for c in $(pgrep -P "$p" || true); do watch_pids+=("$c"); done
 done
 
+# Each part is stopped even if stopping another failed.
+rc=0
+
 # Worker first (it would log connection errors once the server is gone).
-scripts/dev-down.sh
+scripts/dev-down.sh || rc=1
 
 # Backstage: SIGTERM lets backstage-demo stop node and PostgreSQL (pg_ctl
 # stop) and remove their temporary files.
@@ -77,7 +80,7 @@ for p in $(pgrep -f -- 'node index.js --config /tmp/backstagetest-' || true); do
 done
 
 # The control plane and the pod simulator.
-scripts/kube-down.sh
+scripts/kube-down.sh || rc=1
 
 # Check: nothing this checkout's demo started is left.
 sleep 0.5
@@ -94,3 +97,4 @@ if ((${#left[@]} > 0)); then
 	exit 1
 fi
 echo "dev-down: everything \`make dev\` started is stopped (${#watch_pids[@]} processes; state kept in $state)"
+exit "$rc"

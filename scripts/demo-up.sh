@@ -99,6 +99,10 @@ check_port "$state/backstage.pid" backstage-demo "--port $bs_port " "Backstage b
 check_port "$state/temporal.pid" "temporal server start-dev" "--port $port " "Temporal dev server"
 check_port "$KUBE_STATE_DIR/pids/kube-apiserver.pid" kube-apiserver "--secure-port=${KUBE_APISERVER_PORT:-6443} " "kube-apiserver"
 
+# On failure, what did start keeps running (that is what lets a second run
+# reuse it): say how to stop it.
+trap 'rc=$?; ((rc == 0)) || echo "demo-up: failed after $((SECONDS - begin))s; what started keeps running: \`make dev-down\` stops it" >&2' EXIT
+
 # --- 1. Backstage (started first: it boots while the control plane comes up) --
 if pid="$(running_pid "$state/backstage.pid" backstage-demo)"; then
 	say "Backstage backend already running (pid $pid) on $bs_url"
