@@ -764,3 +764,58 @@ func TestClusterSelection(t *testing.T) {
 func activityOptions(name string) activity.RegisterOptions {
 	return activity.RegisterOptions{Name: name}
 }
+
+// TestRollbackRetryKeepsTarget simulates a retry of kube.rollback whose first
+// attempt already patched the Deployment back: without the target recorded
+// in the heartbeat, "the previous revision" would now be the bad one and the
+// retry would undo the rollback.
+func TestRollbackRetryKeepsTarget(t *testing.T) {
+	cur := testDeployment("web", "img:good", 1)
+	cur.Annotations[RevisionAnnotation] = "3"
+	mk := func(img, hash string, rev int) *appsv1.ReplicaSet {
+		d := cur.DeepCopy()
+		d.Spec.Template.Spec.Containers[0].Image = img
+		return testReplicaSet(d, hash, rev)
+	}
+	run := func(details *Progress) (map[string]any, error) {
+		a, _ := fakeActivities(cur, mk("img:good", "good", 3), mk("img:bad", "bad", 2))
+		var step activities.StepType
+		for _, s := range StepTypes(a) {
+			if s.Name == "kube.rollback" {
+				step = s
+			}
+		}
+		var suite testsuite.WorkflowTestSuite
+		env := suite.NewTestActivityEnvironment()
+		if details != nil {
+			env.SetHeartbeatDetails(*details)
+		}
+		env.RegisterActivityWithOptions(step.Handler, activityOptions(step.Name))
+		val, err := env.ExecuteActivity(step.Name, activities.StepRequest{StepID: "rb",
+			With: map[string]any{"cluster": "sandbox", "namespace": "ns", "deployment": "web", "timeout": "5s"}})
+		if err != nil {
+			return nil, err
+		}
+		var res activities.StepResult
+		if err := val.Get(&res); err != nil {
+			t.Fatal(err)
+		}
+		return res.Outputs, nil
+	}
+	out, err := run(&Progress{Message: "rolling back to revision 1", RollbackTarget: "good"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out["changed"] != false || out["toImage"] != "img:good" {
+		t.Errorf("retried rollback = %v, want no change and img:good", out)
+	}
+	// A first attempt (no heartbeat) goes to the previous revision, as
+	// `kubectl rollout undo` would.
+	out, err = run(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out["changed"] != true || out["toImage"] != "img:bad" {
+		t.Errorf("first rollback = %v, want a change to the previous revision", out)
+	}
+}
