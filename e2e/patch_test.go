@@ -245,4 +245,31 @@ func auditListsRuns(t *testing.T, prefix string, ids map[string]string) {
 		}
 	}
 	assert.Equal(t, len(want), seen)
+
+	// One run's timeline, from its history.
+	b, err := temporalCLIStagehand(ctx, "audit", "show", ids["happy"]).CombinedOutput()
+	require.NoError(t, err, "%s", b)
+	show := string(b)
+	for _, want := range []string{"Run " + ids["happy"] + " (patch): succeeded", "kube.setImage", "web.smoke", "git.merge", "flux.waitImage",
+		`approve by carol via signal: "sandbox is fine"`} {
+		assert.Contains(t, show, want)
+	}
+	b, err = temporalCLIStagehand(ctx, "audit", "show", ids["worker-killed"], "--output", "json").CombinedOutput()
+	require.NoError(t, err, "%s", b)
+	var res struct {
+		Timeline struct {
+			Entries []struct {
+				Step     string `json:"step"`
+				Attempts int    `json:"attempts"`
+			} `json:"entries"`
+		} `json:"timeline"`
+	}
+	require.NoError(t, json.Unmarshal(b, &res))
+	retried := false
+	for _, e := range res.Timeline.Entries {
+		if e.Step == "sandbox_rollout" && e.Attempts >= 2 {
+			retried = true
+		}
+	}
+	assert.True(t, retried, "the killed worker's rollout watch shows a second attempt")
 }

@@ -64,6 +64,7 @@ feeds scripts.`,
 	fl.StringVar(&opts.RequestedBy, "requested-by", "", "only runs requested by this user")
 	fl.IntVarP(&opts.Limit, "limit", "n", 50, "at most this many runs")
 	fl.StringVarP(&opts.Output, "output", "o", "table", "output format: table, json or markdown")
+	cmd.AddCommand(newShowCmd(f, g))
 	return cmd
 }
 

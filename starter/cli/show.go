@@ -1,0 +1,147 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+
+	"github.com/stagehand-dev/stagehand/workflows"
+)
+
+// ShowOptions are the inputs of `stagehand audit show`.
+type ShowOptions struct {
+	Output string
+}
+
+func newShowCmd(f *Factory, g *GlobalOptions) *cobra.Command {
+	opts := &ShowOptions{}
+	cmd := &cobra.Command{
+		Use:   "show RUN",
+		Short: "Print the timeline of one run from its history",
+		Long: `Print what happened in one run, read from its Temporal history (which no
+worker or file change can alter): when it started, with which runbook and
+params, each step with its attempts, duration and error, every wait, every
+approval decision with who, when and comment (refused ones too), and how it
+ended.`,
+		Example: `  stagehand audit show patch-20261122-024501
+  stagehand audit show patch-20261122-024501 --output markdown >> CHANGE-1234.md`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runShow(cmd.Context(), f, g, opts, args[0])
+		},
+	}
+	cmd.Flags().StringVarP(&opts.Output, "output", "o", "table", "output format: table, json or markdown")
+	return cmd
+}
+
+type showResult struct {
+	Run      *runView          `json:"run"`
+	Status   *workflows.Status `json:"status,omitempty"`
+	Timeline Timeline          `json:"timeline"`
+}
+
+func runShow(ctx context.Context, f *Factory, g *GlobalOptions, opts *ShowOptions, run string) error {
+	if err := checkOutput(opts.Output, "table", "json", "markdown"); err != nil {
+		return err
+	}
+	c, err := f.connect(ctx, g)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	view, st, err := loadStatus(ctx, f, g, c, run)
+	if err != nil {
+		return err
+	}
+	var events []*historypb.HistoryEvent
+	iter := c.GetWorkflowHistory(ctx, run, view.RunID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		if err != nil {
+			return g.rpcError(err, run, "read history of run "+run)
+		}
+		events = append(events, ev)
+	}
+	res := showResult{Run: view, Status: st, Timeline: BuildTimeline(events)}
+	out := f.IO.Out
+	if opts.Output == "json" {
+		return writeJSON(out, res)
+	}
+	return writeShow(out, res, opts.Output == "markdown")
+}
+
+func writeShow(w io.Writer, res showResult, markdown bool) error {
+	title := res.Run.WorkflowID
+	runbook, outcome := "", string(res.Run.Execution)
+	if res.Status != nil {
+		runbook = res.Status.Runbook
+		if res.Status.State != "" {
+			outcome = string(res.Status.State)
+		}
+	}
+	if markdown {
+		fmt.Fprintf(w, "### Run `%s` (%s): %s\n\n", title, runbook, outcome)
+	} else {
+		fmt.Fprintf(w, "Run %s (%s): %s\n\n", title, runbook, outcome)
+	}
+	start := res.Run.Start
+	t := &table{header: []string{"TIME", "+", "STEP", "WHAT", "ATTEMPTS", "DURATION", "OUTCOME", "DETAIL"}}
+	for _, e := range res.Timeline.Entries {
+		attempts, dur := "", ""
+		if e.Attempts > 0 {
+			attempts = fmt.Sprint(e.Attempts)
+		}
+		if e.Duration > 0 {
+			dur = fmtDuration(e.Duration)
+		}
+		what := e.What
+		if e.Uses != "" && e.What == "step" {
+			what = e.Uses
+		}
+		t.add(e.At.UTC().Format("15:04:05"), fmtDuration(e.At.Sub(start)), e.Step, what, attempts, dur, e.Outcome, truncate(e.Detail, 160))
+	}
+	var err error
+	if markdown {
+		err = t.writeMarkdown(w)
+	} else {
+		err = t.writeText(w)
+	}
+	if err != nil {
+		return err
+	}
+	if res.Status != nil && len(res.Status.Decisions) > 0 {
+		fmt.Fprintln(w)
+		if markdown {
+			fmt.Fprintln(w, "**Approval decisions**")
+			fmt.Fprintln(w)
+		} else {
+			fmt.Fprintln(w, "Approval decisions:")
+		}
+		for _, d := range res.Status.Decisions {
+			line := fmt.Sprintf("%s  %s  %s by %s", d.At.UTC().Format("2006-01-02 15:04:05Z"), d.Gate, d.Decision, d.By)
+			if d.Comment != "" {
+				line += fmt.Sprintf(": %q", d.Comment)
+			}
+			if d.Refused != "" {
+				line += " — REFUSED: " + d.Refused
+			}
+			if markdown {
+				line = "- " + line
+			} else {
+				line = "  " + line
+			}
+			fmt.Fprintln(w, line)
+		}
+	}
+	if res.Status != nil && res.Status.Error != "" {
+		fmt.Fprintf(w, "\nError at %s: %s\n", orDash(res.Status.FailedStep), res.Status.Error)
+	}
+	if res.Status != nil && len(res.Status.Compensated) > 0 {
+		fmt.Fprintf(w, "Compensated: %v\n", res.Status.Compensated)
+	}
+	return nil
+}
