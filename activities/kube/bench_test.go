@@ -53,7 +53,7 @@ func BenchmarkFailureDetection(b *testing.B) {
 			// Completion: a healthy new image.
 			seen := make(chan time.Time, 1)
 			wctx, stop := context.WithCancel(ctx)
-			go observeComplete(wctx, env, ns, name, seen)
+			observeComplete(wctx, b, env, ns, name, seen)
 			if _, err := a.SetImage(ctx, SetImageInput{Namespace: ns, Deployment: name, Image: "backstage:next"}); err != nil {
 				b.Fatal(err)
 			}
@@ -123,33 +123,35 @@ func errType(err error) string {
 	return fmt.Sprintf("%T", err)
 }
 
-// observeComplete sends the first moment the Deployment's status reports
-// its current generation rolled out, watched independently of the step.
-func observeComplete(ctx context.Context, env *kubetest.Env, ns, name string, seen chan<- time.Time) {
+// observeComplete starts a watch, independent of the step, that sends the
+// first moment the Deployment's status reports a generation newer than the
+// current one rolled out. It returns once the watch is established, so the
+// caller can change the Deployment without racing it.
+func observeComplete(ctx context.Context, b *testing.B, env *kubetest.Env, ns, name string, seen chan<- time.Time) {
 	api := env.Client.AppsV1().Deployments(ns)
 	sel := fields.OneTermEqualSelector("metadata.name", name).String()
 	list, err := api.List(ctx, metav1.ListOptions{FieldSelector: sel})
 	if err != nil || len(list.Items) != 1 {
-		return
+		b.Fatalf("observer: list deployment %s/%s: %v (%d found)", ns, name, err, len(list.Items))
 	}
-	// Only a generation newer than the one seen now counts: the current
-	// one is already rolled out.
 	gen := list.Items[0].Generation
 	w, err := api.Watch(ctx, metav1.ListOptions{FieldSelector: sel, ResourceVersion: list.ResourceVersion})
 	if err != nil {
-		return
+		b.Fatalf("observer: watch deployment %s/%s: %v", ns, name, err)
 	}
-	defer w.Stop()
-	for ev := range w.ResultChan() {
-		d, ok := ev.Object.(*appsv1.Deployment)
-		if !ok || ev.Type == watch.Deleted {
-			continue
+	go func() {
+		defer w.Stop()
+		for ev := range w.ResultChan() {
+			d, ok := ev.Object.(*appsv1.Deployment)
+			if !ok || ev.Type == watch.Deleted {
+				continue
+			}
+			if d.Generation > gen && evaluateRollout(d).Done {
+				seen <- time.Now()
+				return
+			}
 		}
-		if d.Generation > gen && evaluateRollout(d).Done {
-			seen <- time.Now()
-			return
-		}
-	}
+	}()
 }
 
 // firstFault returns when the simulator first wrote reason for a pod of
