@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -94,6 +96,21 @@ func happyPath(t *testing.T, id string) {
 			assert.Equal(t, prodImage, s.Outputs["image"])
 		}
 	}
+	recordHistory(t, id, "patch-approved.json")
+}
+
+// recordHistory saves the run's history for the replay test when
+// STAGEHAND_RECORD_HISTORY names a directory (workflows/testdata).
+func recordHistory(t *testing.T, id, name string) {
+	dir := os.Getenv("STAGEHAND_RECORD_HISTORY")
+	if dir == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := temporalSrv.Command(ctx, "workflow", "show", "--workflow-id", id, "--output", "json").Output()
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, name), out, 0o644))
 }
 
 // crashLoopingImage: the PR image crash-loops; the run fails in the sandbox
@@ -105,6 +122,7 @@ func crashLoopingImage(t *testing.T, id string) {
 	l.start(id, map[string]any{"image": image})
 	final, err := finalStatus(t, id)
 	require.Error(t, err)
+	recordHistory(t, id, "patch-crashloop-rolled-back.json")
 	assert.Equal(t, workflows.RunFailed, final.State)
 	assert.Equal(t, "sandbox_rollout", final.FailedStep)
 	assert.Contains(t, final.Error, "CrashLoopBackOff")
