@@ -114,9 +114,11 @@ type Approval struct {
 // Reminder re-announces an open gate. Its `with` templates also see
 // .gate (id, message, approvers, waiting: how long it has been open).
 type Reminder struct {
-	Every Duration       `yaml:"every" json:"every"`
-	Uses  string         `yaml:"uses" json:"uses"`
-	With  map[string]any `yaml:"with,omitempty" json:"with,omitempty"`
+	Every Duration `yaml:"every" json:"every"`
+	Uses  string   `yaml:"uses" json:"uses"`
+	// If, like a step's, skips the reminder when it renders false.
+	If   string         `yaml:"if,omitempty" json:"if,omitempty"`
+	With map[string]any `yaml:"with,omitempty" json:"with,omitempty"`
 }
 
 // RetryPolicy maps onto Temporal's activity retry policy.

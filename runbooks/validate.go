@@ -146,7 +146,11 @@ func (p *parser) validateStep(s Step, path string, cat Catalogue, ids map[string
 			if r.Uses == "" {
 				p.at(rpath+".uses", "remind needs a step type, e.g. notify.send")
 			} else {
-				p.validateActivityStep(Step{ID: s.ID + "_remind", Uses: r.Uses, With: r.With}, rpath, cat, &scope{params: sc.params, steps: sc.steps, onFailure: sc.onFailure, gate: true})
+				rsc := &scope{params: sc.params, steps: sc.steps, onFailure: sc.onFailure, gate: true}
+				p.validateActivityStep(Step{ID: s.ID + "_remind", Uses: r.Uses, With: r.With}, rpath, cat, rsc)
+				if r.If != "" {
+					p.checkTemplate(r.If, rpath+".if", rsc)
+				}
 			}
 		}
 	case KindParallel:

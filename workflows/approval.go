@@ -223,6 +223,16 @@ func (r *run) remind(ctx workflow.Context, s runbooks.Step, gate *GateStatus, n 
 		"id": gate.Gate, "message": gate.Message, "approvers": gate.Approvers,
 		"waiting": workflow.Now(ctx).Sub(gate.OpenedAt).Round(time.Second).String(), "reminder": n,
 	}
+	if rem.If != "" {
+		ok, err := runbooks.RenderCondition(rem.If, data)
+		if err != nil {
+			workflow.GetLogger(ctx).Warn("gate reminder: bad condition", "gate", s.ID, "error", err)
+			return
+		}
+		if !ok {
+			return
+		}
+	}
 	rendered, err := runbooks.RenderValue(anyMap(rem.With), data)
 	if err != nil {
 		workflow.GetLogger(ctx).Warn("gate reminder: bad arguments", "gate", s.ID, "error", err)

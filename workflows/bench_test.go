@@ -14,7 +14,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/stagehand-dev/stagehand/activities"
-	"github.com/stagehand-dev/stagehand/activities/generic"
+	"github.com/stagehand-dev/stagehand/activities/registry"
 	"github.com/stagehand-dev/stagehand/internal/devserver"
 	"github.com/stagehand-dev/stagehand/runbooks"
 	"github.com/stagehand-dev/stagehand/workflows"
@@ -71,7 +71,7 @@ func BenchmarkInterpreterOverhead(b *testing.B) {
 	srv := devserver.Shared(b)
 	ctx := context.Background()
 	tq := fmt.Sprintf("bench-%d", time.Now().UnixNano())
-	cat, err := activities.NewCatalogue(generic.StepTypes(&generic.Activities{})...)
+	cat, err := registry.Catalogue(registry.Deps{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -17,7 +17,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/stagehand-dev/stagehand/activities"
-	"github.com/stagehand-dev/stagehand/activities/generic"
+	"github.com/stagehand-dev/stagehand/activities/registry"
 	"github.com/stagehand-dev/stagehand/runbooks"
 	"github.com/stagehand-dev/stagehand/workflows"
 )
@@ -90,9 +90,13 @@ func (r *recorder) catalogue(t *testing.T) *activities.Catalogue {
 			return nil, ctx.Err()
 		}
 	})
-	types := append(generic.StepTypes(&generic.Activities{}), record, flaky, fail, sleep)
-	cat, err := activities.NewCatalogue(types...)
+	// The full catalogue (handlers unused) so the built-in runbooks load,
+	// plus the fakes these tests run.
+	cat, err := registry.Catalogue(registry.Deps{})
 	require.NoError(t, err)
+	for _, st := range []activities.StepType{record, flaky, fail, sleep} {
+		require.NoError(t, cat.Add(st))
+	}
 	return cat
 }
 
