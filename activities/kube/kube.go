@@ -9,6 +9,18 @@
 // short kube-apiserver outages by re-listing and re-watching with a capped
 // backoff while heartbeating, instead of failing the step.
 //
+// The step types (see StepTypes; inputs and outputs are the *Input and
+// *Output structs' JSON fields):
+//
+//	kube.setImage     set one container's image (idempotent)
+//	kube.getImage     read it, e.g. to record the rollback target
+//	kube.waitRollout  `kubectl rollout status`, failing fast on bad pods
+//	kube.checkPods    all pods Ready on the image, no restarts during a soak
+//	kube.events       events in time order; unallowed Warnings fail
+//	kube.rollback     `kubectl rollout undo` (or back to an image), then wait
+//	kube.apply        server-side apply of YAML manifests
+//	kube.restart      `kubectl rollout restart`
+//
 // Errors are classified at this boundary: Forbidden, Unauthorized, NotFound
 // and Invalid become non-retryable ApplicationErrors with stable types
 // (KubeForbidden, KubeUnauthorized, KubeNotFound, KubeInvalid) because
