@@ -220,13 +220,13 @@ func workerKilled(t *testing.T, id string) {
 
 // auditListsRuns reads visibility the way `stagehand audit` does.
 func auditListsRuns(t *testing.T, prefix string, ids map[string]string) {
-	want := map[string]struct{ outcome, approvers string }{
-		"happy":         {"succeeded", "carol"},
-		"crashloop":     {"failed", ""},
-		"rejected":      {"rejected", ""},
-		"gate-timeout":  {"rejected", ""},
-		"smoke-failing": {"failed", ""},
-		"worker-killed": {"succeeded", "bob"},
+	want := map[string]struct{ outcome, approvers, failedStep string }{
+		"happy":         {"succeeded", "carol", "<nil>"},
+		"crashloop":     {"failed", "", "sandbox_rollout"},
+		"rejected":      {"rejected", "", "merge"},
+		"gate-timeout":  {"rejected", "", "merge"},
+		"smoke-failing": {"failed", "", "sandbox_smoke"},
+		"worker-killed": {"succeeded", "bob", "<nil>"},
 	}
 	ctx := context.Background()
 	var out string
@@ -258,6 +258,8 @@ func auditListsRuns(t *testing.T, prefix string, ids map[string]string) {
 		assert.Equal(t, w.outcome, fmt.Sprint(r["outcome"]), name)
 		assert.Equal(t, "patch", fmt.Sprint(r["runbook"]), name)
 		assert.Equal(t, "alice", fmt.Sprint(r["requestedBy"]), name)
+		assert.Equal(t, "42", fmt.Sprint(r["pr"]), name)
+		assert.Equal(t, w.failedStep, fmt.Sprint(r["failedStep"]), name)
 		if w.approvers != "" {
 			assert.Contains(t, fmt.Sprint(r["approvers"]), w.approvers, name)
 		}

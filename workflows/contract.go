@@ -33,6 +33,10 @@ var (
 	SearchOutcome     = temporal.NewSearchAttributeKeyKeyword("StagehandOutcome")
 	SearchRequestedBy = temporal.NewSearchAttributeKeyKeyword("StagehandRequestedBy")
 	SearchApprovers   = temporal.NewSearchAttributeKeyKeywordList("StagehandApprovers")
+	// SearchPR is the `pr` param of runs that have one (patches).
+	SearchPR = temporal.NewSearchAttributeKeyKeyword("StagehandPR")
+	// SearchFailedStep is the step a failed or rejected run stopped at.
+	SearchFailedStep = temporal.NewSearchAttributeKeyKeyword("StagehandFailedStep")
 )
 
 // SearchAttributeDefinitions lists every search attribute with its type, in
@@ -44,6 +48,8 @@ var SearchAttributeDefinitions = []string{
 	"StagehandOutcome=Keyword",
 	"StagehandRequestedBy=Keyword",
 	"StagehandApprovers=KeywordList",
+	"StagehandPR=Keyword",
+	"StagehandFailedStep=Keyword",
 }
 
 // RunInput starts a run. Exactly one of Runbook (a name the worker knows) or

@@ -504,11 +504,19 @@ func (r *run) upsertStart() {
 	if r.in.RequestedBy != "" {
 		updates = append(updates, SearchRequestedBy.ValueSet(r.in.RequestedBy))
 	}
+	if pr, ok := r.resolved.Params["pr"]; ok && fmt.Sprint(pr) != "" && fmt.Sprint(pr) != "0" {
+		updates = append(updates, SearchPR.ValueSet(fmt.Sprint(pr)))
+	}
 	r.upsert(r.ctx, updates...)
 }
 
 func (r *run) upsertOutcome(ctx workflow.Context) {
-	r.upsert(ctx, SearchOutcome.ValueSet(string(r.status.State)))
+	updates := []temporal.SearchAttributeUpdate{SearchOutcome.ValueSet(string(r.status.State))}
+	// One upsert, so the number of commands does not depend on the outcome.
+	if r.status.FailedStep != "" {
+		updates = append(updates, SearchFailedStep.ValueSet(r.status.FailedStep))
+	}
+	r.upsert(ctx, updates...)
 }
 
 func (r *run) upsert(ctx workflow.Context, updates ...temporal.SearchAttributeUpdate) {

@@ -108,7 +108,7 @@ func NewRemote(root string, pr int) (*Remote, error) {
 	write := func(name, content string) error {
 		return os.WriteFile(filepath.Join(r.Work, name), []byte(content), 0o644)
 	}
-	if err := write("package.json", packageJSON("1.9.1")); err != nil {
+	if err := write("package.json", packageJSON("3.9.1")); err != nil {
 		return nil, err
 	}
 	if err := write("README.md", "# backstage-portal\n"); err != nil {
@@ -122,7 +122,7 @@ func NewRemote(root string, pr int) (*Remote, error) {
 			return nil, err
 		}
 	}
-	if err := write("package.json", packageJSON("1.9.2")); err != nil {
+	if err := write("package.json", packageJSON("3.9.2")); err != nil {
 		return nil, err
 	}
 	for _, args := range [][]string{
@@ -149,7 +149,7 @@ func packageJSON(catalog string) string {
   "packageManager": "yarn@4.5.0",
   "dependencies": {
     "@backstage/backend-defaults": "0.18.0",
-    "@backstage/plugin-catalog-backend": "3.%s"
+    "@backstage/plugin-catalog-backend": "%s"
   }
 }
 `, catalog)

@@ -505,8 +505,11 @@ func TestWatch(t *testing.T) {
 	succeeded.State, succeeded.PendingGate, succeeded.EndedAt = workflows.RunSucceeded, nil, tp(start.Add(65e9))
 	succeeded.Steps[1].State = workflows.StepApproved
 	failed := running
-	failed.State, failed.FailedStep, failed.Error = workflows.RunFailed, "settle", "boom"
+	failed.State, failed.FailedStep, failed.Error, failed.EndedAt = workflows.RunFailed, "settle", "boom", tp(start.Add(4e9))
 	failed.Steps = []workflows.StepStatus{{ID: "settle", Uses: "wait", State: workflows.StepFailed, Attempts: 3, Error: "boom", StartedAt: tp(start), EndedAt: tp(start.Add(3e9))}}
+	// Failed, but onFailure steps still running: the run has not ended.
+	compensating := failed
+	compensating.EndedAt = nil
 
 	tests := []struct {
 		name      string
@@ -519,8 +522,10 @@ func TestWatch(t *testing.T) {
 				`waiting for approval at gate "merge" (approvers: bob, carol)`, "stagehand approve hello-1 --gate merge"}},
 		{name: "succeeds", snapshots: []workflows.Status{running, succeeded}, want: ExitOK,
 			out: []string{"settle  running", "merge   approved", "Run hello-1 succeeded in 1m5s."}},
+		{name: "waits for compensation", snapshots: []workflows.Status{running, compensating, failed}, want: ExitRunFailed,
+			out: []string{"settle", "failed"}},
 		{name: "fails", snapshots: []workflows.Status{running, failed}, want: ExitRunFailed,
-			out: []string{"settle  failed (3.0s) [attempt 3]: boom", "Run hello-1 failed at step settle: boom"}},
+			out: []string{"settle  failed (3.0s) [attempt 3]: boom", "Run hello-1 failed in 4.0s at step settle: boom"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -21,6 +21,7 @@ type ListOptions struct {
 	Since       string
 	Image       string
 	RequestedBy string
+	PR          string
 	Limit       int
 	Output      string
 }
@@ -62,6 +63,7 @@ feeds scripts.`,
 	fl.StringVar(&opts.Since, "since", "", "only runs started since: a duration back from now (24h, 7d) or an RFC3339 time")
 	fl.StringVar(&opts.Image, "image", "", "only runs of this image")
 	fl.StringVar(&opts.RequestedBy, "requested-by", "", "only runs requested by this user")
+	fl.StringVar(&opts.PR, "pr", "", "only runs for this pull request number")
 	fl.IntVarP(&opts.Limit, "limit", "n", 50, "at most this many runs")
 	fl.StringVarP(&opts.Output, "output", "o", "table", "output format: table, json or markdown")
 	cmd.AddCommand(newShowCmd(f, g))
@@ -114,6 +116,7 @@ func buildListQuery(opts *ListOptions, now time.Time) (string, error) {
 	}
 	eq(workflows.SearchImage.GetName(), opts.Image)
 	eq(workflows.SearchRequestedBy.GetName(), opts.RequestedBy)
+	eq(workflows.SearchPR.GetName(), strings.TrimPrefix(opts.PR, "#"))
 	if opts.Since != "" {
 		t, err := parseSince(opts.Since, now)
 		if err != nil {
@@ -133,7 +136,9 @@ type runRow struct {
 	Image       string     `json:"image,omitempty"`
 	RequestedBy string     `json:"requestedBy,omitempty"`
 	Approvers   []string   `json:"approvers,omitempty"`
+	PR          string     `json:"pr,omitempty"`
 	Outcome     string     `json:"outcome"`
+	FailedStep  string     `json:"failedStep,omitempty"`
 	Execution   string     `json:"execution"`
 	Start       time.Time  `json:"start"`
 	End         *time.Time `json:"end,omitempty"`
@@ -184,7 +189,9 @@ func runList(ctx context.Context, f *Factory, g *GlobalOptions, opts *ListOption
 				Image:       sa.Image,
 				RequestedBy: sa.RequestedBy,
 				Approvers:   sa.Approvers,
+				PR:          sa.PR,
 				Outcome:     sa.Outcome,
+				FailedStep:  sa.FailedStep,
 				Execution:   executionStatus(e.GetStatus()),
 			}
 			if r.Outcome == "" {
@@ -222,14 +229,14 @@ func writeRuns(f *Factory, output string, rows []runRow) error {
 		fmt.Fprintln(f.IO.ErrOut, "No runs match these filters.")
 		return nil
 	}
-	t := &table{header: []string{"WORKFLOW ID", "RUNBOOK", "ENVIRONMENT", "IMAGE", "REQUESTED BY", "APPROVERS", "OUTCOME", "START", "DURATION"}}
+	t := &table{header: []string{"WORKFLOW ID", "RUNBOOK", "ENVIRONMENT", "IMAGE", "PR", "REQUESTED BY", "APPROVERS", "OUTCOME", "FAILED STEP", "START", "DURATION"}}
 	for _, r := range rows {
 		dur := fmtDuration(time.Duration(r.Duration * float64(time.Second)))
 		if r.End == nil {
 			dur += "+"
 		}
-		t.add(r.WorkflowID, orDash(r.Runbook), orDash(r.Environment), orDash(r.Image), orDash(r.RequestedBy),
-			orDash(joinComma(r.Approvers)), r.Outcome, fmtTime(r.Start), dur)
+		t.add(r.WorkflowID, orDash(r.Runbook), orDash(r.Environment), orDash(r.Image), orDash(r.PR), orDash(r.RequestedBy),
+			orDash(joinComma(r.Approvers)), r.Outcome, orDash(r.FailedStep), fmtTime(r.Start), dur)
 	}
 	var err error
 	if output == "markdown" {

@@ -92,8 +92,8 @@ type runView struct {
 
 // searchAttrs are the Stagehand search attributes of one execution.
 type searchAttrs struct {
-	Runbook, Environment, Image, Outcome, RequestedBy string
-	Approvers                                         []string
+	Runbook, Environment, Image, Outcome, RequestedBy, PR, FailedStep string
+	Approvers                                                         []string
 }
 
 func decodeSearchAttrs(sa *commonpb.SearchAttributes) searchAttrs {
@@ -123,6 +123,8 @@ func decodeSearchAttrs(sa *commonpb.SearchAttributes) searchAttrs {
 	out.Image = str(workflows.SearchImage.GetName())
 	out.Outcome = str(workflows.SearchOutcome.GetName())
 	out.RequestedBy = str(workflows.SearchRequestedBy.GetName())
+	out.PR = str(workflows.SearchPR.GetName())
+	out.FailedStep = str(workflows.SearchFailedStep.GetName())
 	if p, ok := sa.GetIndexedFields()[workflows.SearchApprovers.GetName()]; ok {
 		var l []string
 		if dc.FromPayload(p, &l) != nil {

@@ -154,6 +154,10 @@ func (w *watcher) finish(view *runView, st *workflows.Status, prefix string) (bo
 	case st.State == workflows.RunSucceeded:
 		fmt.Fprintf(w.out, "Run %s succeeded%s.\n", view.WorkflowID, took(st))
 		return true, ExitOK
+	case st.State.Terminal() && st.EndedAt == nil && view.Execution == "running":
+		// Failed, rejected or cancelled, but onFailure steps still run:
+		// keep watching so their outcome is shown too.
+		return false, 0
 	case st.State.Terminal():
 		msg := fmt.Sprintf("Run %s %s%s", view.WorkflowID, st.State, took(st))
 		if st.FailedStep != "" {
