@@ -2,8 +2,10 @@
 #
 #   make tools     build the pinned tools the tests and `make dev` need (bin/)
 #   make test      vet + race-enabled tests, with a pass/fail summary
-#   make dev       run a Temporal dev server and the worker locally
-#   make dev-down  stop them
+#   make dev       the local patch demo: Temporal dev server + UI, worker, local
+#                  Kubernetes control plane, real Backstage backend, git remote
+#                  with a PR branch, CI+Flux stand-in; starts a patch run
+#   make dev-down  stop everything make dev started
 #   make help      list targets
 #
 # Extending: other parts of the tree hook in without editing this file by
