@@ -27,12 +27,15 @@ func (r *run) registerApprovalHandlers() error {
 			return r.applyDecision(d), nil
 		},
 		workflow.UpdateHandlerOptions{
-			Validator: func(ctx workflow.Context, d ApprovalDecision) error { return r.checkDecision(d) },
+			Validator:   func(ctx workflow.Context, d ApprovalDecision) error { return r.checkDecision(d) },
+			Description: `Decide the waiting gate: {"gate":"merge","decision":"approve"|"reject","by":"you","comment":"..."}; refused if invalid`,
 		})
 	if err != nil {
 		return fmt.Errorf("register approve update: %w", err)
 	}
-	ch := workflow.GetSignalChannel(r.ctx, ApprovalSignal)
+	ch := workflow.GetSignalChannelWithOptions(r.ctx, ApprovalSignal, workflow.SignalChannelOptions{
+		Description: `Decide the waiting gate: {"gate":"merge","decision":"approve"|"reject","by":"you","comment":"..."}`,
+	})
 	workflow.Go(r.ctx, func(ctx workflow.Context) {
 		for {
 			var d ApprovalDecision

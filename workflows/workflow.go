@@ -71,7 +71,8 @@ func RunbookWorkflow(ctx workflow.Context, in RunInput) (*Status, error) {
 	}
 	// The query handler comes first so `status` answers even while the
 	// runbook is still being resolved.
-	if err := workflow.SetQueryHandler(ctx, StatusQuery, func() (*Status, error) { return r.status, nil }); err != nil {
+	if err := workflow.SetQueryHandlerWithOptions(ctx, StatusQuery, func() (*Status, error) { return r.status, nil },
+		workflow.QueryHandlerOptions{Description: "The run's state, every step's progress and the pending approval gate"}); err != nil {
 		return nil, fmt.Errorf("register status query: %w", err)
 	}
 	if err := r.registerApprovalHandlers(); err != nil {
