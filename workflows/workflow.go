@@ -122,7 +122,7 @@ func RunbookWorkflow(ctx workflow.Context, in RunInput) (*Status, error) {
 	r.upsertStart()
 	r.publish()
 
-	failure := r.runSteps(ctx, resolved.Runbook.Steps, "")
+	failure := r.runSteps(ctx, resolved.Runbook.Steps)
 	switch {
 	case failure == nil:
 		r.status.State = RunSucceeded
@@ -221,7 +221,7 @@ func (r *run) planSteps(steps []runbooks.Step, parent string) {
 
 // runSteps runs steps in order and stops at the first failure that is not
 // marked continueOnError.
-func (r *run) runSteps(ctx workflow.Context, steps []runbooks.Step, parent string) *stepFailure {
+func (r *run) runSteps(ctx workflow.Context, steps []runbooks.Step) *stepFailure {
 	for _, s := range steps {
 		if f := r.runStep(ctx, s, r.index[s.ID]); f != nil {
 			return f
