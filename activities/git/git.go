@@ -18,21 +18,21 @@ package git
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/log"
+
+	"github.com/stagehand-dev/stagehand/activities/secrets"
 )
 
 // SecretResolver turns a secret reference (env:NAME, secret:NAME/KEY) into
-// its value. The worker supplies one that knows its secret stores.
-type SecretResolver func(ctx context.Context, ref string) (string, error)
+// its value.
+type SecretResolver = secrets.Resolver
 
 // Activities runs the git steps. The zero value works: git from PATH, cached
 // clones under the system temp directory, references resolved from the
@@ -107,27 +107,12 @@ func (a *Activities) lock(dir string) func() {
 	return mu.Unlock
 }
 
-// resolveSecret resolves a reference. The reference itself is not secret and
-// may appear in errors; the value never does.
+// resolveSecret resolves a reference; a failure is permanent (retrying does
+// not set a missing variable).
 func (a *Activities) resolveSecret(ctx context.Context, ref string) (string, error) {
-	if a.Secrets != nil {
-		v, err := a.Secrets(ctx, ref)
-		if err != nil {
-			return "", nonRetryable(ErrTypeSecret, fmt.Sprintf("resolve %s: %v", ref, err))
-		}
-		if v == "" {
-			return "", nonRetryable(ErrTypeSecret, fmt.Sprintf("secret %s is empty", ref))
-		}
-		return v, nil
-	}
-	name, ok := strings.CutPrefix(ref, "env:")
-	if !ok || name == "" {
-		return "", nonRetryable(ErrTypeSecret,
-			fmt.Sprintf("cannot resolve %q: this worker resolves only env:NAME references", ref))
-	}
-	v, ok := os.LookupEnv(name)
-	if !ok || v == "" {
-		return "", nonRetryable(ErrTypeSecret, fmt.Sprintf("secret %s: environment variable %s is not set on the worker", ref, name))
+	v, err := secrets.Resolve(ctx, a.Secrets, ref)
+	if err != nil {
+		return "", nonRetryable(ErrTypeSecret, err.Error())
 	}
 	return v, nil
 }

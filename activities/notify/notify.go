@@ -17,7 +17,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,6 +26,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/stagehand-dev/stagehand/activities"
+	"github.com/stagehand-dev/stagehand/activities/secrets"
 )
 
 // Stable ApplicationError types (runbooks match on them: do not rename).
@@ -51,7 +51,7 @@ const (
 
 // SecretResolver turns a secret reference (env:NAME, secret:NAME/KEY) into
 // its value.
-type SecretResolver func(ctx context.Context, ref string) (string, error)
+type SecretResolver = secrets.Resolver
 
 // Activities sends notifications. The zero value works: a 10 s timeout per
 // POST and env:NAME references only.
@@ -251,25 +251,7 @@ func (a *Activities) resolve(ctx context.Context, i int, w Webhook) (target, err
 }
 
 func (a *Activities) resolveSecret(ctx context.Context, ref string) (string, error) {
-	if a.Secrets != nil {
-		v, err := a.Secrets(ctx, ref)
-		if err != nil {
-			return "", fmt.Errorf("resolve %s: %v", ref, err)
-		}
-		if v == "" {
-			return "", fmt.Errorf("secret %s is empty", ref)
-		}
-		return v, nil
-	}
-	name, ok := strings.CutPrefix(ref, "env:")
-	if !ok || name == "" {
-		return "", fmt.Errorf("cannot resolve %q: this worker resolves only env:NAME references", ref)
-	}
-	v, ok := os.LookupEnv(name)
-	if !ok || v == "" {
-		return "", fmt.Errorf("secret %s: environment variable %s is not set on the worker", ref, name)
-	}
-	return v, nil
+	return secrets.Resolve(ctx, a.Secrets, ref)
 }
 
 type postError struct {
