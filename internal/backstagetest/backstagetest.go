@@ -18,7 +18,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -30,6 +29,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagehand-dev/stagehand/internal/localenv"
 	"github.com/stagehand-dev/stagehand/internal/pgtest"
 )
 
@@ -114,7 +114,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	port := opts.Port
 	if port == 0 {
-		if port, err = freePort(); err != nil {
+		if port, err = localenv.FreePort(); err != nil {
 			return nil, err
 		}
 	}
@@ -301,30 +301,15 @@ func toolsDir(explicit string) (string, error) {
 	if d := os.Getenv("STAGEHAND_BACKSTAGE_DIR"); d != "" {
 		return d, nil
 	}
-	wd, err := os.Getwd()
+	root, err := localenv.RepoRoot()
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("backstagetest: %w; set STAGEHAND_BACKSTAGE_DIR", err)
 	}
-	for d := wd; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			p := filepath.Join(d, "tools", "backstage")
-			if _, err := os.Stat(filepath.Join(p, "index.js")); err == nil {
-				return p, nil
-			}
-		}
-		if filepath.Dir(d) == d {
-			return "", fmt.Errorf("backstagetest: tools/backstage not found above %s; set STAGEHAND_BACKSTAGE_DIR", wd)
-		}
+	p := filepath.Join(root, "tools", "backstage")
+	if _, err := os.Stat(filepath.Join(p, "index.js")); err != nil {
+		return "", fmt.Errorf("backstagetest: %s has no index.js; set STAGEHAND_BACKSTAGE_DIR", p)
 	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("backstagetest: pick a port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return p, nil
 }
 
 func sha256Hex(b []byte) string {

@@ -48,6 +48,7 @@ import (
 	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/stagehand-dev/stagehand/internal/localenv"
 	"github.com/stagehand-dev/stagehand/workflows"
 )
 
@@ -96,7 +97,7 @@ type Server struct {
 
 // TemporalPath returns the temporal binary tests use: $STAGEHAND_TEMPORAL_BIN
 // if set, otherwise bin/temporal in the repository root (the nearest
-// directory above the working directory holding a go.mod).
+// directory above the working directory holding Stagehand's go.mod).
 func TemporalPath() (string, error) {
 	if p := os.Getenv(EnvTemporalBin); p != "" {
 		if err := checkExecutable(p); err != nil {
@@ -104,9 +105,9 @@ func TemporalPath() (string, error) {
 		}
 		return p, nil
 	}
-	root, err := repoRoot()
+	root, err := localenv.RepoRoot()
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("bin/temporal not found: run `make tools` in the repository (or set %s): %w", EnvTemporalBin, err)
 	}
 	p := filepath.Join(root, "bin", "temporal")
 	if err := checkExecutable(p); err != nil {
@@ -124,23 +125,6 @@ func checkExecutable(p string) error {
 		return fmt.Errorf("%s is not an executable file", p)
 	}
 	return nil
-}
-
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("finding repository root: %w", err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("bin/temporal not found: no go.mod above the working directory to locate the repository (set %s)", EnvTemporalBin)
-		}
-		dir = parent
-	}
 }
 
 // SearchAttributeArgs returns the start-dev arguments that register every
@@ -167,7 +151,8 @@ func StartWith(ctx context.Context, opts Options) (*Server, error) {
 	}
 	// We pick the port rather than let the SDK do it so that, if start-up
 	// fails, we can find and end the process the SDK leaves behind.
-	addr, err := freeAddress()
+	port, err := localenv.FreePort()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	if err != nil {
 		return nil, fmt.Errorf("choosing a port for the dev server: %w", err)
 	}
@@ -342,15 +327,6 @@ func quietLogger() tlog.Logger {
 	// The SDK's default logger prints every connection and poll at INFO,
 	// burying test output; warnings and errors still matter.
 	return tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
-}
-
-func freeAddress() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
 
 // killLeftover ends a dev server the SDK started but gave up waiting for:

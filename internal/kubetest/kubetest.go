@@ -28,7 +28,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -45,6 +44,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/stagehand-dev/stagehand/internal/localenv"
 	"github.com/stagehand-dev/stagehand/internal/podsim"
 )
 
@@ -158,7 +158,7 @@ func (e *Env) start(ctx context.Context, binDir string) error {
 			return fmt.Errorf("kubetest: %w", err)
 		}
 	}
-	ports, err := freePorts(3)
+	ports, err := localenv.FreePorts(3)
 	if err != nil {
 		return fmt.Errorf("kubetest: free ports: %w", err)
 	}
@@ -434,7 +434,7 @@ func findBinDir(dir string) (string, error) {
 		dir = os.Getenv("STAGEHAND_KUBE_BIN")
 	}
 	if dir == "" {
-		root, err := repoRoot()
+		root, err := localenv.RepoRoot()
 		if err != nil {
 			return "", fmt.Errorf("kubetest: %w; run `make kube-tools` or set STAGEHAND_KUBE_BIN", err)
 		}
@@ -450,49 +450,6 @@ func findBinDir(dir string) (string, error) {
 		return "", fmt.Errorf("kubetest: %s missing in %s: run `make kube-tools`", strings.Join(missing, ", "), dir)
 	}
 	return dir, nil
-}
-
-// repoRoot walks up from the working directory (a package directory under go
-// test) to the main module's go.mod.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && strings.Contains(string(data), "module github.com/stagehand-dev/stagehand\n") {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("cannot find the stagehand repository root above the working directory")
-		}
-		dir = parent
-	}
-}
-
-// freePorts reserves n distinct loopback ports by listening on port 0, then
-// releases them for the components to bind. The window between release and
-// bind is tiny and the kernel does not hand a just-released port out again at
-// once, which is good enough on a test machine.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var listeners []net.Listener
-	defer func() {
-		for _, l := range listeners {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		listeners = append(listeners, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // waitHTTP polls url until it answers 200, failing early if p exits.

@@ -28,6 +28,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/stagehand-dev/stagehand/internal/localenv"
 )
 
 // InstallHint tells a person how to get the server programs.
@@ -126,7 +128,7 @@ func Start(ctx context.Context) (*Server, error) {
 	// it (other tests start servers too), so retry a few times on a fresh one.
 	var lastErr error
 	for range 5 {
-		port, err := freePort()
+		port, err := localenv.FreePort()
 		if err != nil {
 			return nil, err
 		}
@@ -215,15 +217,6 @@ func (s *Server) run(ctx context.Context, prog string, args ...string) ([]byte, 
 	// -l is given (it is), so Wait returns once pg_ctl itself exits.
 	err := cmd.Run()
 	return buf.Bytes(), err
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("pgtest: pick a port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func tail(b []byte, n int) string {
