@@ -12,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -95,16 +97,34 @@ func (f *fixture) createPolicy(t *testing.T, name, latest string) {
 
 func (f *fixture) setPolicyImage(t *testing.T, name, image string) {
 	t.Helper()
-	patch := fmt.Sprintf(`{"status":{"latestImage":%q,"conditions":[{"type":"Ready","status":"True","reason":"Succeeded","message":"Latest image tag resolved to %s"}]}}`, image, flux.Tag(image))
-	_, err := f.dyn.Resource(flux.ImagePolicyResource).Namespace(f.ns).Patch(context.Background(), name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}, "status")
-	require.NoError(t, err)
+	require.NoError(t, f.patchPolicyImage(name, image))
 }
 
-func (f *fixture) setImage(t *testing.T, image string) {
-	t.Helper()
+func (f *fixture) patchPolicyImage(name, image string) error {
+	patch := fmt.Sprintf(`{"status":{"latestImage":%q,"conditions":[{"type":"Ready","status":"True","reason":"Succeeded","message":"Latest image tag resolved to %s"}]}}`, image, flux.Tag(image))
+	_, err := f.dyn.Resource(flux.ImagePolicyResource).Namespace(f.ns).Patch(context.Background(), name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}, "status")
+	return err
+}
+
+func (f *fixture) patchImage(image string) error {
 	patch := fmt.Sprintf(`{"spec":{"template":{"spec":{"containers":[{"name":"backstage","image":%q}]}}}}`, image)
 	_, err := f.env.Client.AppsV1().Deployments(f.ns).Patch(context.Background(), "backstage", types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{})
-	require.NoError(t, err)
+	return err
+}
+
+// waitBeat waits for a heartbeat containing want.
+func waitBeat(beats <-chan string, want string) error {
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case msg := <-beats:
+			if strings.Contains(msg, want) {
+				return nil
+			}
+		case <-timeout:
+			return fmt.Errorf("no heartbeat mentioning %q", want)
+		}
+	}
 }
 
 const repo = "registry.local/backstage-portal/backend"
@@ -117,21 +137,47 @@ func TestWaitImageMatchesMergeCommit(t *testing.T) {
 	f.createPolicy(t, "backend", repo+":prod-aaaaaaaa-1763700000")
 	merge := "0123abcd9999888877776666555544443333aaaa"
 
-	go func() {
-		time.Sleep(500 * time.Millisecond)
-		// A newer prod tag from some other commit must not satisfy the wait.
-		f.setImage(t, repo+":prod-bbbbbbbb-1763700100")
-		time.Sleep(500 * time.Millisecond)
-		f.setPolicyImage(t, "backend", repo+":prod-0123abcd-1763700200")
-		f.setImage(t, repo+":prod-0123abcd-1763700200")
-	}()
+	// The wait runs in the background. Once it reports (first heartbeat)
+	// that production runs the old image, production moves to a newer prod
+	// tag from some other commit: the wait must still be waiting a second
+	// later (a window, not a sleep: the assertion is that nothing happens).
+	// Then the merge's image arrives and the wait returns it.
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestActivityEnvironment()
-	env.RegisterActivity(f.acts.WaitImage)
-	val, err := env.ExecuteActivity(f.acts.WaitImage, flux.WaitImageInput{
-		Cluster: "prod", Namespace: f.ns, Deployment: "backstage", Container: "backstage",
-		CommitSHA: merge, ImagePolicy: "backend", Timeout: "30s",
+	beats := make(chan string, 100)
+	env.SetOnActivityHeartbeatListener(func(_ *activity.Info, d converter.EncodedValues) {
+		var msg string
+		if d.HasValues() && d.Get(&msg) == nil {
+			select {
+			case beats <- msg:
+			default:
+			}
+		}
 	})
+	env.RegisterActivity(f.acts.WaitImage)
+	type result struct {
+		val converter.EncodedValue
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		val, err := env.ExecuteActivity(f.acts.WaitImage, flux.WaitImageInput{
+			Cluster: "prod", Namespace: f.ns, Deployment: "backstage", Container: "backstage",
+			CommitSHA: merge, ImagePolicy: "backend", Timeout: "30s",
+		})
+		done <- result{val, err}
+	}()
+	require.NoError(t, waitBeat(beats, "runs "+repo+":prod-aaaaaaaa-"))
+	require.NoError(t, f.patchImage(repo+":prod-bbbbbbbb-1763700100"))
+	select {
+	case r := <-done:
+		t.Fatalf("the wait ended on another commit's image: %v", r.err)
+	case <-time.After(time.Second):
+	}
+	require.NoError(t, f.patchPolicyImage("backend", repo+":prod-0123abcd-1763700200"))
+	require.NoError(t, f.patchImage(repo+":prod-0123abcd-1763700200"))
+	r := <-done
+	val, err := r.val, r.err
 	require.NoError(t, err)
 	var out flux.WaitImageOutput
 	require.NoError(t, val.Get(&out))
