@@ -28,11 +28,11 @@ type Repo struct {
 }
 
 // New creates a bare origin whose main branch has one commit (README.md and
-// app.txt), and a work clone of it. It skips the test when git is missing.
+// app.txt), and a work clone of it. It fails the test when git is missing.
 func New(t testing.TB) *Repo {
 	t.Helper()
 	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git not installed")
+		t.Fatal("git is not installed: install it (apt-get install git); .ci/run does")
 	}
 	root := t.TempDir()
 	r := &Repo{t: t, Origin: filepath.Join(root, "origin.git"), Work: filepath.Join(root, "work"), home: filepath.Join(root, "home")}
