@@ -69,7 +69,8 @@ func (r *run) checkDecision(d ApprovalDecision) error {
 	if !r.gateIDs[d.Gate] {
 		return fmt.Errorf("unknown gate %q (this runbook's gates: %s)", d.Gate, strings.Join(sortedKeys(r.gateIDs), ", "))
 	}
-	if r.pendingGate == nil || r.pendingGate.ID != d.Gate {
+	gate := r.status.PendingGate
+	if gate == nil || gate.Gate != d.Gate {
 		state := "not reached yet"
 		if st := r.index[d.Gate]; st != nil && st.State != StepPending {
 			state = string(st.State)
@@ -80,7 +81,7 @@ func (r *run) checkDecision(d ApprovalDecision) error {
 		return fmt.Errorf("gate %q was already decided by %s", d.Gate, r.decision.By)
 	}
 	listed := false
-	for _, a := range r.approvers {
+	for _, a := range gate.Approvers {
 		if a == by {
 			listed = true
 		}
@@ -90,10 +91,10 @@ func (r *run) checkDecision(d ApprovalDecision) error {
 			return fmt.Errorf("%s requested this run and cannot approve it (four-eyes rule)", by)
 		}
 		if !listed {
-			return fmt.Errorf("%s is not an approver of gate %q (approvers: %s)", by, d.Gate, strings.Join(r.approvers, ", "))
+			return fmt.Errorf("%s is not an approver of gate %q (approvers: %s)", by, d.Gate, strings.Join(gate.Approvers, ", "))
 		}
 	} else if !listed && by != r.in.RequestedBy {
-		return fmt.Errorf("%s may not reject gate %q: only its approvers (%s) or the requester may", by, d.Gate, strings.Join(r.approvers, ", "))
+		return fmt.Errorf("%s may not reject gate %q: only its approvers (%s) or the requester may", by, d.Gate, strings.Join(gate.Approvers, ", "))
 	}
 	return nil
 }
@@ -141,7 +142,7 @@ func (r *run) runGate(ctx workflow.Context, s runbooks.Step, st *StepStatus) *st
 		deadline := opened.Add(timeout)
 		gate.Deadline = &deadline
 	}
-	r.pendingGate, r.approvers, r.decision = &s, approvers, nil
+	r.decision = nil
 	r.status.PendingGate = gate
 	r.status.State = RunWaitingApproval
 	st.State = StepWaitingApproval
@@ -149,7 +150,6 @@ func (r *run) runGate(ctx workflow.Context, s runbooks.Step, st *StepStatus) *st
 	r.publish()
 
 	ok, err := r.awaitDecision(ctx, s, gate, timeout)
-	r.pendingGate = nil
 	r.status.PendingGate = nil
 	if r.status.State == RunWaitingApproval {
 		r.status.State = RunRunning

@@ -42,12 +42,10 @@ type run struct {
 	index     map[string]*StepStatus
 	data      map[string]any
 	stepsData map[string]any
-	// pendingGate is the gate waiting now; decision is filled by the
-	// signal or update handler.
-	pendingGate *runbooks.Step
-	decision    *ApprovalDecision
-	approvers   []string
-	gateIDs     map[string]bool
+	// decision is filled by the signal or update handler for the gate in
+	// status.PendingGate, the one waiting now.
+	decision *ApprovalDecision
+	gateIDs  map[string]bool
 }
 
 // RunbookWorkflow executes one runbook. See the package comment and
