@@ -49,9 +49,10 @@ type StepType struct {
 // StepRequest is what the workflow sends to every step activity: the
 // rendered `with` arguments and where the step sits in which run.
 type StepRequest struct {
-	RunID  string         `json:"runId,omitempty"`
-	StepID string         `json:"stepId"`
-	With   map[string]any `json:"with,omitempty"`
+	// WorkflowID is the run's workflow id (templates call it .run.id).
+	WorkflowID string         `json:"workflowId,omitempty"`
+	StepID     string         `json:"stepId"`
+	With       map[string]any `json:"with,omitempty"`
 }
 
 // StepResult is what every step activity returns.

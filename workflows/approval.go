@@ -249,7 +249,7 @@ func (r *run) remind(ctx workflow.Context, s runbooks.Step, gate *GateStatus, n 
 		RetryPolicy:         retryPolicy(nil),
 	})
 	err = workflow.ExecuteActivity(actx, rem.Uses, activities.StepRequest{
-		RunID: workflow.GetInfo(ctx).WorkflowExecution.ID, StepID: s.ID + "_remind", With: with,
+		WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID, StepID: s.ID + "_remind", With: with,
 	}).Get(ctx, nil)
 	if err != nil {
 		workflow.GetLogger(ctx).Warn("gate reminder failed", "gate", s.ID, "error", causeMessage(err))

@@ -314,9 +314,9 @@ func (r *run) runActivity(ctx workflow.Context, s runbooks.Step, st *StepStatus)
 	actx := workflow.WithActivityOptions(ctx, ao)
 	var res activities.StepResult
 	err = workflow.ExecuteActivity(actx, s.Uses, activities.StepRequest{
-		RunID:  workflow.GetInfo(ctx).WorkflowExecution.ID,
-		StepID: s.ID,
-		With:   with,
+		WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID,
+		StepID:     s.ID,
+		With:       with,
 	}).Get(ctx, &res)
 	if err != nil {
 		if temporal.IsCanceledError(err) || ctx.Err() != nil {
