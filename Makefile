@@ -1,6 +1,7 @@
 # Stagehand's build, test and local-run entry points.
 #
 #   make tools     build the pinned tools the tests and `make dev` need (bin/)
+#   make test-unit the fast tier: every unit test, nothing built (-short)
 #   make test      vet + race-enabled tests, with a pass/fail summary
 #   make dev       the local patch demo: Temporal dev server + UI, worker, local
 #                  Kubernetes control plane, real Backstage backend, git remote
@@ -46,6 +47,7 @@ TEST_PACKAGES ?= ./...
 .PHONY: help
 help: ## list targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_.-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@printf "  %-14s %s\n" "<name>" "build tools/<name> into bin/<name>: $(GO_TOOLS)"
 
 .PHONY: tools
 tools: temporal-cli ## build every pinned tool into bin/ (extend with `tools: <target>`)
@@ -59,6 +61,16 @@ build: ## build bin/stagehand-worker and bin/stagehand
 	$(GO) build -o $(BIN)/stagehand-worker ./worker
 	$(GO) build -o $(BIN)/stagehand ./starter
 
+# Every other program is tools/<name>/ and builds bin/<name> with
+# `make <name>` (e.g. make stagehand-podsim, make testsummary). Go builds
+# are cached, so the targets always run and never leave a stale binary.
+# tools/kube and tools/backstage have no main.go here: their own targets
+# (kube-tools, backstage-tools) build them.
+GO_TOOLS := $(sort $(patsubst tools/%/main.go,%,$(wildcard tools/*/main.go)))
+.PHONY: $(GO_TOOLS)
+$(GO_TOOLS):
+	$(GO) build -o $(BIN)/$@ ./tools/$@
+
 .PHONY: vet
 vet: ## go vet every package
 	$(GO) vet ./...
@@ -67,9 +79,8 @@ vet: ## go vet every package
 # "N passed, N failed, N skipped" line, and exits non-zero on any failure
 # (including build failures, which have no test events of their own).
 .PHONY: test
-test: tools $(TEST_PREREQS) ## the full test suite: tools, vet, race-enabled tests, summary
+test: tools $(TEST_PREREQS) testsummary ## the full test suite: tools, vet, race-enabled tests, summary
 	$(GO) vet $(TEST_PACKAGES)
-	$(GO) build -o $(BIN)/testsummary ./internal/testsummary
 	$(GO) test -json $(GO_TEST_FLAGS) $(TEST_PACKAGES) 2>&1 | $(BIN)/testsummary
 
 # Benchmarks print ratios against a baseline measured in the same process:
@@ -101,4 +112,4 @@ fmt-check: ## fail if any Go file is not gofmt-ed
 
 .PHONY: clean
 clean: ## remove built binaries except the slow-to-build tools
-	rm -f $(BIN)/stagehand-worker $(BIN)/stagehand $(BIN)/testsummary
+	rm -f $(BIN)/stagehand-worker $(BIN)/stagehand $(addprefix $(BIN)/,$(GO_TOOLS))

@@ -10,6 +10,5 @@ tools: backstage-tools
 TEST_PREREQS += backstage-tools
 
 .PHONY: backstage-up
-backstage-up: backstage-tools ## run a real Backstage backend on PostgreSQL in the foreground (Ctrl-C stops both)
-	$(GO) build -o $(BIN)/backstage-demo ./internal/backstagetest/cmd/backstage-demo
+backstage-up: backstage-tools backstage-demo ## run a real Backstage backend on PostgreSQL in the foreground (Ctrl-C stops both)
 	$(BIN)/backstage-demo $(BACKSTAGE_DEMO_FLAGS)

@@ -3,17 +3,18 @@
 # patch runbook acts on and starts a patch run that stops at its approval
 # gate:
 #
-#   1. a real Backstage backend (internal/backstagetest/cmd/backstage-demo) on
-#      a throwaway PostgreSQL, on one fixed port; it stands in for the service
-#      of both the sandbox and production (the pods themselves are simulated);
+#   1. a real Backstage backend (bin/backstage-demo, from tools/backstage-demo)
+#      on a throwaway PostgreSQL, on one fixed port; it stands in for the
+#      service of both the sandbox and production (the pods themselves are
+#      simulated);
 #   2. the local Kubernetes control plane (scripts/kube-up.sh: etcd,
 #      kube-apiserver, controller-manager, scheduler and the pod simulator)
 #      with backstage-sandbox and backstage-prod, the Flux ImagePolicy CRD
 #      (deploy/flux/imagepolicy-crd.yaml) and an ImagePolicy `backstage` in
 #      backstage-prod whose status names production's current image;
 #   3. the portal's git remote with PR branch pr-42 and the CI + Flux
-#      stand-in hook, and the worker config (bin/patchlab-setup, package
-#      internal/patchlab);
+#      stand-in hook, and the worker config (bin/patchlab-setup from
+#      tools/patchlab-setup, on package internal/patchlab);
 #   4. the Temporal dev server + UI and the worker (scripts/dev-up.sh, with
 #      STAGEHAND_CONFIG pointing at that config);
 #   5. a patch run of PR #42, requested by alice, approvable by bob or carol.

@@ -71,7 +71,7 @@ else
   sa_args=()
   while IFS= read -r def; do
     sa_args+=(--search-attribute "$def")
-  done < <(go run ./scripts/searchattrs)
+  done < <(go run ./tools/searchattrs)
 
   echo "starting Temporal dev server on $address (state in $state/temporal.db, log in $state/temporal.log)"
   echo "=== $(date -u +%FT%TZ) started by dev-up.sh" >>"$state/temporal.log"
@@ -115,7 +115,7 @@ while IFS='=' read -r name type; do
     "$temporal" operator search-attribute create --address "$address" --namespace "$namespace" \
       --name "$name" --type "$type" >/dev/null
   fi
-done < <(go run ./scripts/searchattrs)
+done < <(go run ./tools/searchattrs)
 
 # --- worker ------------------------------------------------------------------
 if pid="$(running_pid "$state/worker.pid" "$(basename "$worker")")"; then

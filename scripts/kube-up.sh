@@ -34,7 +34,7 @@ for b in etcd kube-apiserver kube-controller-manager kube-scheduler; do
 done
 if [[ ! -x "$podsim" ]]; then
 	log "building $podsim"
-	(cd "$repo" && go build -o "$podsim" ./tools/podsim)
+	(cd "$repo" && go build -o "$podsim" ./tools/stagehand-podsim)
 fi
 command -v openssl >/dev/null || die "openssl is required"
 command -v kubectl >/dev/null || die "kubectl is required (Debian package kubernetes-client)"

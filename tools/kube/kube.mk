@@ -14,11 +14,9 @@ STAGEHAND_KUBE_MK := 1
 kube-tools: ## build etcd + kube-apiserver/controller-manager/scheduler v1.35.4 into bin/kube (skipped when up to date)
 	scripts/kube-build.sh
 
-.PHONY: stagehand-podsim
-stagehand-podsim: ## build the pod simulator (kubelet stand-in) into bin/stagehand-podsim
-	$(or $(GO),go) build -o bin/stagehand-podsim ./tools/podsim
-
 .PHONY: kube-up
+# stagehand-podsim (bin/stagehand-podsim, the kubelet stand-in) is the
+# top-level Makefile's rule for tools/stagehand-podsim.
 kube-up: kube-tools stagehand-podsim ## start a local control plane + pod simulator (.stagehand/kube)
 	scripts/kube-up.sh
 
