@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/stagehand-dev/stagehand/activities/flux"
+	"github.com/stagehand-dev/stagehand/internal/localenv"
 	"github.com/stagehand-dev/stagehand/internal/patchlab"
 	"github.com/stagehand-dev/stagehand/worker/app"
 	"github.com/stagehand-dev/stagehand/worker/config"
@@ -54,6 +55,7 @@ type labOption func(*patchlab.Lab)
 
 func newLab(t *testing.T, opts ...labOption) *lab {
 	t.Helper()
+	localenv.SkipIfShort(t, systemsNeeded)
 	ctx := context.Background()
 	n := labSeq.Add(1)
 	l := &lab{t: t, sandbox: fmt.Sprintf("sandbox-%d", n), prod: fmt.Sprintf("prod-%d", n), taskQueue: fmt.Sprintf("e2e-%d-%d", n, time.Now().UnixNano())}

@@ -7,6 +7,7 @@ package e2e
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -34,7 +35,16 @@ func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
 
+// systemsNeeded is what every test here needs; under -short they skip
+// with it and TestMain starts none of it.
+const systemsNeeded = "a Temporal dev server, a Kubernetes control plane, PostgreSQL, Node and git remotes"
+
 func run(m *testing.M) int {
+	// testing.Short reads the flags, which m.Run has not parsed yet.
+	flag.Parse()
+	if testing.Short() {
+		return m.Run()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	fail := func(what string, err error) int {

@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/stagehand-dev/stagehand/internal/localenv"
 	"github.com/stagehand-dev/stagehand/internal/patchlab"
 	"github.com/stagehand-dev/stagehand/workflows"
 )
@@ -40,6 +41,7 @@ func finalStatus(t *testing.T, id string) (workflows.Status, error) {
 
 // The scenarios share the audit check at the end, so they run as subtests.
 func TestPatch(t *testing.T) {
+	localenv.SkipIfShort(t, systemsNeeded)
 	prefix := fmt.Sprintf("patch-e2e-%d", time.Now().Unix())
 	ids := map[string]string{}
 	t.Run("scenarios", func(t *testing.T) {

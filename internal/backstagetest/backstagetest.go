@@ -7,7 +7,8 @@
 //
 // The npm packages are installed by `make backstage-tools`; a missing or
 // stale install is an error that says so, never a skip, so a test that
-// needs Backstage cannot silently stop running.
+// needs Backstage cannot silently stop running. The one skip is asked for:
+// under `go test -short` (the unit tier) New skips before starting Node.
 package backstagetest
 
 import (
@@ -260,9 +261,11 @@ func (s *Server) Stop() error {
 }
 
 // New starts a backend for one test and stops it when the test ends; it
-// fails the test (with the log tail) when the backend cannot start.
+// fails the test (with the log tail) when the backend cannot start. Under
+// -short (the unit tier) it skips the test instead.
 func New(t testing.TB, opts Options) *Server {
 	t.Helper()
+	localenv.SkipIfShort(t, "a Backstage backend (Node, tools/backstage)")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	s, err := Start(ctx, opts)

@@ -24,7 +24,9 @@
 // `temporal server start-dev --headless` on a random port.
 //
 // A missing binary is a test failure, never a skip: integration tests that
-// silently do not run are worse than no tests.
+// silently do not run are worse than no tests. The one skip is asked for:
+// under `go test -short` (the unit tier) New and Shared skip before
+// starting anything.
 package devserver
 
 import (
@@ -258,9 +260,11 @@ func (s *Server) Command(ctx context.Context, args ...string) *exec.Cmd {
 	return cmd
 }
 
-// New starts a server for one test and stops it when the test ends.
+// New starts a server for one test and stops it when the test ends; under
+// -short (the unit tier) it skips the test instead.
 func New(t testing.TB) *Server {
 	t.Helper()
+	localenv.SkipIfShort(t, "a Temporal dev server (bin/temporal)")
 	srv, err := Start(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -301,7 +305,8 @@ func Main(m *testing.M) {
 	os.Exit(code)
 }
 
-// Shared returns the test binary's one server, starting it on first use.
+// Shared returns the test binary's one server, starting it on first use
+// (under -short it skips the test instead).
 // It needs TestMain to call Main, which stops the server at the end; without
 // that the server would outlive the tests.
 func Shared(t testing.TB) *Server {
@@ -311,6 +316,8 @@ func Shared(t testing.TB) *Server {
 	if !shared.inMain {
 		t.Fatal("devserver.Shared needs the package's TestMain to stop the server: add `func TestMain(m *testing.M) { devserver.Main(m) }` (or use devserver.New(t) for a server of this test's own)")
 	}
+	// After the TestMain check, so a missing Main fails in both tiers.
+	localenv.SkipIfShort(t, "a Temporal dev server (bin/temporal)")
 	if !shared.tried {
 		shared.tried = true
 		shared.srv, shared.err = Start(context.Background())

@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
 
+	"github.com/stagehand-dev/stagehand/internal/localenv"
 	"github.com/stagehand-dev/stagehand/workflows"
 )
 
@@ -89,6 +90,7 @@ func TestCommandTalksToServer(t *testing.T) {
 // Stop really ends the process (the port is free again), and a second Stop
 // is harmless.
 func TestStartStop(t *testing.T) {
+	localenv.SkipIfShort(t, "a Temporal dev server (bin/temporal)")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	srv, err := Start(ctx)

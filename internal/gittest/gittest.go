@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/stagehand-dev/stagehand/internal/localenv"
 )
 
 // Repo is a bare origin with a main branch, and a clone to author commits in.
@@ -28,9 +30,11 @@ type Repo struct {
 }
 
 // New creates a bare origin whose main branch has one commit (README.md and
-// app.txt), and a work clone of it. It fails the test when git is missing.
+// app.txt), and a work clone of it. It fails the test when git is missing;
+// under -short (the unit tier) it skips the test instead.
 func New(t testing.TB) *Repo {
 	t.Helper()
+	localenv.SkipIfShort(t, "git remotes")
 	if _, err := exec.LookPath("git"); err != nil {
 		t.Fatal("git is not installed: install it (apt-get install git); .ci/run does")
 	}

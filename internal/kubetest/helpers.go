@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
 
+	"github.com/stagehand-dev/stagehand/internal/localenv"
 	"github.com/stagehand-dev/stagehand/internal/podsim"
 )
 
@@ -158,9 +159,11 @@ var (
 // without Main the components still die with the test binary (they are
 // started with a parent-death signal) but the temporary state is left behind.
 // If the plane cannot start — for example bin/kube was never built — the test
-// fails (never skips) with the reason.
+// fails (never skips) with the reason; only under -short (the unit tier) it
+// skips before starting anything.
 func Shared(t testing.TB) *Env {
 	t.Helper()
+	localenv.SkipIfShort(t, "a Kubernetes control plane (bin/kube)")
 	sharedMu.Lock()
 	defer sharedMu.Unlock()
 	if sharedEnv == nil && sharedErr == nil {

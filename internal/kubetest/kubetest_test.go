@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/stagehand-dev/stagehand/internal/kubetest"
+	"github.com/stagehand-dev/stagehand/internal/localenv"
 )
 
 func TestMain(m *testing.M) { os.Exit(kubetest.Main(m)) }
@@ -189,6 +190,7 @@ func TestDeploymentRollsToNewImage(t *testing.T) {
 // requests fail, and after StartAPIServer the same clients and an informer
 // started before the outage work again. Stop leaves no process behind.
 func TestAPIServerStopStartAndCleanStop(t *testing.T) {
+	localenv.SkipIfShort(t, "a Kubernetes control plane (bin/kube)")
 	ctx := testContext(t, 4*time.Minute)
 	env, err := kubetest.Start(ctx, kubetest.Options{Logf: t.Logf, Namespaces: []string{"outage"}})
 	if err != nil {

@@ -10,7 +10,9 @@
 // `postgres` system user through runuser(1) when the process is root.
 //
 // A missing install is a failure with an install hint, never a skip: a
-// silently skipped database test is a test that never runs on CI.
+// silently skipped database test is a test that never runs on CI. The one
+// skip is asked for: under `go test -short` (the unit tier) Shared and New
+// skip before starting anything.
 package pgtest
 
 import (
@@ -255,11 +257,13 @@ func Main(m *testing.M) {
 }
 
 // Shared returns the package's shared server, starting it on first use.
-// It fails the test (never skips) when the server cannot start. Without
+// It fails the test (never skips) when the server cannot start; only under
+// -short (the unit tier) it skips before starting anything. Without
 // Main in TestMain there is nothing to stop it after the last test, so it
 // is stopped when the calling test ends instead (and restarted for the next).
 func Shared(t testing.TB) *Server {
 	t.Helper()
+	localenv.SkipIfShort(t, "a PostgreSQL server")
 	sharedMu.Lock()
 	defer sharedMu.Unlock()
 	if sharedSrv == nil && sharedErr == nil {
@@ -283,9 +287,11 @@ func Shared(t testing.TB) *Server {
 	return sharedSrv
 }
 
-// New starts a server owned by one test and stops it when the test ends.
+// New starts a server owned by one test and stops it when the test ends;
+// under -short it skips the test instead.
 func New(t testing.TB) *Server {
 	t.Helper()
+	localenv.SkipIfShort(t, "a PostgreSQL server")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	s, err := Start(ctx)

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stagehand-dev/stagehand/internal/localenv"
 )
 
 func TestMain(m *testing.M) { Main(m) }
@@ -15,6 +17,7 @@ func TestMain(m *testing.M) { Main(m) }
 // TestStartStop proves a cluster comes up on its port, accepts TCP
 // connections, and is gone (port closed, files removed) after Stop.
 func TestStartStop(t *testing.T) {
+	localenv.SkipIfShort(t, "a PostgreSQL server")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	s, err := Start(ctx)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stagehand-dev/stagehand/internal/localenv"
 	"github.com/stagehand-dev/stagehand/internal/patchlab"
 )
 
@@ -28,6 +29,7 @@ func mergeIntoMain(t *testing.T, r *patchlab.Remote, branch string) {
 }
 
 func TestUnmergedPRPreparesTheNextPRAfterAMerge(t *testing.T) {
+	localenv.SkipIfShort(t, "git remotes")
 	if _, err := exec.LookPath("git"); err != nil {
 		t.Fatal("git is needed:", err)
 	}
@@ -97,6 +99,7 @@ func TestUnmergedPRPreparesTheNextPRAfterAMerge(t *testing.T) {
 }
 
 func TestRunWritesTheWorkerConfigAndPrintsTheImage(t *testing.T) {
+	localenv.SkipIfShort(t, "git remotes")
 	state := t.TempDir()
 	kubeconfig := filepath.Join(state, "kube", "kubeconfig")
 	if err := os.MkdirAll(filepath.Dir(kubeconfig), 0o755); err != nil {
