@@ -83,6 +83,17 @@ test: tools $(TEST_PREREQS) testsummary ## the full test suite: tools, vet, race
 	$(GO) vet $(TEST_PACKAGES)
 	$(GO) test -json $(GO_TEST_FLAGS) $(TEST_PACKAGES) 2>&1 | $(BIN)/testsummary
 
+# The fast tier, for the inner loop: every unit test with nothing built.
+# -short makes the harnesses (internal/devserver, kubetest, pgtest,
+# backstagetest, gittest, e2e) skip what would start a server, a control
+# plane, Node or git remotes; `make test` above never passes it, so there a
+# missing tool still fails. Results are cached between runs, as plain
+# `go test` caches them.
+UNIT_TEST_FLAGS ?= -short -race
+.PHONY: test-unit
+test-unit: ## the fast tier: every unit test with nothing built (go test -short -race)
+	$(GO) test $(UNIT_TEST_FLAGS) $(TEST_PACKAGES)
+
 # Benchmarks print ratios against a baseline measured in the same process:
 # the interpreter against a hand-written workflow (one dev server), and the
 # Kubernetes failure detection against `kubectl rollout status` (one control
