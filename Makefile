@@ -1,7 +1,7 @@
 # Stagehand's build, test and local-run entry points.
 #
 #   make tools     build the pinned tools the tests and `make dev` need (bin/)
-#   make test-unit the fast tier: every unit test, nothing built (-short)
+#   make test-unit the fast tier: every unit test, nothing built (go test -short)
 #   make test      vet + race-enabled tests, with a pass/fail summary
 #   make dev       the local patch demo: Temporal dev server + UI, worker, local
 #                  Kubernetes control plane, real Backstage backend, git remote
@@ -88,10 +88,14 @@ test: tools $(TEST_PREREQS) testsummary ## the full test suite: tools, vet, race
 # backstagetest, gittest, e2e) skip what would start a server, a control
 # plane, Node or git remotes; `make test` above never passes it, so there a
 # missing tool still fails. Results are cached between runs, as plain
-# `go test` caches them.
-UNIT_TEST_FLAGS ?= -short -race
+# `go test` caches them. No -race here: on the 2-core build machine a full
+# rerun took 43 s without it and 85 s with it (and the first race build of
+# the dependencies ~13 CPU-minutes), which breaks the under-a-minute promise;
+# `make test` keeps the race detector, and
+# `make test-unit UNIT_TEST_FLAGS='-short -race'` runs this tier with it.
+UNIT_TEST_FLAGS ?= -short
 .PHONY: test-unit
-test-unit: ## the fast tier: every unit test with nothing built (go test -short -race)
+test-unit: ## the fast tier: every unit test with nothing built (go test -short)
 	$(GO) test $(UNIT_TEST_FLAGS) $(TEST_PACKAGES)
 
 # Benchmarks print ratios against a baseline measured in the same process:
