@@ -110,10 +110,10 @@ func TestRecordedPathsOnRealServer(t *testing.T) {
 	assert.Equal(t, workflows.RunCancelled, st.State)
 	assert.Equal(t, []string{"undo"}, st.Compensated)
 	for _, id := range []string{"prepare", "checks", "check_a", "check_b"} {
-		assert.Equal(t, workflows.StepSucceeded, stepOf(st, id).State, id)
+		assert.Equal(t, workflows.StepSucceeded, step(st, id).State, id)
 	}
-	assert.Equal(t, workflows.StepApproved, stepOf(st, "promote").State)
-	assert.Equal(t, workflows.StepCancelled, stepOf(st, "soak").State)
+	assert.Equal(t, workflows.StepApproved, step(st, "promote").State)
+	assert.Equal(t, workflows.StepCancelled, step(st, "soak").State)
 
 	out, err := srv.Command(ctx, "workflow", "show", "--workflow-id", id, "--output", "json").Output()
 	require.NoError(t, err, "temporal workflow show: %s", exitStderr(err))
@@ -149,15 +149,6 @@ func countEvents(t *testing.T, c client.Client, id, substr string) int {
 		}
 	}
 	return n
-}
-
-func stepOf(st *workflows.Status, id string) workflows.StepStatus {
-	for _, s := range append(append([]workflows.StepStatus{}, st.Steps...), st.Compensation...) {
-		if s.ID == id {
-			return s
-		}
-	}
-	return workflows.StepStatus{}
 }
 
 func exitStderr(err error) string {
