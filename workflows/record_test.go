@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
@@ -63,7 +64,10 @@ onFailure:
 // reminders fire, carol approves through the update, the run is cancelled
 // during the soak and compensation runs. The fresh history is replayed at
 // once, and written to testdata (for TestReplayRecordedHistories) when
-// STAGEHAND_RECORD_HISTORY names that directory.
+// STAGEHAND_RECORD_HISTORY names that directory. testdata also holds the
+// same run recorded by the interpreter before the step-call refactor
+// (paths-update-parallel-remind-cancel.json, resolve as a regular
+// activity), so both code paths keep replaying.
 func TestRecordedPathsOnRealServer(t *testing.T) {
 	srv := devserver.Shared(t)
 	ctx := context.Background()
@@ -115,11 +119,30 @@ func TestRecordedPathsOnRealServer(t *testing.T) {
 	assert.Equal(t, workflows.StepApproved, step(st, "promote").State)
 	assert.Equal(t, workflows.StepCancelled, step(st, "soak").State)
 
+	// What the UI shows: activities and timers carry summaries naming the
+	// step, its target and the gate's approvers.
+	summaries := map[string]string{}
+	iter := srv.Client.GetWorkflowHistory(ctx, id, "", false, 0)
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		require.NoError(t, err)
+		if p := ev.GetUserMetadata().GetSummary(); p != nil {
+			var sum string
+			require.NoError(t, converter.GetDefaultDataConverter().FromPayload(p, &sum))
+			summaries[ev.GetEventType().String()+" "+sum] = sum
+		}
+	}
+	assert.Contains(t, summaries, "ActivityTaskScheduled check_a (noop)")
+	assert.Contains(t, summaries, "TimerStarted gate promote: waiting for carol")
+	assert.Contains(t, summaries, "TimerStarted soak: wait 1h0m0s")
+	assert.Contains(t, summaries, "ActivityTaskScheduled promote-remind-1: gate promote still open after 1s")
+	assert.Contains(t, summaries, "MarkerRecorded resolve the runbook and its params")
+
 	out, err := srv.Command(ctx, "workflow", "show", "--workflow-id", id, "--output", "json").Output()
 	require.NoError(t, err, "temporal workflow show: %s", exitStderr(err))
 	file := filepath.Join(t.TempDir(), "paths.json")
 	if dir := os.Getenv("STAGEHAND_RECORD_HISTORY"); dir != "" {
-		file = filepath.Join(dir, "paths-update-parallel-remind-cancel.json")
+		file = filepath.Join(dir, "paths-update-parallel-remind-cancel-local-resolve.json")
 	}
 	require.NoError(t, os.WriteFile(file, out, 0o644))
 	r := worker.NewWorkflowReplayer()
