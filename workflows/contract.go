@@ -62,7 +62,7 @@ func (a SearchAttribute) Type() string { return a.Key.GetValueType().String() }
 // worker's start-up check all derive from it.
 var SearchAttributes = []SearchAttribute{
 	{SearchRunbook, "the runbook's name, from the start of the run"},
-	{SearchEnvironment, "the `environment` param, when the run has one"},
+	{SearchEnvironment, "the environments the run acts on (the `environment` param, else every environment-typed param, comma-separated)"},
 	{SearchImage, "the `image` param, when the run has one"},
 	{SearchOutcome, "`running`, `waiting_approval`, then `succeeded`, `failed`, `rejected` or `cancelled`"},
 	{SearchRequestedBy, "who started the run (`requestedBy`)"},
