@@ -1,6 +1,7 @@
 // Package app builds a Stagehand worker from its configuration: the
 // Temporal client, the Kubernetes clusters of every environment, the runbook
-// library and the step catalogue, all registered on one Temporal worker.
+// library and the step catalogue, all registered on one Temporal worker,
+// after checking that the namespace has every search attribute runs set.
 // worker/main.go runs it; integration tests start it in-process.
 package app
 

@@ -8,9 +8,8 @@ import (
 
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
-	"go.temporal.io/sdk/client"
+	"go.temporal.io/api/serviceerror"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/stagehand-dev/stagehand/workflows"
 )
@@ -147,17 +146,22 @@ func CompareSearchAttributes(namespace string, registered map[string]enums.Index
 // and refusing to start would turn it into an outage.
 var ErrSearchAttributesUnverified = errors.New("search attributes not verified")
 
+// OperatorClient is the part of client.Client the check uses.
+type OperatorClient interface {
+	OperatorService() operatorservice.OperatorServiceClient
+}
+
 // CheckSearchAttributes lists the namespace's search attributes through the
 // operator service and compares them with workflows.SearchAttributes. It
 // returns a *SearchAttributesError when any is missing or mistyped, an error
 // wrapping ErrSearchAttributesUnverified when the server will not say, and
 // any other failure as is.
-func CheckSearchAttributes(ctx context.Context, c client.Client, namespace, address string) error {
+func CheckSearchAttributes(ctx context.Context, c OperatorClient, namespace, address string) error {
 	resp, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
 	if err != nil {
-		// status.Code sees both raw gRPC statuses and the SDK's
-		// serviceerror types, which carry one.
-		if code := status.Code(err); code == codes.PermissionDenied || code == codes.Unimplemented {
+		// The SDK hands back serviceerror types, which status.Code does not
+		// see through; ToStatus reads those and plain gRPC statuses alike.
+		if code := serviceerror.ToStatus(err).Code(); code == codes.PermissionDenied || code == codes.Unimplemented {
 			return fmt.Errorf("%w: listing the search attributes of namespace %q: %w", ErrSearchAttributesUnverified, namespace, err)
 		}
 		return fmt.Errorf("list search attributes of namespace %q: %w", namespace, err)

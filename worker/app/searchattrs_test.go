@@ -1,11 +1,17 @@
 package app_test
 
 import (
+	"context"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/api/serviceerror"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/stagehand-dev/stagehand/worker/app"
 	"github.com/stagehand-dev/stagehand/workflows"
@@ -112,4 +118,51 @@ func withAddress(e *app.SearchAttributesError, addr string) *app.SearchAttribute
 func TestCreateCommand(t *testing.T) {
 	assert.Equal(t, "temporal operator search-attribute create --namespace prod --name StagehandApprovers --type KeywordList",
 		app.CreateCommand("prod", workflows.SearchAttribute{Key: workflows.SearchApprovers}))
+}
+
+// operatorStub answers ListSearchAttributes with a fixed response or error.
+type operatorStub struct {
+	operatorservice.OperatorServiceClient
+	resp  *operatorservice.ListSearchAttributesResponse
+	err   error
+	asked string
+}
+
+func (s *operatorStub) OperatorService() operatorservice.OperatorServiceClient { return s }
+
+func (s *operatorStub) ListSearchAttributes(_ context.Context, req *operatorservice.ListSearchAttributesRequest, _ ...grpc.CallOption) (*operatorservice.ListSearchAttributesResponse, error) {
+	s.asked = req.GetNamespace()
+	return s.resp, s.err
+}
+
+func TestCheckSearchAttributes(t *testing.T) {
+	ctx := context.Background()
+
+	all := &operatorStub{resp: &operatorservice.ListSearchAttributesResponse{CustomAttributes: registered()}}
+	require.NoError(t, app.CheckSearchAttributes(ctx, all, "ops", "temporal:7233"))
+	assert.Equal(t, "ops", all.asked, "the configured namespace is the one checked")
+
+	six := &operatorStub{resp: &operatorservice.ListSearchAttributesResponse{CustomAttributes: registered("StagehandPR", "StagehandFailedStep")}}
+	err := app.CheckSearchAttributes(ctx, six, "ops", "temporal:7233")
+	var sae *app.SearchAttributesError
+	require.ErrorAs(t, err, &sae)
+	assert.Equal(t, "temporal:7233", sae.Address)
+	assert.Equal(t, []string{"StagehandPR", "StagehandFailedStep"}, names(sae.Missing))
+
+	// A connection that may not read the namespace's settings cannot tell;
+	// the worker warns and starts rather than refusing.
+	for _, denied := range []error{
+		serviceerror.NewPermissionDenied("no operator role", ""),
+		status.Error(codes.Unimplemented, "unknown service temporal.api.operatorservice.v1.OperatorService"),
+	} {
+		err := app.CheckSearchAttributes(ctx, &operatorStub{err: denied}, "ops", "")
+		assert.ErrorIs(t, err, app.ErrSearchAttributesUnverified)
+		assert.ErrorContains(t, err, `listing the search attributes of namespace "ops"`)
+	}
+
+	// Anything else is a failure to start, with its cause.
+	err = app.CheckSearchAttributes(ctx, &operatorStub{err: serviceerror.NewNamespaceNotFound("ops")}, "ops", "")
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, app.ErrSearchAttributesUnverified)
+	assert.ErrorContains(t, err, `list search attributes of namespace "ops": Namespace ops is not found`)
 }
