@@ -116,7 +116,7 @@ func readRunbookFile(path string) ([]byte, error) {
 // A nil catalogue skips the step-type checks (useful for tooling that has no
 // worker catalogue); everything else is still checked.
 func Parse(file string, data []byte, cat Catalogue) (*Runbook, error) {
-	p := &parser{file: file, pos: map[string]*yaml.Node{}}
+	p := &parser{file: file, pos: map[string]*yaml.Node{}, expanding: map[*yaml.Node]bool{}}
 	if len(data) > MaxRunbookSize {
 		p.add(nil, "", "runbook text is larger than the limit of %d bytes (%d KiB)", MaxRunbookSize, MaxRunbookSize>>10)
 		return nil, p.err()
@@ -137,7 +137,7 @@ func Parse(file string, data []byte, cat Catalogue) (*Runbook, error) {
 	}
 	p.walk(root, reflect.TypeOf(Runbook{}), "", false)
 	if p.aliasesExceeded {
-		// Decoding would expand the same aliases again.
+		// Decoding would expand the same aliases again (or forever).
 		return nil, p.err()
 	}
 	var rb Runbook
@@ -167,6 +167,8 @@ type parser struct {
 	// outerAlias is the alias written outside any anchor whose expansion
 	// is being walked: the place to point at when the budget runs out.
 	outerAlias *yaml.Node
+	// expanding holds the anchored nodes whose contents are being walked.
+	expanding map[*yaml.Node]bool
 }
 
 func (p *parser) err() error {
@@ -280,11 +282,22 @@ func (p *parser) walk(n *yaml.Node, t reflect.Type, path string, viaAlias bool) 
 		return
 	}
 	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		// An alias inside its own anchor would expand forever, and its
+		// field paths grow with every turn; refuse it outright.
+		if p.expanding[n.Alias] {
+			p.aliasesExceeded = true
+			p.add(n, path, "alias *%s is inside its own anchor &%s (a cycle)", n.Value, n.Value)
+			return
+		}
 		if !viaAlias {
 			p.outerAlias = n
 		}
 		viaAlias = true
 		n = n.Alias
+	}
+	if n.Anchor != "" {
+		p.expanding[n] = true
+		defer delete(p.expanding, n)
 	}
 	if viaAlias {
 		p.aliasNodes++
