@@ -136,7 +136,7 @@ func Parse(file string, data []byte, cat Catalogue) (*Runbook, error) {
 		return nil, p.err()
 	}
 	p.walk(root, reflect.TypeOf(Runbook{}), "", false)
-	if p.aliasesExceeded {
+	if p.aliasRefused {
 		// Decoding would expand the same aliases again (or forever).
 		return nil, p.err()
 	}
@@ -162,8 +162,8 @@ type parser struct {
 	pos      map[string]*yaml.Node
 	problems []Problem
 	// aliasNodes counts nodes visited through aliases, against MaxAliasNodes.
-	aliasNodes      int
-	aliasesExceeded bool
+	aliasNodes   int
+	aliasRefused bool
 	// outerAlias is the alias written outside any anchor whose expansion
 	// is being walked: the place to point at when the budget runs out.
 	outerAlias *yaml.Node
@@ -278,14 +278,14 @@ var durationType = reflect.TypeOf(Duration(0))
 // this pass runs first, so without the count nested aliases expand here
 // exponentially (and a self-referencing anchor never ends).
 func (p *parser) walk(n *yaml.Node, t reflect.Type, path string, viaAlias bool) {
-	if p.aliasesExceeded {
+	if p.aliasRefused {
 		return
 	}
 	if n.Kind == yaml.AliasNode && n.Alias != nil {
 		// An alias inside its own anchor would expand forever, and its
 		// field paths grow with every turn; refuse it outright.
 		if p.expanding[n.Alias] {
-			p.aliasesExceeded = true
+			p.aliasRefused = true
 			p.add(n, path, "alias *%s is inside its own anchor &%s (a cycle)", n.Value, n.Value)
 			return
 		}
@@ -302,7 +302,7 @@ func (p *parser) walk(n *yaml.Node, t reflect.Type, path string, viaAlias bool) 
 	if viaAlias {
 		p.aliasNodes++
 		if p.aliasNodes > MaxAliasNodes {
-			p.aliasesExceeded = true
+			p.aliasRefused = true
 			p.add(p.outerAlias, path, "aliases expand to more than %d nodes (the limit); nested aliases multiply, use fewer or flatter anchors", MaxAliasNodes)
 			return
 		}
