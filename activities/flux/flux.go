@@ -29,6 +29,7 @@ import (
 
 	"github.com/stagehand-dev/stagehand/activities"
 	"github.com/stagehand-dev/stagehand/activities/kube"
+	"github.com/stagehand-dev/stagehand/activities/steps"
 )
 
 // ImagePolicyResource is Flux's ImagePolicy. v1beta2 reports the chosen
@@ -79,14 +80,9 @@ type WaitImageOutput struct {
 	ElapsedMs   int64  `json:"elapsedMs"`
 }
 
-// StepTypes lists the flux steps.
+// StepTypes binds the flux step to its spec in activities/steps.
 func StepTypes(a *Activities) []activities.StepType {
-	wait := activities.Step("flux.waitImage",
-		"Wait until a Deployment (and optionally a Flux ImagePolicy) carries the prod-<sha8>- image the merge commit produced.", a.WaitImage)
-	wait.Required = []string{"namespace", "deployment"}
-	wait.DefaultTimeout = 30 * time.Minute
-	wait.HeartbeatTimeout = 30 * time.Second
-	return []activities.StepType{wait}
+	return []activities.StepType{activities.Implement(steps.Spec("flux.waitImage"), a.WaitImage)}
 }
 
 type matcher struct {

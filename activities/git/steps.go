@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/stagehand-dev/stagehand/activities"
+	"github.com/stagehand-dev/stagehand/activities/steps"
 )
 
 // Providers of git.merge.
@@ -197,18 +197,11 @@ func (a *Activities) HeadCommit(ctx context.Context, in HeadCommitInput) (HeadCo
 	return HeadCommitOutput{}, nonRetryable(ErrTypeBranchNotFound, fmt.Sprintf("branch %s not found on %s", branch, rem.display()))
 }
 
-// StepTypes lists the git steps. a may be a zero Activities (validation
-// only).
+// StepTypes binds the git steps to their specs in activities/steps. a may
+// be a zero Activities (validation only).
 func StepTypes(a *Activities) []activities.StepType {
-	merge := activities.Step("git.merge",
-		"Merge a pull request exactly once, with plain git (provider: git) or the GitHub API (provider: github); an already merged PR is a success with alreadyMerged: true.",
-		a.Merge)
-	merge.Required = []string{"provider"}
-	merge.DefaultTimeout = 10 * time.Minute
-
-	head := activities.Step("git.headCommit", "Read a branch's head commit from a remote.", a.HeadCommit)
-	head.Required = []string{"remote"}
-	head.DefaultTimeout = 2 * time.Minute
-
-	return []activities.StepType{merge, head}
+	return []activities.StepType{
+		activities.Implement(steps.Spec("git.merge"), a.Merge),
+		activities.Implement(steps.Spec("git.headCommit"), a.HeadCommit),
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -501,16 +502,10 @@ func TestStepTypesDeclareInputs(t *testing.T) {
 		}
 	}
 	for _, st := range types {
-		keys := map[string]bool{}
-		for _, k := range st.InputKeys() {
-			keys[k] = true
+		if err := activities.CheckImplements(st.StepSpec, st); err != nil {
+			t.Error(err)
 		}
-		for _, r := range st.Required {
-			if !keys[r] {
-				t.Errorf("%s requires %q which is not an input key", st.Name, r)
-			}
-		}
-		if !keys["cluster"] {
+		if !slices.Contains(st.ArgNames(), "cluster") {
 			t.Errorf("%s has no cluster key", st.Name)
 		}
 		if st.DefaultTimeout == 0 {
@@ -519,9 +514,6 @@ func TestStepTypesDeclareInputs(t *testing.T) {
 	}
 }
 
-// TestWaitRolloutFake exercises the watch loop against the fake clientset:
-// a Deployment that completes while we watch, and a crash-looping pod of the
-// new ReplicaSet that fails the wait at once.
 func TestWaitRolloutFake(t *testing.T) {
 	t.Run("completes", func(t *testing.T) {
 		d := testDeployment("web", "img:2", 2)

@@ -27,6 +27,7 @@ import (
 
 	"github.com/stagehand-dev/stagehand/activities"
 	"github.com/stagehand-dev/stagehand/activities/secrets"
+	"github.com/stagehand-dev/stagehand/activities/steps"
 )
 
 // Stable ApplicationError types (runbooks match on them: do not rename).
@@ -322,12 +323,8 @@ func scrub(s, rawURL string) string {
 	return s
 }
 
-// StepTypes lists the notify steps. a may be a zero Activities (validation
-// only).
+// StepTypes binds the notify step to its spec in activities/steps. a may be
+// a zero Activities (validation only).
 func StepTypes(a *Activities) []activities.StepType {
-	send := activities.Step("notify.send",
-		"Send a notification (gate opened, run failed, ...) to generic JSON or Slack webhooks; Slack URLs go in urlRef.", a.Send)
-	send.Required = []string{"webhooks", "event"}
-	send.DefaultTimeout = time.Minute
-	return []activities.StepType{send}
+	return []activities.StepType{activities.Implement(steps.Spec("notify.send"), a.Send)}
 }
