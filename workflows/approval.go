@@ -110,13 +110,13 @@ func (r *run) applyDecision(d ApprovalDecision) DecisionRecord {
 func (r *run) runGate(ctx workflow.Context, s runbooks.Step, st *StepStatus) *stepFailure {
 	msg, err := runbooks.RenderString(s.Approval.Message, r.data)
 	if err != nil {
-		return r.fail(st, s, fmt.Sprintf("approval.message: %v", err), "TemplateError", 0)
+		return r.fail(st, s, fmt.Sprintf("approval.message: %v", err), activities.ErrTemplateError, 0)
 	}
 	var approvers []string
 	for _, a := range s.Approval.Approvers {
 		v, err := runbooks.RenderString(a, r.data)
 		if err != nil {
-			return r.fail(st, s, fmt.Sprintf("approval.approvers: %v", err), "TemplateError", 0)
+			return r.fail(st, s, fmt.Sprintf("approval.approvers: %v", err), activities.ErrTemplateError, 0)
 		}
 		for _, one := range strings.Split(v, ",") {
 			if one = strings.TrimSpace(one); one != "" {
@@ -128,11 +128,11 @@ func (r *run) runGate(ctx workflow.Context, s runbooks.Step, st *StepStatus) *st
 	if s.Approval.Timeout != "" {
 		raw, err := runbooks.RenderString(s.Approval.Timeout, r.data)
 		if err != nil {
-			return r.fail(st, s, fmt.Sprintf("approval.timeout: %v", err), "TemplateError", 0)
+			return r.fail(st, s, fmt.Sprintf("approval.timeout: %v", err), activities.ErrTemplateError, 0)
 		}
 		d, err := runbooks.ParseDuration(raw)
 		if err != nil {
-			return r.fail(st, s, fmt.Sprintf("approval.timeout: %v", err), "InvalidArguments", 0)
+			return r.fail(st, s, fmt.Sprintf("approval.timeout: %v", err), activities.ErrInvalidArguments, 0)
 		}
 		timeout = d.D()
 	}

@@ -235,7 +235,7 @@ func (r *run) runStep(ctx workflow.Context, s runbooks.Step, st *StepStatus) *st
 	if s.If != "" {
 		ok, err := runbooks.RenderCondition(s.If, r.data)
 		if err != nil {
-			return r.fail(st, s, fmt.Sprintf("if: %v", err), "TemplateError", 0)
+			return r.fail(st, s, fmt.Sprintf("if: %v", err), activities.ErrTemplateError, 0)
 		}
 		if !ok {
 			st.State = StepSkipped
@@ -298,7 +298,7 @@ func (r *run) fail(st *StepStatus, s runbooks.Step, msg, errType string, attempt
 func (r *run) runActivity(ctx workflow.Context, s runbooks.Step, st *StepStatus) *stepFailure {
 	rendered, err := runbooks.RenderValue(anyMap(s.With), r.data)
 	if err != nil {
-		return r.fail(st, s, fmt.Sprintf("with: %v", err), "TemplateError", 0)
+		return r.fail(st, s, fmt.Sprintf("with: %v", err), activities.ErrTemplateError, 0)
 	}
 	with, _ := rendered.(map[string]any)
 	opts := r.resolved.StepTypes[s.Uses]
@@ -339,7 +339,7 @@ func (r *run) runNative(ctx workflow.Context, s runbooks.Step, st *StepStatus, w
 		raw := fmt.Sprint(with["duration"])
 		d, err := runbooks.ParseDuration(raw)
 		if err != nil {
-			return r.fail(st, s, fmt.Sprintf("with.duration: %v", err), "InvalidArguments", 0)
+			return r.fail(st, s, fmt.Sprintf("with.duration: %v", err), activities.ErrInvalidArguments, 0)
 		}
 		// A durable timer: a wait of hours is one timer in history, not a
 		// loop of activities, and it survives worker restarts.
@@ -352,7 +352,7 @@ func (r *run) runNative(ctx workflow.Context, s runbooks.Step, st *StepStatus, w
 		st.Outputs = map[string]any{"duration": d.String()}
 		return nil
 	default:
-		return r.fail(st, s, fmt.Sprintf("native step type %q is not implemented by this workflow", s.Uses), "UnknownStepType", 0)
+		return r.fail(st, s, fmt.Sprintf("native step type %q is not implemented by this workflow", s.Uses), activities.ErrUnknownStepType, 0)
 	}
 }
 
@@ -581,7 +581,7 @@ func describeActivityError(err error, ao workflow.ActivityOptions) (string, stri
 	}
 	var timeoutErr *temporal.TimeoutError
 	if errors.As(err, &timeoutErr) {
-		errType = "Timeout"
+		errType = activities.ErrTimeout
 		switch timeoutErr.TimeoutType() {
 		case enumspb.TIMEOUT_TYPE_HEARTBEAT:
 			msg = fmt.Sprintf("no heartbeat for %s (worker lost or step hung)", ao.HeartbeatTimeout)

@@ -36,12 +36,6 @@ import (
 // image in status.latestImage; v1 in status.latestRef. Both are read.
 var ImagePolicyResource = schema.GroupVersionResource{Group: "image.toolkit.fluxcd.io", Version: "v1beta2", Resource: "imagepolicies"}
 
-// Error types.
-const (
-	ErrTypeImageNotRolled = "ProdImageNotRolled"
-	ErrTypeInvalid        = "InvalidArguments"
-)
-
 // Activities holds the clusters the flux steps read; it shares them with
 // the kube steps.
 type Activities struct {
@@ -131,7 +125,7 @@ func (m *matcher) match(image string) bool { return image != "" && m.re.MatchStr
 func (a *Activities) WaitImage(ctx context.Context, in WaitImageInput) (WaitImageOutput, error) {
 	start := time.Now()
 	if a == nil || a.Kube == nil {
-		return WaitImageOutput{}, temporal.NewNonRetryableApplicationError("no Kubernetes cluster is configured on this worker", "KubeNoCluster", nil)
+		return WaitImageOutput{}, temporal.NewNonRetryableApplicationError("no Kubernetes cluster is configured on this worker", activities.ErrKubeNoCluster, nil)
 	}
 	c, err := a.Kube.Cluster(in.Cluster)
 	if err != nil {
@@ -139,12 +133,12 @@ func (a *Activities) WaitImage(ctx context.Context, in WaitImageInput) (WaitImag
 	}
 	m, err := newMatcher(in)
 	if err != nil {
-		return WaitImageOutput{}, temporal.NewNonRetryableApplicationError("flux.waitImage: "+err.Error(), ErrTypeInvalid, nil)
+		return WaitImageOutput{}, temporal.NewNonRetryableApplicationError("flux.waitImage: "+err.Error(), activities.ErrInvalidArguments, nil)
 	}
 	if in.Timeout != "" {
 		d, err := time.ParseDuration(in.Timeout)
 		if err != nil {
-			return WaitImageOutput{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("flux.waitImage: timeout %q: %v", in.Timeout, err), ErrTypeInvalid, nil)
+			return WaitImageOutput{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("flux.waitImage: timeout %q: %v", in.Timeout, err), activities.ErrInvalidArguments, nil)
 		}
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, d)
@@ -237,7 +231,7 @@ func (a *Activities) observe(ctx context.Context, c *kube.Cluster, in WaitImageI
 	}
 	img, err := containerImage(d, in.Container)
 	if err != nil {
-		ev.err = temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalid, nil)
+		ev.err = temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrInvalidArguments, nil)
 		return ev
 	}
 	ev.image, ev.imageOK = img, m.match(img)
@@ -245,7 +239,7 @@ func (a *Activities) observe(ctx context.Context, c *kube.Cluster, in WaitImageI
 		return ev
 	}
 	if c.Dynamic == nil {
-		ev.err = temporal.NewNonRetryableApplicationError("cluster has no dynamic client to read the ImagePolicy", ErrTypeInvalid, nil)
+		ev.err = temporal.NewNonRetryableApplicationError("cluster has no dynamic client to read the ImagePolicy", activities.ErrKubeNoDynamicClient, nil)
 		return ev
 	}
 	p, err := c.Dynamic.Resource(ImagePolicyResource).Namespace(policyNS).Get(ctx, policyName, metav1.GetOptions{})
@@ -315,7 +309,7 @@ func (a *Activities) timeoutError(in WaitImageInput, m *matcher, ev evidence, po
 		fmt.Fprintf(&b, ", `flux get image policy %s -n %s`, `flux get image repository -n %s`", policyName, policyNS, policyNS)
 	}
 	b.WriteString(", and whether CI pushed the prod image for the merge commit.")
-	return temporal.NewNonRetryableApplicationError(b.String(), ErrTypeImageNotRolled, nil)
+	return temporal.NewNonRetryableApplicationError(b.String(), activities.ErrProdImageNotRolled, nil)
 }
 
 func orNone(s string) string {
@@ -335,12 +329,15 @@ func isTransient(err error) bool {
 // timeout) is transient and the wait goes on.
 func classify(msg string, err error) error {
 	switch {
-	case apierrors.IsForbidden(err), apierrors.IsUnauthorized(err):
-		return temporal.NewNonRetryableApplicationError(msg+": "+err.Error(), "KubeForbidden", nil)
+	case apierrors.IsForbidden(err):
+		return temporal.NewNonRetryableApplicationError(msg+": "+err.Error(), activities.ErrKubeForbidden, nil)
+	case apierrors.IsUnauthorized(err):
+		// Bad credentials, not missing RBAC: the kube steps say so too.
+		return temporal.NewNonRetryableApplicationError(msg+": "+err.Error(), activities.ErrKubeUnauthorized, nil)
 	case apierrors.IsNotFound(err):
-		return temporal.NewNonRetryableApplicationError(msg+": "+err.Error(), "KubeNotFound", nil)
+		return temporal.NewNonRetryableApplicationError(msg+": "+err.Error(), activities.ErrKubeNotFound, nil)
 	default:
-		return temporal.NewApplicationError(msg+": "+err.Error(), "KubeUnavailable")
+		return temporal.NewApplicationError(msg+": "+err.Error(), activities.ErrKubeUnavailable)
 	}
 }
 

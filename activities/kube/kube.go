@@ -44,6 +44,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/stagehand-dev/stagehand/activities"
 )
 
 // FieldManager is the server-side apply field manager for everything
@@ -147,7 +149,7 @@ const DefaultClusterName = "default"
 
 func (a *Activities) cluster(name string) (*Cluster, error) {
 	if a == nil || len(a.Clusters) == 0 {
-		return nil, nonRetryable("KubeNoCluster", "no Kubernetes cluster is configured on this worker", nil)
+		return nil, nonRetryable(activities.ErrKubeNoCluster, "no Kubernetes cluster is configured on this worker", nil)
 	}
 	if name == "" {
 		if len(a.Clusters) == 1 {
@@ -164,7 +166,7 @@ func (a *Activities) cluster(name string) (*Cluster, error) {
 			known = append(known, k)
 		}
 		sort.Strings(known)
-		return nil, nonRetryable("KubeUnknownCluster",
+		return nil, nonRetryable(activities.ErrKubeUnknownCluster,
 			fmt.Sprintf("unknown cluster %q (configured: %s)", name, strings.Join(known, ", ")), nil)
 	}
 	return c, nil
@@ -213,7 +215,7 @@ func parseDuration(key, s string, def time.Duration) (time.Duration, error) {
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil || d < 0 {
-		return 0, nonRetryable("InvalidArguments", fmt.Sprintf("%s: %q is not a duration like 30s or 5m", key, s), nil)
+		return 0, nonRetryable(activities.ErrInvalidArguments, fmt.Sprintf("%s: %q is not a duration like 30s or 5m", key, s), nil)
 	}
 	return d, nil
 }
