@@ -198,7 +198,7 @@ func (a *Activities) HeadCommit(ctx context.Context, in HeadCommitInput) (HeadCo
 }
 
 // StepTypes binds the git steps to their specs in activities/steps. a may
-// be a zero Activities (validation only).
+// be a zero Activities (tests that only need the catalogue).
 func StepTypes(a *Activities) []activities.StepType {
 	return []activities.StepType{
 		activities.Implement(steps.Spec("git.merge"), a.Merge),

@@ -9,8 +9,9 @@
 // short kube-apiserver outages by re-listing and re-watching with a capped
 // backoff while heartbeating, instead of failing the step.
 //
-// The step types (see StepTypes; inputs and outputs are the *Input and
-// *Output structs' JSON fields):
+// The step types (described, with their arguments, outputs and error types,
+// in activities/steps; StepTypes binds them to the methods here, whose
+// *Input and *Output structs' JSON fields must match those descriptions):
 //
 //	kube.setImage     set one container's image (idempotent)
 //	kube.getImage     read it, e.g. to record the rollback target

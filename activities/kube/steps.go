@@ -6,7 +6,7 @@ import (
 )
 
 // StepTypes binds the kube steps to their specs in activities/steps. a may
-// be a zero Activities (validation only): handlers are not called then.
+// be a zero Activities (tests that only need the catalogue).
 func StepTypes(a *Activities) []activities.StepType {
 	return []activities.StepType{
 		activities.Implement(steps.Spec("kube.setImage"), a.SetImage),

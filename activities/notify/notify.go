@@ -313,7 +313,7 @@ func scrub(s, rawURL string) string {
 }
 
 // StepTypes binds the notify step to its spec in activities/steps. a may be
-// a zero Activities (validation only).
+// a zero Activities (tests that only need the catalogue).
 func StepTypes(a *Activities) []activities.StepType {
 	return []activities.StepType{activities.Implement(steps.Spec("notify.send"), a.Send)}
 }

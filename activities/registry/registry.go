@@ -19,13 +19,13 @@ import (
 // clients, whose handlers fail if called: fine for tests that only need
 // the catalogue.
 type Deps struct {
-	// Kube holds the Kubernetes clusters; nil lists the kube steps for
-	// validation only.
+	// Kube holds the Kubernetes clusters; nil means none (the kube steps
+	// then fail with KubeNoCluster).
 	Kube *kube.Activities
-	// Git merges pull requests (plain git or GitHub); nil lists the git
-	// steps for validation only.
+	// Git merges pull requests (plain git or GitHub); nil uses the zero
+	// Activities.
 	Git *git.Activities
-	// Notify posts webhooks; nil lists the notify steps for validation only.
+	// Notify posts webhooks; nil uses the zero Activities.
 	Notify *notify.Activities
 	// Web runs HTTP smoke checks; nil uses a default HTTP client.
 	Web *web.Activities
