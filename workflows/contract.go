@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/temporal"
+
+	"github.com/stagehand-dev/stagehand/activities"
 )
 
 // The names that the Temporal UI, the CLI and scripts rely on. Changing any of
@@ -205,7 +207,7 @@ type Status struct {
 
 // RunFailedErrorType is the ApplicationError type of a run that failed,
 // was rejected or timed out at a gate; its details hold the final Status.
-const RunFailedErrorType = "RunbookFailed"
+const RunFailedErrorType = activities.ErrRunbookFailed
 
 // RunRejectedErrorType is the ApplicationError type of a rejected run.
-const RunRejectedErrorType = "RunbookRejected"
+const RunRejectedErrorType = activities.ErrRunbookRejected

@@ -13,11 +13,12 @@ import (
 
 // Error types the interpreter itself gives a step (beside the types its
 // activities raise); they appear in status, audit and `retry.nonRetryable`.
+// Their one home, with meanings, is activities/errortypes.go.
 const (
-	errTypeTemplate         = "TemplateError"
-	errTypeInvalidArguments = "InvalidArguments"
-	errTypeUnknownStepType  = "UnknownStepType"
-	errTypeTimeout          = "Timeout"
+	errTypeTemplate         = activities.ErrTemplateError
+	errTypeInvalidArguments = activities.ErrInvalidArguments
+	errTypeUnknownStepType  = activities.ErrUnknownStepType
+	errTypeTimeout          = activities.ErrTimeout
 )
 
 // stepError is why one call of a step type did not succeed.

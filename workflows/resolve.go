@@ -16,8 +16,8 @@ import (
 
 // Error types of a run that could not start; both are non-retryable.
 const (
-	InvalidRunbookErrorType = "InvalidRunbook"
-	InvalidParamsErrorType  = "InvalidParams"
+	InvalidRunbookErrorType = activities.ErrInvalidRunbook
+	InvalidParamsErrorType  = activities.ErrInvalidParams
 )
 
 // ResolvedRun is what the first activity of every run returns. Because it is
