@@ -3,6 +3,7 @@ module github.com/stagehand-dev/stagehand
 go 1.26.0
 
 require (
+	github.com/goccy/go-yaml v1.19.2
 	github.com/google/go-github/v92 v92.0.0
 	github.com/jackc/pgx/v5 v5.7.4
 	github.com/spf13/cobra v1.10.2

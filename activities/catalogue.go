@@ -1,8 +1,9 @@
 // Package activities holds the step catalogue: the step types a runbook may
 // name in `uses`, each backed by a Temporal activity registered under that
 // name. Sub-packages hold one adapter per outside system (kube, image, db,
-// web, git, ...); this package holds what they share: the StepType
-// description and the adapter that turns a typed Go method into a step.
+// web, git, ...); this package holds what they share: StepSpec (what a step
+// type is, as data; activities/steps lists them), the error-type table, and
+// the binding of a typed Go method to its spec into a worker's Catalogue.
 package activities
 
 import (
@@ -14,7 +15,6 @@ import (
 	"regexp"
 	"sort"
 	"strings"
-	"time"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
@@ -22,29 +22,25 @@ import (
 	"github.com/stagehand-dev/stagehand/runbooks"
 )
 
-// StepType describes one entry of the catalogue.
+// StepType is one entry of a worker's catalogue: a step spec bound to the
+// handler that implements it.
 type StepType struct {
-	// Name is what runbooks write in `uses`, and the activity's registered name.
-	Name        string
-	Description string
+	StepSpec
 	// Input is the Go type the step's `with` map decodes into; its JSON
-	// field names are the keys a runbook may use. Nil for workflow-native
-	// steps that take no typed input.
-	Input reflect.Type
-	// Required lists `with` keys that must be present.
-	Required []string
-	// DefaultTimeout bounds one attempt when the runbook sets none.
-	DefaultTimeout time.Duration
-	// HeartbeatTimeout, when set, is applied to the activity: the step
-	// heartbeats and a silent worker is noticed within this time.
-	HeartbeatTimeout time.Duration
-	// Native marks steps the workflow runs itself (e.g. a durable timer)
-	// instead of calling an activity.
-	Native bool
+	// field names must be the spec's Args. Nil when the step declares no
+	// typed input.
+	Input reflect.Type `json:"-"`
+	// Output is the Go type of the handler's result; its JSON field names
+	// must be the spec's Outputs. Nil for native steps.
+	Output reflect.Type `json:"-"`
 	// Handler is the activity function registered under Name; nil for
 	// native steps.
-	Handler func(ctx context.Context, req StepRequest) (StepResult, error) `json:"-"`
+	Handler Handler `json:"-"`
 }
+
+// Handler is the activity every step type registers: the rendered `with`
+// map in, the outputs out.
+type Handler func(ctx context.Context, req StepRequest) (StepResult, error)
 
 // StepRequest is what the workflow sends to every step activity: the
 // rendered `with` arguments and where the step sits in which run.
@@ -68,16 +64,18 @@ type StepFailureDetails struct {
 	Attempt int32 `json:"attempt"`
 }
 
-// Step adapts a typed activity method into a StepType. The `with` map is
+// Implement binds a typed activity method to its spec. The `with` map is
 // decoded into In by its JSON field names (unknown keys are an error, so a
 // typo in a runbook fails loudly), and Out is encoded back into the outputs
-// map that later steps reference as .steps.<id>.outputs.
-func Step[In any, Out any](name, description string, fn func(context.Context, In) (Out, error)) StepType {
-	var zero In
+// map that later steps reference as .steps.<id>.outputs. Whether In and Out
+// agree with the spec is checked by Bind, not here, so that a mismatch is
+// reported together with every other one.
+func Implement[In any, Out any](spec StepSpec, fn func(context.Context, In) (Out, error)) StepType {
+	name := spec.Name
 	return StepType{
-		Name:        name,
-		Description: description,
-		Input:       reflect.TypeOf(zero),
+		StepSpec: spec,
+		Input:    reflect.TypeFor[In](),
+		Output:   reflect.TypeFor[Out](),
 		Handler: func(ctx context.Context, req StepRequest) (StepResult, error) {
 			attempt := int32(1)
 			if activity.IsActivity(ctx) {
@@ -86,7 +84,7 @@ func Step[In any, Out any](name, description string, fn func(context.Context, In
 			var in In
 			if err := decodeWith(req.With, &in); err != nil {
 				return StepResult{}, temporal.NewNonRetryableApplicationError(
-					fmt.Sprintf("step %q (%s): bad arguments: %v", req.StepID, name, err), "InvalidArguments", nil)
+					fmt.Sprintf("step %q (%s): bad arguments: %v", req.StepID, name, err), ErrInvalidArguments, nil)
 			}
 			out, err := fn(ctx, in)
 			if err != nil {
@@ -95,11 +93,33 @@ func Step[In any, Out any](name, description string, fn func(context.Context, In
 			outputs, err := toMap(out)
 			if err != nil {
 				return StepResult{}, temporal.NewNonRetryableApplicationError(
-					fmt.Sprintf("step %q (%s): encode outputs: %v", req.StepID, name, err), "InvalidOutputs", nil)
+					fmt.Sprintf("step %q (%s): encode outputs: %v", req.StepID, name, err), ErrInvalidOutputs, nil)
 			}
 			return StepResult{Outputs: outputs, Attempt: attempt}, nil
 		},
 	}
+}
+
+// ImplementNative declares the typed input of a step the workflow runs
+// itself, so its arguments are checked against the spec like any other's.
+func ImplementNative[In any](spec StepSpec) StepType {
+	return StepType{StepSpec: spec, Input: reflect.TypeFor[In]()}
+}
+
+// Step makes an ad hoc step type whose spec is derived from its Go types:
+// the input's JSON fields become its arguments, the output's its outputs.
+// It is for step types that are not part of the built-in set (tests,
+// experiments); built-in step types are described in activities/steps and
+// bound with Implement.
+func Step[In any, Out any](name, description string, fn func(context.Context, In) (Out, error)) StepType {
+	spec := StepSpec{Name: name, Description: description}
+	for _, k := range jsonKeys(reflect.TypeFor[In]()) {
+		spec.Args = append(spec.Args, Arg{Name: k, Type: "any"})
+	}
+	for _, k := range jsonKeys(reflect.TypeFor[Out]()) {
+		spec.Outputs = append(spec.Outputs, Output{Name: k, Type: "any"})
+	}
+	return Implement(spec, fn)
 }
 
 func decodeWith(with map[string]any, into any) error {
@@ -169,12 +189,112 @@ func errorTypeName(err error) string {
 	return t.Name()
 }
 
-// Catalogue is the set of step types a worker offers.
+// Catalogue is the set of step types a worker offers: specs bound to
+// handlers. It implements runbooks.Catalogue, so the worker validates
+// runbooks against exactly what it registered.
 type Catalogue struct {
 	types map[string]StepType
 }
 
-// NewCatalogue builds a catalogue; a duplicate name is a programming error.
+// Bind builds a worker's catalogue from the step specs and the step types
+// the adapters implement, and refuses one where they disagree: a spec with
+// no implementation, an implementation with no spec, or a handler whose Go
+// input or output struct has other JSON keys than the spec declares. The
+// worker calls it at start-up, so such a mismatch stops the worker instead
+// of surfacing as a runbook that validates but fails to decode.
+func Bind(specs []StepSpec, impls ...StepType) (*Catalogue, error) {
+	var errs []error
+	byName := map[string]StepType{}
+	for _, t := range impls {
+		if _, dup := byName[t.Name]; dup {
+			errs = append(errs, fmt.Errorf("step type %q implemented twice", t.Name))
+			continue
+		}
+		byName[t.Name] = t
+	}
+	c := &Catalogue{types: map[string]StepType{}}
+	for _, sp := range specs {
+		t, ok := byName[sp.Name]
+		if !ok {
+			errs = append(errs, fmt.Errorf("step type %q is described but no adapter implements it", sp.Name))
+			continue
+		}
+		delete(byName, sp.Name)
+		if err := CheckImplements(sp, t); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		t.StepSpec = sp
+		if err := c.Add(t); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, name := range sortedKeys(byName) {
+		errs = append(errs, fmt.Errorf("step type %q is implemented but not described in activities/steps", name))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// CheckImplements reports where a step type's Go types disagree with a
+// spec: the input struct's JSON keys must be the spec's arguments and the
+// output struct's (when it is a struct) its outputs.
+func CheckImplements(sp StepSpec, t StepType) error {
+	var errs []error
+	if t.Name != sp.Name {
+		errs = append(errs, fmt.Errorf("step type %q is bound to the spec of %q", t.Name, sp.Name))
+	}
+	if sp.Native != (t.Handler == nil) {
+		errs = append(errs, fmt.Errorf("%s: native is %v in its spec, but it has%s a handler", sp.Name, sp.Native, map[bool]string{true: "", false: " no"}[t.Handler != nil]))
+	}
+	if t.Input != nil {
+		if d := diffKeys(jsonKeys(t.Input), sp.ArgNames()); d != "" {
+			errs = append(errs, fmt.Errorf("%s: input %s and the spec's args disagree: %s", sp.Name, t.Input, d))
+		}
+	} else if len(sp.Args) > 0 {
+		errs = append(errs, fmt.Errorf("%s: the spec declares args but the step type has no typed input", sp.Name))
+	}
+	if t.Output != nil && isStruct(t.Output) {
+		if d := diffKeys(jsonKeys(t.Output), sp.OutputNames()); d != "" {
+			errs = append(errs, fmt.Errorf("%s: output %s and the spec's outputs disagree: %s", sp.Name, t.Output, d))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func diffKeys(goKeys, specKeys []string) string {
+	inGo, inSpec := map[string]bool{}, map[string]bool{}
+	for _, k := range goKeys {
+		inGo[k] = true
+	}
+	for _, k := range specKeys {
+		inSpec[k] = true
+	}
+	var onlyGo, onlySpec []string
+	for _, k := range goKeys {
+		if !inSpec[k] {
+			onlyGo = append(onlyGo, k)
+		}
+	}
+	for _, k := range specKeys {
+		if !inGo[k] {
+			onlySpec = append(onlySpec, k)
+		}
+	}
+	var parts []string
+	if len(onlyGo) > 0 {
+		parts = append(parts, "undeclared in the spec: "+strings.Join(onlyGo, ", "))
+	}
+	if len(onlySpec) > 0 {
+		parts = append(parts, "not in the Go struct: "+strings.Join(onlySpec, ", "))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// NewCatalogue builds a catalogue of ad hoc step types, each described by
+// its own spec; a duplicate name is a programming error.
 func NewCatalogue(types ...StepType) (*Catalogue, error) {
 	c := &Catalogue{types: map[string]StepType{}}
 	for _, t := range types {
@@ -187,8 +307,8 @@ func NewCatalogue(types ...StepType) (*Catalogue, error) {
 
 // Add registers one more step type.
 func (c *Catalogue) Add(t StepType) error {
-	if t.Name == "" {
-		return errors.New("step type with an empty name")
+	if err := t.Check(); err != nil {
+		return err
 	}
 	if _, dup := c.types[t.Name]; dup {
 		return fmt.Errorf("step type %q registered twice", t.Name)
@@ -211,12 +331,7 @@ func (c *Catalogue) Lookup(name string) (StepType, bool) {
 
 // Names lists the step types in sorted order.
 func (c *Catalogue) Names() []string {
-	names := make([]string, 0, len(c.types))
-	for n := range c.types {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
+	return sortedKeys(c.types)
 }
 
 // Types lists the step types sorted by name.
@@ -228,22 +343,41 @@ func (c *Catalogue) Types() []StepType {
 	return out
 }
 
-// InputKeys returns the `with` keys a step type accepts (its input's JSON
-// field names), or nil when it declares no typed input.
-func (t StepType) InputKeys() []string {
-	if t.Input == nil {
-		return nil
+// Specs lists the step types' specs sorted by name.
+func (c *Catalogue) Specs() []StepSpec {
+	out := make([]StepSpec, 0, len(c.types))
+	for _, t := range c.Types() {
+		out = append(out, t.StepSpec)
 	}
-	it := t.Input
-	for it.Kind() == reflect.Pointer {
-		it = it.Elem()
+	return out
+}
+
+// StepInfo implements runbooks.Catalogue.
+func (c *Catalogue) StepInfo(uses string) (runbooks.StepInfo, bool) {
+	t, ok := c.Lookup(uses)
+	if !ok {
+		return runbooks.StepInfo{}, false
 	}
-	if it.Kind() != reflect.Struct {
+	return stepInfo(t.StepSpec), true
+}
+
+// ErrorTypes implements runbooks.Catalogue.
+func (c *Catalogue) ErrorTypes() []string {
+	return errorTypeNames(c.Specs())
+}
+
+// jsonKeys returns the JSON field names of a struct type (nil for other
+// types): the keys encoding/json reads and writes.
+func jsonKeys(t reflect.Type) []string {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if !isStruct(t) {
 		return nil
 	}
 	var keys []string
-	for i := 0; i < it.NumField(); i++ {
-		f := it.Field(i)
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
 		if !f.IsExported() {
 			continue
 		}
@@ -262,11 +396,18 @@ func (t StepType) InputKeys() []string {
 	return keys
 }
 
-// StepInfo implements runbooks.Catalogue.
-func (c *Catalogue) StepInfo(uses string) (runbooks.StepInfo, bool) {
-	t, ok := c.Lookup(uses)
-	if !ok {
-		return runbooks.StepInfo{}, false
+func isStruct(t reflect.Type) bool {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
 	}
-	return runbooks.StepInfo{Keys: t.InputKeys(), Required: t.Required}, true
+	return t != nil && t.Kind() == reflect.Struct
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

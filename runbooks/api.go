@@ -12,4 +12,7 @@ type StepInfo struct {
 type Catalogue interface {
 	StepInfo(uses string) (StepInfo, bool)
 	Names() []string
+	// ErrorTypes lists the error types steps can fail with: the names a
+	// runbook may write in retry.nonRetryable.
+	ErrorTypes() []string
 }

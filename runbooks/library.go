@@ -73,9 +73,9 @@ func NewLibrary(dir string, cat Catalogue) (*Library, error) {
 				continue
 			}
 			path := filepath.Join(dir, f.Name())
-			data, err := os.ReadFile(path)
+			data, err := readRunbookFile(path)
 			if err != nil {
-				return nil, fmt.Errorf("read runbook: %w", err)
+				return nil, err
 			}
 			load(path, data, false)
 		}

@@ -108,7 +108,7 @@ func (p *parser) validateStep(s Step, path string, cat Catalogue, ids map[string
 		p.checkTemplate(s.If, path+".if", sc)
 	}
 	if s.Retry != nil {
-		p.validateRetry(*s.Retry, path+".retry")
+		p.validateRetry(*s.Retry, path+".retry", cat)
 	}
 	switch s.Kind() {
 	case KindActivity:
@@ -211,7 +211,7 @@ func (p *parser) validateActivityStep(s Step, path string, cat Catalogue, sc *sc
 	p.checkValueTemplates(s.With, path+".with", sc)
 }
 
-func (p *parser) validateRetry(r RetryPolicy, path string) {
+func (p *parser) validateRetry(r RetryPolicy, path string, cat Catalogue) {
 	if r.MaxAttempts < 0 {
 		p.at(path+".maxAttempts", "maxAttempts must be 0 (unlimited) or more")
 	}
@@ -220,6 +220,17 @@ func (p *parser) validateRetry(r RetryPolicy, path string) {
 	}
 	if r.MaximumInterval != 0 && r.MaximumInterval < r.InitialInterval {
 		p.at(path+".maximumInterval", "maximumInterval (%s) is shorter than initialInterval (%s)", r.MaximumInterval, r.InitialInterval)
+	}
+	if cat == nil {
+		return
+	}
+	// A misspelt name would never match, and the step would quietly go on
+	// retrying a failure the author meant to stop at.
+	known := cat.ErrorTypes()
+	for i, name := range r.NonRetryable {
+		if !contains(known, name) {
+			p.at(fmt.Sprintf("%s.nonRetryable[%d]", path, i), "unknown error type %q (known: %s)", name, strings.Join(known, ", "))
+		}
 	}
 }
 

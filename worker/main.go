@@ -11,10 +11,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/stagehand-dev/stagehand/worker/app"
 	"github.com/stagehand-dev/stagehand/worker/config"
+	"github.com/stagehand-dev/stagehand/workflows"
 )
 
 const usage = `stagehand-worker runs Stagehand's Temporal worker.
@@ -31,6 +33,10 @@ Examples:
   stagehand-worker --config config/local.yaml
   TEMPORAL_ADDRESS=temporal:7233 stagehand-worker --config /config/worker.yaml
   stagehand-worker --check --config config/local.yaml   # validate and exit
+
+Before polling, the worker checks that the namespace has every search
+attribute runs set (see the README's workflow contract) and refuses to start,
+printing the command that creates each, when one is missing or mistyped.
 
 Flags:
 `
@@ -54,7 +60,7 @@ func run(args []string, stderr io.Writer, getenv config.Getenv) int {
 		runbooksDir = fs.String("runbooks-dir", "", "directory of extra runbooks (*.yaml)")
 		logLevel    = fs.String("log-level", "", "debug, info, warn or error")
 		logFormat   = fs.String("log-format", "", "text or json")
-		check       = fs.Bool("check", false, "validate the config, runbooks and clusters, then exit")
+		check       = fs.Bool("check", false, "validate the config, runbooks, clusters, the Temporal connection and the namespace's search attributes, then exit")
 	)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -89,7 +95,13 @@ func run(args []string, stderr io.Writer, getenv config.Getenv) int {
 			return 1
 		}
 		a.Stop()
-		fmt.Fprintln(stderr, "stagehand-worker: configuration OK")
+		if a.SearchAttributesVerified {
+			fmt.Fprintf(stderr, "stagehand-worker: configuration OK; namespace %s has all %d search attributes (%s)\n",
+				cfg.Temporal.Namespace, len(workflows.SearchAttributes), strings.Join(workflows.SearchAttributeDefinitions, ", "))
+		} else {
+			fmt.Fprintf(stderr, "stagehand-worker: configuration OK, but the server would not list namespace %s's search attributes; make sure it has %s\n",
+				cfg.Temporal.Namespace, strings.Join(workflows.SearchAttributeDefinitions, ", "))
+		}
 		return 0
 	}
 	a, err := app.New(ctx, cfg, app.Options{Logger: logger})

@@ -2,11 +2,17 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/stagehand-dev/stagehand/internal/devserver"
 )
 
 func noEnv(string) string { return "" }
@@ -41,4 +47,85 @@ func TestRunReportsBadInput(t *testing.T) {
 			assert.Contains(t, stderr.String(), tc.want)
 		})
 	}
+}
+
+// runReturns runs the command as main does, failing the test if it has not
+// returned within a minute: a worker that got past its start-up checks would
+// poll until signalled.
+func runReturns(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	type result struct {
+		code int
+		out  string
+	}
+	done := make(chan result, 1)
+	go func() {
+		var stderr bytes.Buffer
+		code := run(args, &stderr, noEnv)
+		done <- result{code, stderr.String()}
+	}()
+	select {
+	case r := <-done:
+		return r.code, r.out
+	case <-time.After(time.Minute):
+		t.Fatalf("stagehand-worker %s did not return within a minute: it started polling", strings.Join(args, " "))
+		return 0, ""
+	}
+}
+
+// TestStartupNeedsEverySearchAttribute: against a real server whose
+// namespace has six of the eight search attributes (the six the README once
+// listed), both `--check` and a plain start exit 1 before polling, naming
+// exactly the two missing ones with the command that creates each; once
+// they exist, --check passes.
+func TestStartupNeedsEverySearchAttribute(t *testing.T) {
+	srv := devserver.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	temporal := func(args ...string) {
+		t.Helper()
+		out, err := srv.Command(ctx, args...).CombinedOutput()
+		require.NoError(t, err, "temporal %s: %s", strings.Join(args, " "), out)
+	}
+	temporal("operator", "search-attribute", "remove", "--name", "StagehandPR", "--name", "StagehandFailedStep", "--yes")
+
+	createPR := "temporal operator search-attribute create --namespace default --name StagehandPR --type Keyword"
+	createFailedStep := "temporal operator search-attribute create --namespace default --name StagehandFailedStep --type Keyword"
+	for _, args := range [][]string{
+		{"--address", srv.Address, "--check"},
+		{"--address", srv.Address, "--task-queue", "never-polled"},
+	} {
+		code, out := runReturns(t, args...)
+		t.Logf("stagehand-worker %s → exit %d:\n%s", strings.Join(args, " "), code, out)
+		assert.Equal(t, 1, code)
+		assert.Contains(t, out, "stagehand-worker: namespace \"default\" on the Temporal server at "+srv.Address+" lacks 2 of the 8 search attributes")
+		assert.Equal(t, []string{"StagehandPR (Keyword)", "StagehandFailedStep (Keyword)"}, linesAfter(out, "  missing:    "))
+		assert.Empty(t, linesAfter(out, "  wrong type: "))
+		assert.Contains(t, out, "\n  "+createPR+"\n")
+		assert.Contains(t, out, "\n  "+createFailedStep+"\n")
+		assert.NotContains(t, out, "worker started")
+	}
+
+	temporal(strings.Fields(createPR)[1:]...)
+	temporal(strings.Fields(createFailedStep)[1:]...)
+	// The frontend may serve the namespace's attributes from a cache for a
+	// moment after the create returned.
+	deadline := time.Now().Add(30 * time.Second)
+	code, out := runReturns(t, "--address", srv.Address, "--check")
+	for code != 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		code, out = runReturns(t, "--address", srv.Address, "--check")
+	}
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, "stagehand-worker: configuration OK; namespace default has all 8 search attributes")
+}
+
+func linesAfter(out, prefix string) []string {
+	var got []string
+	for _, line := range strings.Split(out, "\n") {
+		if rest, ok := strings.CutPrefix(line, prefix); ok {
+			got = append(got, rest)
+		}
+	}
+	return got
 }

@@ -8,7 +8,6 @@ import (
 
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/stagehand-dev/stagehand/activities"
 	"github.com/stagehand-dev/stagehand/runbooks"
 )
 
@@ -17,14 +16,14 @@ import (
 // shows up as an event; the signal (which the Temporal UI can send without
 // tooling) cannot be validated in advance, so refused signals are recorded
 // in Status.Decisions and otherwise ignored.
-func (r *run) registerApprovalHandlers() error {
-	err := workflow.SetUpdateHandlerWithOptions(r.ctx, ApproveUpdate,
+func (r *run) registerApprovalHandlers(ctx workflow.Context) error {
+	err := workflow.SetUpdateHandlerWithOptions(ctx, ApproveUpdate,
 		func(ctx workflow.Context, d ApprovalDecision) (DecisionRecord, error) {
 			if err := r.checkDecision(d); err != nil {
 				// The state may have changed between validation and now.
 				return DecisionRecord{}, err
 			}
-			return r.applyDecision(d), nil
+			return r.applyDecision(ctx, d), nil
 		},
 		workflow.UpdateHandlerOptions{
 			Validator:   func(ctx workflow.Context, d ApprovalDecision) error { return r.checkDecision(d) },
@@ -33,10 +32,10 @@ func (r *run) registerApprovalHandlers() error {
 	if err != nil {
 		return fmt.Errorf("register approve update: %w", err)
 	}
-	ch := workflow.GetSignalChannelWithOptions(r.ctx, ApprovalSignal, workflow.SignalChannelOptions{
+	ch := workflow.GetSignalChannelWithOptions(ctx, ApprovalSignal, workflow.SignalChannelOptions{
 		Description: `Decide the waiting gate: {"gate":"merge","decision":"approve"|"reject","by":"you","comment":"..."}`,
 	})
-	workflow.Go(r.ctx, func(ctx workflow.Context) {
+	workflow.Go(ctx, func(ctx workflow.Context) {
 		for {
 			var d ApprovalDecision
 			if more := ch.Receive(ctx, &d); !more {
@@ -47,7 +46,7 @@ func (r *run) registerApprovalHandlers() error {
 				r.status.Decisions = append(r.status.Decisions, DecisionRecord{ApprovalDecision: d, At: workflow.Now(ctx), Refused: err.Error()})
 				continue
 			}
-			r.applyDecision(d)
+			r.applyDecision(ctx, d)
 		}
 	})
 	return nil
@@ -99,9 +98,9 @@ func (r *run) checkDecision(d ApprovalDecision) error {
 	return nil
 }
 
-func (r *run) applyDecision(d ApprovalDecision) DecisionRecord {
+func (r *run) applyDecision(ctx workflow.Context, d ApprovalDecision) DecisionRecord {
 	d.By = strings.TrimSpace(d.By)
-	rec := DecisionRecord{ApprovalDecision: d, At: workflow.Now(r.ctx)}
+	rec := DecisionRecord{ApprovalDecision: d, At: workflow.Now(ctx)}
 	r.decision = &d
 	r.status.Decisions = append(r.status.Decisions, rec)
 	return rec
@@ -110,13 +109,13 @@ func (r *run) applyDecision(d ApprovalDecision) DecisionRecord {
 func (r *run) runGate(ctx workflow.Context, s runbooks.Step, st *StepStatus) *stepFailure {
 	msg, err := runbooks.RenderString(s.Approval.Message, r.data)
 	if err != nil {
-		return r.fail(st, s, fmt.Sprintf("approval.message: %v", err), "TemplateError", 0)
+		return st.fail(s.ID, &stepError{message: fmt.Sprintf("approval.message: %v", err), errType: errTypeTemplate})
 	}
 	var approvers []string
 	for _, a := range s.Approval.Approvers {
 		v, err := runbooks.RenderString(a, r.data)
 		if err != nil {
-			return r.fail(st, s, fmt.Sprintf("approval.approvers: %v", err), "TemplateError", 0)
+			return st.fail(s.ID, &stepError{message: fmt.Sprintf("approval.approvers: %v", err), errType: errTypeTemplate})
 		}
 		for _, one := range strings.Split(v, ",") {
 			if one = strings.TrimSpace(one); one != "" {
@@ -128,11 +127,11 @@ func (r *run) runGate(ctx workflow.Context, s runbooks.Step, st *StepStatus) *st
 	if s.Approval.Timeout != "" {
 		raw, err := runbooks.RenderString(s.Approval.Timeout, r.data)
 		if err != nil {
-			return r.fail(st, s, fmt.Sprintf("approval.timeout: %v", err), "TemplateError", 0)
+			return st.fail(s.ID, &stepError{message: fmt.Sprintf("approval.timeout: %v", err), errType: errTypeTemplate})
 		}
 		d, err := runbooks.ParseDuration(raw)
 		if err != nil {
-			return r.fail(st, s, fmt.Sprintf("approval.timeout: %v", err), "InvalidArguments", 0)
+			return st.fail(s.ID, &stepError{message: fmt.Sprintf("approval.timeout: %v", err), errType: errTypeInvalidArguments})
 		}
 		timeout = d.D()
 	}
@@ -146,8 +145,8 @@ func (r *run) runGate(ctx workflow.Context, s runbooks.Step, st *StepStatus) *st
 	r.status.PendingGate = gate
 	r.status.State = RunWaitingApproval
 	st.State = StepWaitingApproval
-	r.upsert(ctx, SearchOutcome.ValueSet(string(RunWaitingApproval)))
-	r.publish()
+	upsert(ctx, SearchOutcome.ValueSet(string(RunWaitingApproval)))
+	r.publish(ctx)
 
 	ok, err := r.awaitDecision(ctx, s, gate, timeout)
 	r.status.PendingGate = nil
@@ -158,7 +157,7 @@ func (r *run) runGate(ctx workflow.Context, s runbooks.Step, st *StepStatus) *st
 		st.State = StepCancelled
 		return &stepFailure{step: s.ID, message: "cancelled while waiting for approval", cancelled: true}
 	}
-	r.upsert(ctx, SearchOutcome.ValueSet(string(RunRunning)))
+	upsert(ctx, SearchOutcome.ValueSet(string(RunRunning)))
 	if !ok {
 		st.State = StepRejected
 		st.Error = fmt.Sprintf("approval gate %s timed out after %s with no decision", s.ID, timeout)
@@ -176,19 +175,21 @@ func (r *run) runGate(ctx workflow.Context, s runbooks.Step, st *StepStatus) *st
 		return &stepFailure{step: s.ID, message: fmt.Sprintf("gate %s %s", s.ID, st.Error), rejected: true}
 	}
 	st.State = StepApproved
-	r.addApprover(ctx, d.By)
+	r.upsertApprovers(ctx, d.By)
 	return nil
 }
 
 // awaitDecision waits for a decision until the gate's timeout, running the
 // gate's reminder step every interval meanwhile. A wait of days is a few
-// timers in history, not a polling loop.
+// timers in history, not a polling loop. The timers carry the gate's name
+// and approvers, which is what the UI shows for them.
 func (r *run) awaitDecision(ctx workflow.Context, s runbooks.Step, gate *GateStatus, timeout time.Duration) (bool, error) {
 	decided := func() bool { return r.decision != nil }
+	timerOpts := workflow.TimerOptions{Summary: gateTimerSummary(gate)}
 	remind := s.Approval.Remind
 	if remind == nil || remind.Every <= 0 {
 		if timeout > 0 {
-			return workflow.AwaitWithTimeout(ctx, timeout, decided)
+			return workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{Timeout: timeout, TimerOptions: timerOpts}, decided)
 		}
 		return true, workflow.Await(ctx, decided)
 	}
@@ -203,7 +204,7 @@ func (r *run) awaitDecision(ctx workflow.Context, s runbooks.Step, gate *GateSta
 				wait = left
 			}
 		}
-		ok, err := workflow.AwaitWithTimeout(ctx, wait, decided)
+		ok, err := workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{Timeout: wait, TimerOptions: timerOpts}, decided)
 		if ok || err != nil {
 			return ok, err
 		}
@@ -236,48 +237,15 @@ func (r *run) remind(ctx workflow.Context, s runbooks.Step, gate *GateStatus, n 
 			return
 		}
 	}
-	rendered, err := runbooks.RenderValue(anyMap(rem.With), data)
-	if err != nil {
-		workflow.GetLogger(ctx).Warn("gate reminder: bad arguments", "gate", s.ID, "error", err)
-		return
-	}
-	with, _ := rendered.(map[string]any)
-	opts := r.resolved.StepTypes[rem.Uses]
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		ActivityID:          fmt.Sprintf("%s-remind-%d", s.ID, n),
-		StartToCloseTimeout: firstDuration(opts.DefaultTimeout.D(), time.Minute),
-		RetryPolicy:         retryPolicy(nil),
+	_, serr := r.callStep(ctx, stepCall{
+		activityID:      fmt.Sprintf("%s-remind-%d", s.ID, n),
+		stepID:          s.ID + "_remind",
+		uses:            rem.Uses,
+		with:            rem.With,
+		data:            data,
+		fallbackTimeout: time.Minute,
 	})
-	err = workflow.ExecuteActivity(actx, rem.Uses, activities.StepRequest{
-		WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID, StepID: s.ID + "_remind", With: with,
-	}).Get(ctx, nil)
-	if err != nil {
-		workflow.GetLogger(ctx).Warn("gate reminder failed", "gate", s.ID, "error", causeMessage(err))
+	if serr != nil {
+		workflow.GetLogger(ctx).Warn("gate reminder failed", "gate", s.ID, "error", serr.message)
 	}
-}
-
-func (r *run) addApprover(ctx workflow.Context, by string) {
-	var list []string
-	for _, rec := range r.status.Decisions {
-		if rec.Refused == "" && rec.Decision == DecisionApprove {
-			list = append(list, rec.By)
-		}
-	}
-	seen := map[string]bool{}
-	var uniq []string
-	for _, a := range append(list, by) {
-		if !seen[a] {
-			seen[a] = true
-			uniq = append(uniq, a)
-		}
-	}
-	r.upsert(ctx, SearchApprovers.ValueSet(sortedStrings(uniq)))
-}
-
-func sortedKeys(m map[string]bool) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	return sortedStrings(keys)
 }

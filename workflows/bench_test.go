@@ -3,6 +3,8 @@ package workflows_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -144,4 +146,108 @@ func median(ds []time.Duration) time.Duration {
 	s := append([]time.Duration(nil), ds...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	return s[len(s)/2]
+}
+
+const (
+	throughputRuns  = 200
+	throughputSteps = 10
+)
+
+// handWritten10 is the baseline of the throughput benchmark: ten no-op
+// activities with the options the interpreter gives a noop step.
+func handWritten10(ctx workflow.Context) error {
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3, InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second},
+	})
+	for i := 0; i < throughputSteps; i++ {
+		var res activities.StepResult
+		req := activities.StepRequest{StepID: fmt.Sprintf("s%02d", i), With: map[string]any{"echo": i}}
+		if err := workflow.ExecuteActivity(ctx, "noop", req).Get(ctx, &res); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// BenchmarkThroughput starts throughputRuns runs of a 10-step no-op runbook
+// at once and waits for all, then does the same with handWritten10, on one
+// dev server and one worker (same options for both), alternating which goes
+// first. It reports runs per second of each and their ratio (target ≥ 0.95).
+func BenchmarkThroughput(b *testing.B) {
+	srv := devserver.Shared(b)
+	ctx := context.Background()
+	tq := fmt.Sprintf("throughput-%d", time.Now().UnixNano())
+	cat, err := registry.Catalogue(registry.Deps{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	var def strings.Builder
+	def.WriteString("name: ten\ndescription: ten no-op steps\nsteps:\n")
+	for i := 0; i < throughputSteps; i++ {
+		fmt.Fprintf(&def, "  - id: s%02d\n    uses: noop\n    with: {echo: %d}\n", i, i)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ten.yaml"), []byte(def.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	lib, err := runbooks.NewLibrary(dir, cat)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := worker.New(srv.Client, tq, worker.Options{})
+	workflows.Register(w, &workflows.Resolver{Library: lib, Catalogue: cat})
+	w.RegisterWorkflowWithOptions(handWritten10, workflow.RegisterOptions{Name: "HandWritten10"})
+	if err := w.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer w.Stop()
+
+	batch := func(workflowType string, args ...any) time.Duration {
+		start := time.Now()
+		runs := make([]client.WorkflowRun, throughputRuns)
+		for i := range runs {
+			run, err := srv.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: tq}, workflowType, args...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			runs[i] = run
+		}
+		for _, run := range runs {
+			if err := run.Get(ctx, nil); err != nil {
+				b.Fatalf("%s: %v", workflowType, err)
+			}
+		}
+		return time.Since(start)
+	}
+	interpBatch := func() time.Duration { return batch(workflows.WorkflowType, workflows.RunInput{Runbook: "ten"}) }
+	handBatch := func() time.Duration { return batch("HandWritten10") }
+	// Warm both paths before timing.
+	interpBatch()
+	handBatch()
+
+	var interp, hand []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if i%2 == 0 {
+			interp = append(interp, interpBatch())
+			hand = append(hand, handBatch())
+		} else {
+			hand = append(hand, handBatch())
+			interp = append(interp, interpBatch())
+		}
+	}
+	b.StopTimer()
+	mi, mh := median(interp), median(hand)
+	interpRate := throughputRuns / mi.Seconds()
+	handRate := throughputRuns / mh.Seconds()
+	ratio := interpRate / handRate
+	b.ReportMetric(interpRate, "interp-runs/s")
+	b.ReportMetric(handRate, "hand-runs/s")
+	b.ReportMetric(ratio, "throughput-ratio")
+	b.Logf("\n%d concurrent %d-step runs, %d batches each (median):\n"+
+		"  interpreter:  %v (%.1f runs/s)\n"+
+		"  hand-written: %v (%.1f runs/s)\n"+
+		"  throughput ratio %.3f (target >= 0.95)",
+		throughputRuns, throughputSteps, len(interp), mi.Round(time.Millisecond), interpRate, mh.Round(time.Millisecond), handRate, ratio)
 }

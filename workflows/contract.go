@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/temporal"
+
+	"github.com/stagehand-dev/stagehand/activities"
 )
 
 // The names that the Temporal UI, the CLI and scripts rely on. Changing any of
@@ -25,7 +27,10 @@ const (
 	ResolveActivity = "runbook.resolve"
 )
 
-// Search attributes kept current by every run (registered on the server).
+// Search attributes kept current by every run. Each must be registered on the
+// namespace with its type before a run sets it: the server rejects an upsert
+// of an unknown attribute by failing the workflow task, over and over, so the
+// run never ends. The worker checks them at start-up (worker/app).
 var (
 	SearchRunbook     = temporal.NewSearchAttributeKeyKeyword("StagehandRunbook")
 	SearchEnvironment = temporal.NewSearchAttributeKeyKeyword("StagehandEnvironment")
@@ -39,17 +44,45 @@ var (
 	SearchFailedStep = temporal.NewSearchAttributeKeyKeyword("StagehandFailedStep")
 )
 
+// SearchAttribute is one search attribute of the contract: its typed key
+// (name and type) and what a run puts in it, for people reading the README
+// or an error naming it.
+type SearchAttribute struct {
+	Key     temporal.SearchAttributeKey
+	Meaning string
+}
+
+// Name is the attribute's registered name, e.g. StagehandPR.
+func (a SearchAttribute) Name() string { return a.Key.GetName() }
+
+// Type is the attribute's type as the temporal CLI, start-dev and tcld spell
+// it, e.g. Keyword or KeywordList.
+func (a SearchAttribute) Type() string { return a.Key.GetValueType().String() }
+
+// SearchAttributes is the single list of every search attribute a run sets:
+// the README's contract, the dev servers, the compose one-shot and the
+// worker's start-up check all derive from it.
+var SearchAttributes = []SearchAttribute{
+	{SearchRunbook, "the runbook's name, from the start of the run"},
+	{SearchEnvironment, "the environments the run acts on (the `environment` param, else every environment-typed param, comma-separated)"},
+	{SearchImage, "the `image` param, when the run has one"},
+	{SearchOutcome, "`running`, `waiting_approval`, then `succeeded`, `failed`, `rejected` or `cancelled`"},
+	{SearchRequestedBy, "who started the run (`requestedBy`)"},
+	{SearchApprovers, "who approved the run's gates"},
+	{SearchPR, "the `pr` param of runs that have one (patches)"},
+	{SearchFailedStep, "the step a failed or rejected run stopped at"},
+}
+
 // SearchAttributeDefinitions lists every search attribute with its type, in
 // the NAME=Type form `temporal server start-dev --search-attribute` takes.
-var SearchAttributeDefinitions = []string{
-	"StagehandRunbook=Keyword",
-	"StagehandEnvironment=Keyword",
-	"StagehandImage=Keyword",
-	"StagehandOutcome=Keyword",
-	"StagehandRequestedBy=Keyword",
-	"StagehandApprovers=KeywordList",
-	"StagehandPR=Keyword",
-	"StagehandFailedStep=Keyword",
+var SearchAttributeDefinitions = searchAttributeDefinitions()
+
+func searchAttributeDefinitions() []string {
+	defs := make([]string, len(SearchAttributes))
+	for i, a := range SearchAttributes {
+		defs[i] = a.Name() + "=" + a.Type()
+	}
+	return defs
 }
 
 // RunInput starts a run. Exactly one of Runbook (a name the worker knows) or
@@ -174,7 +207,7 @@ type Status struct {
 
 // RunFailedErrorType is the ApplicationError type of a run that failed,
 // was rejected or timed out at a gate; its details hold the final Status.
-const RunFailedErrorType = "RunbookFailed"
+const RunFailedErrorType = activities.ErrRunbookFailed
 
 // RunRejectedErrorType is the ApplicationError type of a rejected run.
-const RunRejectedErrorType = "RunbookRejected"
+const RunRejectedErrorType = activities.ErrRunbookRejected

@@ -4,37 +4,30 @@
 // compensation on failure, a status query, current details for the UI and
 // search attributes for audit. It knows nothing of Kubernetes or Backstage:
 // step types come from the worker's catalogue.
+//
+// Files by role: workflow.go is the procedure (resolve, run the steps,
+// settle the outcome); stepcall.go is the one way any step type is called;
+// approval.go the gates; details.go what the Temporal UI shows;
+// search.go the search attributes; failure.go how errors become a step's
+// message and type; resolve.go the activity that loads the runbook.
 package workflows
 
 import (
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
-	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/stagehand-dev/stagehand/activities"
 	"github.com/stagehand-dev/stagehand/runbooks"
 )
 
-// Defaults for steps that set none. Runbook steps are operations on real
-// systems, so unlimited retries (Temporal's default) would hide failures.
-const (
-	defaultStepTimeout     = 10 * time.Minute
-	defaultMaxAttempts     = 3
-	defaultInitialInterval = time.Second
-	defaultBackoff         = 2.0
-	defaultMaximumInterval = 30 * time.Second
-)
-
 // run is the interpreter's state for one execution. Workflow goroutines are
-// cooperative, so handlers and steps share it without locks.
+// cooperative, so handlers and steps share it without locks. It holds no
+// workflow.Context: every method takes the one in play, so compensation
+// (which runs on a disconnected context) cannot mix contexts.
 type run struct {
-	ctx      workflow.Context
 	in       RunInput
 	resolved *ResolvedRun
 	status   *Status
@@ -46,16 +39,35 @@ type run struct {
 	// status.PendingGate, the one waiting now.
 	decision *ApprovalDecision
 	gateIDs  map[string]bool
+	// targets holds each activity step's one-line "what it acts on", shown
+	// in the UI's details and as the activity's summary.
+	targets map[string]string
 }
 
-// RunbookWorkflow executes one runbook. See the package comment and
-// contract.go for the names the UI and CLI rely on.
+// RunbookWorkflow executes one runbook: resolve it, run its steps, settle
+// the outcome. See contract.go for the names the UI and CLI rely on.
 func RunbookWorkflow(ctx workflow.Context, in RunInput) (*Status, error) {
+	r := newRun(ctx, in)
+	// Handlers come first so `status` answers, and approvals are checked,
+	// even while the runbook is still being resolved.
+	if err := r.registerHandlers(ctx); err != nil {
+		return nil, err
+	}
+	resolved, err := resolveRun(ctx, in)
+	if err != nil {
+		return r.failToStart(ctx, err)
+	}
+	r.begin(ctx, resolved)
+	failure := r.runSteps(ctx, resolved.Runbook.Steps)
+	return r.settle(ctx, failure)
+}
+
+func newRun(ctx workflow.Context, in RunInput) *run {
 	r := &run{
-		ctx:     ctx,
 		in:      in,
 		index:   map[string]*StepStatus{},
 		gateIDs: map[string]bool{},
+		targets: map[string]string{},
 		status: &Status{
 			Runbook:     in.Runbook,
 			RequestedBy: in.RequestedBy,
@@ -67,32 +79,32 @@ func RunbookWorkflow(ctx workflow.Context, in RunInput) (*Status, error) {
 	if r.status.Runbook == "" {
 		r.status.Runbook = "inline"
 	}
-	// The query handler comes first so `status` answers even while the
-	// runbook is still being resolved.
+	return r
+}
+
+func (r *run) registerHandlers(ctx workflow.Context) error {
 	if err := workflow.SetQueryHandlerWithOptions(ctx, StatusQuery, func() (*Status, error) { return r.status, nil },
 		workflow.QueryHandlerOptions{Description: "The run's state, every step's progress and the pending approval gate"}); err != nil {
-		return nil, fmt.Errorf("register status query: %w", err)
+		return fmt.Errorf("register status query: %w", err)
 	}
-	if err := r.registerApprovalHandlers(); err != nil {
-		return nil, err
-	}
+	return r.registerApprovalHandlers(ctx)
+}
 
-	resolveCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		ActivityID:          "resolve",
-		StartToCloseTimeout: 30 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3, NonRetryableErrorTypes: []string{InvalidRunbookErrorType, InvalidParamsErrorType}},
-	})
-	var resolved ResolvedRun
-	if err := workflow.ExecuteActivity(resolveCtx, ResolveActivity, in).Get(ctx, &resolved); err != nil {
-		msg := causeMessage(err)
-		r.status.State = RunFailed
-		r.status.Error = msg
-		r.finish()
-		r.upsertOutcome(ctx)
-		return nil, temporal.NewNonRetryableApplicationError(msg, RunFailedErrorType, nil, *r.status)
-	}
-	normalizeParams(&resolved)
-	r.resolved = &resolved
+// failToStart ends a run whose runbook or params did not resolve: no step
+// ran, so there is nothing to compensate.
+func (r *run) failToStart(ctx workflow.Context, err error) (*Status, error) {
+	msg := causeMessage(err)
+	r.status.State = RunFailed
+	r.status.Error = msg
+	r.finish(ctx)
+	r.upsertOutcome(ctx)
+	return nil, temporal.NewNonRetryableApplicationError(msg, RunFailedErrorType, nil, *r.status)
+}
+
+// begin records the resolved runbook in the status and the template data,
+// and announces the run in search attributes and details.
+func (r *run) begin(ctx workflow.Context, resolved *ResolvedRun) {
+	r.resolved = resolved
 	r.status.Runbook = resolved.Runbook.Name
 	r.status.Description = resolved.Runbook.Description
 	r.status.Params = resolved.Params
@@ -105,26 +117,33 @@ func RunbookWorkflow(ctx workflow.Context, in RunInput) (*Status, error) {
 	for _, s := range resolved.Runbook.OnFailure {
 		r.stepsData[s.ID] = stepData(nil, StepPending, "")
 	}
+	info := workflow.GetInfo(ctx)
 	r.data = map[string]any{
 		runbooks.RootParams:       resolved.Params,
 		runbooks.RootSteps:        r.stepsData,
 		runbooks.RootEnvironments: orEmpty(resolved.Environments),
 		runbooks.RootSettings:     orEmpty(resolved.Settings),
 		runbooks.RootRun: map[string]any{
-			"id":          workflow.GetInfo(ctx).WorkflowExecution.ID,
-			"runId":       workflow.GetInfo(ctx).WorkflowExecution.RunID,
+			// id is the workflow id (what people type); runId is Temporal's
+			// run id of this execution.
+			"id":          info.WorkflowExecution.ID,
+			"runId":       info.WorkflowExecution.RunID,
 			"runbook":     resolved.Runbook.Name,
-			"requestedBy": in.RequestedBy,
+			"requestedBy": r.in.RequestedBy,
 		},
 	}
-	r.upsertStart()
-	r.publish()
+	r.upsertStart(ctx)
+	r.publish(ctx)
+}
 
-	failure := r.runSteps(ctx, resolved.Runbook.Steps)
+// settle turns the steps' outcome into the run's: on failure, rejection or
+// cancellation the onFailure steps run first, on a context that the run's
+// cancellation does not reach.
+func (r *run) settle(ctx workflow.Context, failure *stepFailure) (*Status, error) {
 	switch {
 	case failure == nil:
 		r.status.State = RunSucceeded
-		r.finish()
+		r.finish(ctx)
 		r.upsertOutcome(ctx)
 		return r.status, nil
 	case failure.cancelled || errors.Is(ctx.Err(), workflow.ErrCanceled):
@@ -142,12 +161,11 @@ func RunbookWorkflow(ctx workflow.Context, in RunInput) (*Status, error) {
 		r.status.FailedStep = failure.step
 		r.status.Error = failure.message
 	}
-	// Compensation must run even when the run itself was cancelled.
-	dctx, cancel := workflow.NewDisconnectedContext(ctx)
+	ctx, cancel := workflow.NewDisconnectedContext(ctx)
 	defer cancel()
-	r.compensate(dctx)
-	r.finish()
-	r.upsertOutcome(dctx)
+	r.compensate(ctx)
+	r.finish(ctx)
+	r.upsertOutcome(ctx)
 	switch r.status.State {
 	case RunCancelled:
 		return r.status, temporal.NewCanceledError(*r.status)
@@ -156,20 +174,6 @@ func RunbookWorkflow(ctx workflow.Context, in RunInput) (*Status, error) {
 	default:
 		return nil, temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("step %s failed: %s", r.status.FailedStep, r.status.Error), RunFailedErrorType, nil, *r.status)
-	}
-}
-
-// normalizeParams restores int params to int64: the activity result went
-// through JSON, which turns every number into float64, and templates such
-// as printf "%d" must see the declared type.
-func normalizeParams(res *ResolvedRun) {
-	for name, p := range res.Runbook.Params {
-		if p.Type != runbooks.ParamInt {
-			continue
-		}
-		if f, ok := res.Params[name].(float64); ok {
-			res.Params[name] = int64(f)
-		}
 	}
 }
 
@@ -190,14 +194,6 @@ func environmentOf(rb runbooks.Runbook, params map[string]any) string {
 		}
 	}
 	return strings.Join(sortedStrings(names), ",")
-}
-
-// stepFailure says why a step (and so the run) did not succeed.
-type stepFailure struct {
-	step      string
-	message   string
-	rejected  bool
-	cancelled bool
 }
 
 func (r *run) planSteps(steps []runbooks.Step, parent string) {
@@ -228,6 +224,7 @@ func (r *run) runSteps(ctx workflow.Context, steps []runbooks.Step) *stepFailure
 	return nil
 }
 
+// runStep runs one step of any kind and records its outcome in st.
 func (r *run) runStep(ctx workflow.Context, s runbooks.Step, st *StepStatus) *stepFailure {
 	if ctx.Err() != nil {
 		return &stepFailure{step: s.ID, cancelled: true}
@@ -235,19 +232,19 @@ func (r *run) runStep(ctx workflow.Context, s runbooks.Step, st *StepStatus) *st
 	if s.If != "" {
 		ok, err := runbooks.RenderCondition(s.If, r.data)
 		if err != nil {
-			return r.fail(st, s, fmt.Sprintf("if: %v", err), "TemplateError", 0)
+			return st.fail(s.ID, &stepError{message: fmt.Sprintf("if: %v", err), errType: errTypeTemplate})
 		}
 		if !ok {
 			st.State = StepSkipped
 			r.recordStep(s.ID, st)
-			r.publish()
+			r.publish(ctx)
 			return nil
 		}
 	}
 	now := workflow.Now(ctx)
 	st.StartedAt = &now
 	st.State = StepRunning
-	r.publish()
+	r.publish(ctx)
 
 	var f *stepFailure
 	switch s.Kind() {
@@ -256,12 +253,12 @@ func (r *run) runStep(ctx workflow.Context, s runbooks.Step, st *StepStatus) *st
 	case runbooks.KindParallel:
 		f = r.runParallel(ctx, s, st)
 	default:
-		f = r.runActivity(ctx, s, st)
+		f = r.runActivityStep(ctx, s, st)
 	}
 	end := workflow.Now(ctx)
 	st.EndedAt = &end
 	r.recordStep(s.ID, st)
-	r.publish()
+	r.publish(ctx)
 	if f != nil && s.ContinueOnError && !f.cancelled && !f.rejected {
 		workflow.GetLogger(ctx).Warn("step failed; continuing (continueOnError)", "step", s.ID, "error", f.message)
 		return nil
@@ -269,91 +266,25 @@ func (r *run) runStep(ctx workflow.Context, s runbooks.Step, st *StepStatus) *st
 	return f
 }
 
-// recordStep makes a finished step visible to later templates.
-func (r *run) recordStep(id string, st *StepStatus) {
-	r.stepsData[id] = stepData(st.Outputs, st.State, st.Error)
-}
-
-func stepData(outputs map[string]any, state StepState, errMsg string) map[string]any {
-	return map[string]any{"outputs": orEmpty(outputs), "state": string(state), "error": errMsg}
-}
-
-func orEmpty(m map[string]any) map[string]any {
-	if m == nil {
-		return map[string]any{}
-	}
-	return m
-}
-
-func (r *run) fail(st *StepStatus, s runbooks.Step, msg, errType string, attempts int32) *stepFailure {
-	st.State = StepFailed
-	st.Error = msg
-	st.ErrorType = errType
-	if attempts > 0 {
-		st.Attempts = attempts
-	}
-	return &stepFailure{step: s.ID, message: msg}
-}
-
-func (r *run) runActivity(ctx workflow.Context, s runbooks.Step, st *StepStatus) *stepFailure {
-	rendered, err := runbooks.RenderValue(anyMap(s.With), r.data)
-	if err != nil {
-		return r.fail(st, s, fmt.Sprintf("with: %v", err), "TemplateError", 0)
-	}
-	with, _ := rendered.(map[string]any)
-	opts := r.resolved.StepTypes[s.Uses]
-	if opts.Native {
-		return r.runNative(ctx, s, st, with)
-	}
-	ao := workflow.ActivityOptions{
-		ActivityID:          s.ID,
-		StartToCloseTimeout: firstDuration(s.Timeout.D(), opts.DefaultTimeout.D(), defaultStepTimeout),
-		HeartbeatTimeout:    firstDuration(s.HeartbeatTimeout.D(), opts.HeartbeatTimeout.D()),
-		RetryPolicy:         retryPolicy(s.Retry),
-	}
-	actx := workflow.WithActivityOptions(ctx, ao)
-	var res activities.StepResult
-	err = workflow.ExecuteActivity(actx, s.Uses, activities.StepRequest{
-		WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID,
-		StepID:     s.ID,
-		With:       with,
-	}).Get(ctx, &res)
-	if err != nil {
-		if temporal.IsCanceledError(err) || ctx.Err() != nil {
-			st.State = StepCancelled
-			return &stepFailure{step: s.ID, message: "cancelled", cancelled: true}
-		}
-		msg, errType, attempts := describeActivityError(err, ao)
-		return r.fail(st, s, msg, errType, attempts)
+// runActivityStep runs a step that names a step type in `uses`.
+func (r *run) runActivityStep(ctx workflow.Context, s runbooks.Step, st *StepStatus) *stepFailure {
+	res, serr := r.callStep(ctx, stepCall{
+		activityID:       s.ID,
+		stepID:           s.ID,
+		uses:             s.Uses,
+		with:             s.With,
+		data:             r.data,
+		timeout:          s.Timeout.D(),
+		heartbeatTimeout: s.HeartbeatTimeout.D(),
+		retry:            s.Retry,
+	})
+	if serr != nil {
+		return st.fail(s.ID, serr)
 	}
 	st.State = StepSucceeded
 	st.Attempts = res.Attempt
 	st.Outputs = res.Outputs
 	return nil
-}
-
-// runNative runs the step types the workflow implements itself.
-func (r *run) runNative(ctx workflow.Context, s runbooks.Step, st *StepStatus, with map[string]any) *stepFailure {
-	switch s.Uses {
-	case "wait":
-		raw := fmt.Sprint(with["duration"])
-		d, err := runbooks.ParseDuration(raw)
-		if err != nil {
-			return r.fail(st, s, fmt.Sprintf("with.duration: %v", err), "InvalidArguments", 0)
-		}
-		// A durable timer: a wait of hours is one timer in history, not a
-		// loop of activities, and it survives worker restarts.
-		if err := workflow.Sleep(ctx, d.D()); err != nil {
-			st.State = StepCancelled
-			return &stepFailure{step: s.ID, message: "cancelled", cancelled: true}
-		}
-		st.State = StepSucceeded
-		st.Attempts = 1
-		st.Outputs = map[string]any{"duration": d.String()}
-		return nil
-	default:
-		return r.fail(st, s, fmt.Sprintf("native step type %q is not implemented by this workflow", s.Uses), "UnknownStepType", 0)
-	}
 }
 
 func (r *run) runParallel(ctx workflow.Context, s runbooks.Step, st *StepStatus) *stepFailure {
@@ -388,6 +319,8 @@ func (r *run) runParallel(ctx workflow.Context, s runbooks.Step, st *StepStatus)
 	return nil
 }
 
+// compensate runs the onFailure steps in order. It is best effort: one
+// failing step must not stop the others from undoing what they can.
 func (r *run) compensate(ctx workflow.Context) {
 	steps := r.resolved.Runbook.OnFailure
 	if len(steps) == 0 {
@@ -401,8 +334,6 @@ func (r *run) compensate(ctx workflow.Context) {
 	}
 	for i, s := range steps {
 		st := &r.status.Compensation[i]
-		// Compensation is best effort: one failing step must not stop the
-		// others from undoing what they can.
 		_ = r.runStep(ctx, s, st)
 		if st.State == StepSucceeded {
 			r.status.Compensated = append(r.status.Compensated, s.ID)
@@ -410,223 +341,26 @@ func (r *run) compensate(ctx workflow.Context) {
 	}
 }
 
-func (r *run) finish() {
-	now := workflow.Now(r.ctx)
+func (r *run) finish(ctx workflow.Context) {
+	now := workflow.Now(ctx)
 	r.status.EndedAt = &now
 	r.status.CurrentStep = ""
 	r.status.PendingGate = nil
-	r.publish()
+	r.publish(ctx)
 }
 
-// publish refreshes what the UI shows: current details and current step.
-func (r *run) publish() {
-	var running []string
-	for _, st := range r.status.Steps {
-		if st.State == StepRunning || st.State == StepWaitingApproval {
-			running = append(running, st.ID)
-		}
-	}
-	for _, st := range r.status.Compensation {
-		if st.State == StepRunning {
-			running = append(running, st.ID)
-		}
-	}
-	r.status.CurrentStep = strings.Join(running, ",")
-	workflow.SetCurrentDetails(r.ctx, r.details())
+// recordStep makes a finished step visible to later templates.
+func (r *run) recordStep(id string, st *StepStatus) {
+	r.stepsData[id] = stepData(st.Outputs, st.State, st.Error)
 }
 
-func (r *run) details() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "**%s** — %s", r.status.Runbook, r.status.State)
-	if r.status.CurrentStep != "" {
-		fmt.Fprintf(&b, " at `%s`", r.status.CurrentStep)
-	}
-	b.WriteString("\n\n")
-	if g := r.status.PendingGate; g != nil {
-		fmt.Fprintf(&b, "Waiting for approval at gate `%s` by one of %s: %s\n\n", g.Gate, strings.Join(g.Approvers, ", "), g.Message)
-		fmt.Fprintf(&b, "Approve: send signal `%s` with `{\"gate\":%q,\"decision\":\"approve\",\"by\":\"<you>\"}`\n\n", ApprovalSignal, g.Gate)
-	}
-	for _, st := range r.status.Steps {
-		indent := ""
-		if st.Parent != "" {
-			indent = "  "
-		}
-		fmt.Fprintf(&b, "%s- %s `%s`", indent, stateMark(st.State), st.ID)
-		if st.Error != "" {
-			fmt.Fprintf(&b, ": %s", truncate(st.Error, 200))
-		}
-		b.WriteString("\n")
-	}
-	if r.status.Error != "" {
-		fmt.Fprintf(&b, "\nError: %s\n", truncate(r.status.Error, 400))
-	}
-	return b.String()
+func stepData(outputs map[string]any, state StepState, errMsg string) map[string]any {
+	return map[string]any{"outputs": orEmpty(outputs), "state": string(state), "error": errMsg}
 }
 
-func stateMark(s StepState) string {
-	switch s {
-	case StepSucceeded, StepApproved:
-		return "✅"
-	case StepFailed, StepRejected:
-		return "❌"
-	case StepRunning:
-		return "▶️"
-	case StepWaitingApproval:
-		return "⏸️"
-	case StepSkipped:
-		return "⏭️"
-	case StepCancelled:
-		return "⏹️"
-	default:
-		return "◻️"
-	}
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
-}
-
-func (r *run) upsertStart() {
-	updates := []temporal.SearchAttributeUpdate{
-		SearchRunbook.ValueSet(r.status.Runbook),
-		SearchOutcome.ValueSet(string(RunRunning)),
-	}
-	if r.status.Environment != "" {
-		updates = append(updates, SearchEnvironment.ValueSet(r.status.Environment))
-	}
-	if r.status.Image != "" {
-		updates = append(updates, SearchImage.ValueSet(r.status.Image))
-	}
-	if r.in.RequestedBy != "" {
-		updates = append(updates, SearchRequestedBy.ValueSet(r.in.RequestedBy))
-	}
-	if pr, ok := r.resolved.Params["pr"]; ok && fmt.Sprint(pr) != "" && fmt.Sprint(pr) != "0" {
-		updates = append(updates, SearchPR.ValueSet(fmt.Sprint(pr)))
-	}
-	r.upsert(r.ctx, updates...)
-}
-
-func (r *run) upsertOutcome(ctx workflow.Context) {
-	updates := []temporal.SearchAttributeUpdate{SearchOutcome.ValueSet(string(r.status.State))}
-	// One upsert, so the number of commands does not depend on the outcome.
-	if r.status.FailedStep != "" {
-		updates = append(updates, SearchFailedStep.ValueSet(r.status.FailedStep))
-	}
-	r.upsert(ctx, updates...)
-}
-
-func (r *run) upsert(ctx workflow.Context, updates ...temporal.SearchAttributeUpdate) {
-	if err := workflow.UpsertTypedSearchAttributes(ctx, updates...); err != nil {
-		// Visibility is for audit; a failed upsert must not fail the run.
-		workflow.GetLogger(ctx).Warn("upsert search attributes failed", "error", err)
-	}
-}
-
-func firstDuration(ds ...time.Duration) time.Duration {
-	for _, d := range ds {
-		if d > 0 {
-			return d
-		}
-	}
-	return 0
-}
-
-func retryPolicy(p *runbooks.RetryPolicy) *temporal.RetryPolicy {
-	rp := &temporal.RetryPolicy{
-		MaximumAttempts:    defaultMaxAttempts,
-		InitialInterval:    defaultInitialInterval,
-		BackoffCoefficient: defaultBackoff,
-		MaximumInterval:    defaultMaximumInterval,
-	}
-	if p == nil {
-		return rp
-	}
-	rp.MaximumAttempts = int32(p.MaxAttempts)
-	if p.MaxAttempts == 0 {
-		rp.MaximumAttempts = defaultMaxAttempts
-	}
-	if p.InitialInterval > 0 {
-		rp.InitialInterval = p.InitialInterval.D()
-	}
-	if p.BackoffCoefficient > 0 {
-		rp.BackoffCoefficient = p.BackoffCoefficient
-	}
-	if p.MaximumInterval > 0 {
-		rp.MaximumInterval = p.MaximumInterval.D()
-	} else if rp.MaximumInterval < rp.InitialInterval {
-		rp.MaximumInterval = rp.InitialInterval
-	}
-	rp.NonRetryableErrorTypes = p.NonRetryable
-	return rp
-}
-
-// describeActivityError turns an activity failure into the message, error
-// type and attempt count shown in status and the audit.
-func describeActivityError(err error, ao workflow.ActivityOptions) (string, string, int32) {
-	var (
-		attempts int32
-		errType  string
-		msg      = causeMessage(err)
-	)
-	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) {
-		errType = appErr.Type()
-		var d activities.StepFailureDetails
-		if appErr.HasDetails() && appErr.Details(&d) == nil {
-			attempts = d.Attempt
-		}
-	}
-	var timeoutErr *temporal.TimeoutError
-	if errors.As(err, &timeoutErr) {
-		errType = "Timeout"
-		switch timeoutErr.TimeoutType() {
-		case enumspb.TIMEOUT_TYPE_HEARTBEAT:
-			msg = fmt.Sprintf("no heartbeat for %s (worker lost or step hung)", ao.HeartbeatTimeout)
-		default:
-			msg = fmt.Sprintf("timed out after %s", ao.StartToCloseTimeout)
-		}
-	}
-	var actErr *temporal.ActivityError
-	if errors.As(err, &actErr) && actErr.RetryState() == enumspb.RETRY_STATE_MAXIMUM_ATTEMPTS_REACHED && ao.RetryPolicy != nil {
-		attempts = ao.RetryPolicy.MaximumAttempts
-	}
-	return msg, errType, attempts
-}
-
-// causeMessage strips Temporal's wrapping ("activity error (type: ...)")
-// down to the message a person wants to read.
-func causeMessage(err error) string {
-	for {
-		next := errors.Unwrap(err)
-		if next == nil {
-			break
-		}
-		var appErr *temporal.ApplicationError
-		if errors.As(err, &appErr) && appErr == err {
-			break
-		}
-		err = next
-	}
-	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) {
-		return activities.CleanMessage(errors.New(appErr.Message()))
-	}
-	return activities.CleanMessage(err)
-}
-
-func anyMap(m map[string]any) any {
+func orEmpty(m map[string]any) map[string]any {
 	if m == nil {
 		return map[string]any{}
 	}
 	return m
-}
-
-// sortedStrings returns a sorted copy, for deterministic output.
-func sortedStrings(in []string) []string {
-	out := append([]string(nil), in...)
-	sort.Strings(out)
-	return out
 }

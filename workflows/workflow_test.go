@@ -81,6 +81,7 @@ func (r *recorder) catalogue(t *testing.T) *activities.Catalogue {
 		}
 		return nil, temporal.NewApplicationError(in.Message, in.Type)
 	})
+	fail.Errors = []string{"BadImage"} // the error type a test runbook names in nonRetryable
 	sleep := activities.Step("test.sleep", "sleep", func(ctx context.Context, in sleepIn) (map[string]any, error) {
 		d, _ := time.ParseDuration(in.Duration)
 		select {

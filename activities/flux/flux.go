@@ -29,17 +29,12 @@ import (
 
 	"github.com/stagehand-dev/stagehand/activities"
 	"github.com/stagehand-dev/stagehand/activities/kube"
+	"github.com/stagehand-dev/stagehand/activities/steps"
 )
 
 // ImagePolicyResource is Flux's ImagePolicy. v1beta2 reports the chosen
 // image in status.latestImage; v1 in status.latestRef. Both are read.
 var ImagePolicyResource = schema.GroupVersionResource{Group: "image.toolkit.fluxcd.io", Version: "v1beta2", Resource: "imagepolicies"}
-
-// Error types.
-const (
-	ErrTypeImageNotRolled = "ProdImageNotRolled"
-	ErrTypeInvalid        = "InvalidArguments"
-)
 
 // Activities holds the clusters the flux steps read; it shares them with
 // the kube steps.
@@ -79,14 +74,9 @@ type WaitImageOutput struct {
 	ElapsedMs   int64  `json:"elapsedMs"`
 }
 
-// StepTypes lists the flux steps.
+// StepTypes binds the flux step to its spec in activities/steps.
 func StepTypes(a *Activities) []activities.StepType {
-	wait := activities.Step("flux.waitImage",
-		"Wait until a Deployment (and optionally a Flux ImagePolicy) carries the prod-<sha8>- image the merge commit produced.", a.WaitImage)
-	wait.Required = []string{"namespace", "deployment"}
-	wait.DefaultTimeout = 30 * time.Minute
-	wait.HeartbeatTimeout = 30 * time.Second
-	return []activities.StepType{wait}
+	return []activities.StepType{activities.Implement(steps.Spec("flux.waitImage"), a.WaitImage)}
 }
 
 type matcher struct {
@@ -135,7 +125,7 @@ func (m *matcher) match(image string) bool { return image != "" && m.re.MatchStr
 func (a *Activities) WaitImage(ctx context.Context, in WaitImageInput) (WaitImageOutput, error) {
 	start := time.Now()
 	if a == nil || a.Kube == nil {
-		return WaitImageOutput{}, temporal.NewNonRetryableApplicationError("no Kubernetes cluster is configured on this worker", "KubeNoCluster", nil)
+		return WaitImageOutput{}, temporal.NewNonRetryableApplicationError("no Kubernetes cluster is configured on this worker", activities.ErrKubeNoCluster, nil)
 	}
 	c, err := a.Kube.Cluster(in.Cluster)
 	if err != nil {
@@ -143,12 +133,12 @@ func (a *Activities) WaitImage(ctx context.Context, in WaitImageInput) (WaitImag
 	}
 	m, err := newMatcher(in)
 	if err != nil {
-		return WaitImageOutput{}, temporal.NewNonRetryableApplicationError("flux.waitImage: "+err.Error(), ErrTypeInvalid, nil)
+		return WaitImageOutput{}, temporal.NewNonRetryableApplicationError("flux.waitImage: "+err.Error(), activities.ErrInvalidArguments, nil)
 	}
 	if in.Timeout != "" {
 		d, err := time.ParseDuration(in.Timeout)
 		if err != nil {
-			return WaitImageOutput{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("flux.waitImage: timeout %q: %v", in.Timeout, err), ErrTypeInvalid, nil)
+			return WaitImageOutput{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("flux.waitImage: timeout %q: %v", in.Timeout, err), activities.ErrInvalidArguments, nil)
 		}
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, d)
@@ -241,7 +231,7 @@ func (a *Activities) observe(ctx context.Context, c *kube.Cluster, in WaitImageI
 	}
 	img, err := containerImage(d, in.Container)
 	if err != nil {
-		ev.err = temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalid, nil)
+		ev.err = temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrInvalidArguments, nil)
 		return ev
 	}
 	ev.image, ev.imageOK = img, m.match(img)
@@ -249,7 +239,7 @@ func (a *Activities) observe(ctx context.Context, c *kube.Cluster, in WaitImageI
 		return ev
 	}
 	if c.Dynamic == nil {
-		ev.err = temporal.NewNonRetryableApplicationError("cluster has no dynamic client to read the ImagePolicy", ErrTypeInvalid, nil)
+		ev.err = temporal.NewNonRetryableApplicationError("cluster has no dynamic client to read the ImagePolicy", activities.ErrKubeNoDynamicClient, nil)
 		return ev
 	}
 	p, err := c.Dynamic.Resource(ImagePolicyResource).Namespace(policyNS).Get(ctx, policyName, metav1.GetOptions{})
@@ -319,7 +309,7 @@ func (a *Activities) timeoutError(in WaitImageInput, m *matcher, ev evidence, po
 		fmt.Fprintf(&b, ", `flux get image policy %s -n %s`, `flux get image repository -n %s`", policyName, policyNS, policyNS)
 	}
 	b.WriteString(", and whether CI pushed the prod image for the merge commit.")
-	return temporal.NewNonRetryableApplicationError(b.String(), ErrTypeImageNotRolled, nil)
+	return temporal.NewNonRetryableApplicationError(b.String(), activities.ErrProdImageNotRolled, nil)
 }
 
 func orNone(s string) string {
@@ -339,12 +329,15 @@ func isTransient(err error) bool {
 // timeout) is transient and the wait goes on.
 func classify(msg string, err error) error {
 	switch {
-	case apierrors.IsForbidden(err), apierrors.IsUnauthorized(err):
-		return temporal.NewNonRetryableApplicationError(msg+": "+err.Error(), "KubeForbidden", nil)
+	case apierrors.IsForbidden(err):
+		return temporal.NewNonRetryableApplicationError(msg+": "+err.Error(), activities.ErrKubeForbidden, nil)
+	case apierrors.IsUnauthorized(err):
+		// Bad credentials, not missing RBAC: the kube steps say so too.
+		return temporal.NewNonRetryableApplicationError(msg+": "+err.Error(), activities.ErrKubeUnauthorized, nil)
 	case apierrors.IsNotFound(err):
-		return temporal.NewNonRetryableApplicationError(msg+": "+err.Error(), "KubeNotFound", nil)
+		return temporal.NewNonRetryableApplicationError(msg+": "+err.Error(), activities.ErrKubeNotFound, nil)
 	default:
-		return temporal.NewApplicationError(msg+": "+err.Error(), "KubeUnavailable")
+		return temporal.NewApplicationError(msg+": "+err.Error(), activities.ErrKubeUnavailable)
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"sigs.k8s.io/yaml"
 
+	"github.com/stagehand-dev/stagehand/activities"
 	"github.com/stagehand-dev/stagehand/activities/flux"
 	"github.com/stagehand-dev/stagehand/activities/kube"
 	"github.com/stagehand-dev/stagehand/internal/kubetest"
@@ -200,7 +201,7 @@ func TestWaitImageTimeoutGivesEvidence(t *testing.T) {
 	require.Error(t, err)
 	var appErr *temporal.ApplicationError
 	require.True(t, errors.As(err, &appErr))
-	assert.Equal(t, flux.ErrTypeImageNotRolled, appErr.Type())
+	assert.Equal(t, activities.ErrProdImageNotRolled, appErr.Type())
 	for _, want := range []string{"want tag prod-0123abcd-*", "runs " + repo + ":prod-aaaaaaaa-1763700000", "ImagePolicy " + f.ns + "/backend latest image", "Production was not changed", "flux get image policy backend"} {
 		assert.Contains(t, err.Error(), want)
 	}

@@ -5,12 +5,11 @@ package generic
 
 import (
 	"context"
-	"reflect"
-	"time"
 
 	"go.temporal.io/sdk/activity"
 
 	"github.com/stagehand-dev/stagehand/activities"
+	"github.com/stagehand-dev/stagehand/activities/steps"
 )
 
 // Activities holds the generic steps; it needs no clients.
@@ -63,24 +62,11 @@ func (a *Activities) Noop(_ context.Context, in NoopInput) (NoopOutput, error) {
 	return NoopOutput(in), nil
 }
 
-// StepTypes lists the generic steps.
+// StepTypes binds the generic steps to their specs in activities/steps.
 func StepTypes(a *Activities) []activities.StepType {
-	log := activities.Step("log", "Write a message to the worker's log.", a.Log)
-	log.Required = []string{"message"}
-	log.DefaultTimeout = 30 * time.Second
-	noop := activities.Step("noop", "Do nothing; return `echo`.", a.Noop)
-	noop.DefaultTimeout = 30 * time.Second
 	return []activities.StepType{
-		log,
-		noop,
-		{
-			Name:        "wait",
-			Description: "Wait for `duration` on a durable timer (survives worker restarts).",
-			Input:       reflectType[WaitInput](),
-			Required:    []string{"duration"},
-			Native:      true,
-		},
+		activities.Implement(steps.Spec("log"), a.Log),
+		activities.Implement(steps.Spec("noop"), a.Noop),
+		activities.ImplementNative[WaitInput](steps.Spec("wait")),
 	}
 }
-
-func reflectType[T any]() reflect.Type { var z T; return reflect.TypeOf(z) }

@@ -8,26 +8,6 @@ import (
 	"go.temporal.io/sdk/temporal"
 )
 
-// Stable ApplicationError types. Runbooks match on these in their retry
-// `nonRetryable` lists and the audit groups failures by them: do not rename.
-const (
-	ErrTypeInvalidArguments = "InvalidArguments"
-	ErrTypeSecret           = "SecretUnavailable"
-	ErrTypeMergeConflict    = "MergeConflict"
-	ErrTypeMergeBlocked     = "MergeBlocked"
-	ErrTypeHeadMoved        = "HeadMoved"
-	ErrTypeBranchNotFound   = "BranchNotFound"
-	ErrTypeRemoteNotFound   = "RemoteNotFound"
-	ErrTypeGitAuth          = "GitAuth"
-	ErrTypeGitUnavailable   = "GitUnavailable"
-	ErrTypeGitError         = "GitError"
-	ErrTypePushRejected     = "PushRejected"
-	ErrTypeGitHubAuth       = "GitHubAuth"
-	ErrTypeGitHubNotFound   = "GitHubNotFound"
-	ErrTypeGitHubRateLimit  = "GitHubRateLimited"
-	ErrTypeGitHubUnavail    = "GitHubUnavailable"
-)
-
 // Errors carry no cause: a cause is serialised into workflow history with
 // its full text, and the texts of lower layers (url.Error, git's stderr) are
 // exactly where URLs and credentials hide. The message is built from

@@ -27,6 +27,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/log"
 
+	"github.com/stagehand-dev/stagehand/activities"
 	"github.com/stagehand-dev/stagehand/activities/secrets"
 )
 
@@ -112,7 +113,7 @@ func (a *Activities) lock(dir string) func() {
 func (a *Activities) resolveSecret(ctx context.Context, ref string) (string, error) {
 	v, err := secrets.Resolve(ctx, a.Secrets, ref)
 	if err != nil {
-		return "", nonRetryable(ErrTypeSecret, err.Error())
+		return "", nonRetryable(activities.ErrSecretUnavailable, err.Error())
 	}
 	return v, nil
 }

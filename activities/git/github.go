@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/go-github/v92/github"
+
+	"github.com/stagehand-dev/stagehand/activities"
 )
 
 // mergeGitHub merges through the GitHub REST API. It reads the pull request
@@ -19,27 +21,27 @@ import (
 func (a *Activities) mergeGitHub(ctx context.Context, in MergeInput) (MergeOutput, error) {
 	owner, name, ok := strings.Cut(in.Repo, "/")
 	if !ok || owner == "" || name == "" || strings.Contains(name, "/") {
-		return MergeOutput{}, nonRetryable(ErrTypeInvalidArguments, fmt.Sprintf("repo %q: want owner/name", in.Repo))
+		return MergeOutput{}, nonRetryable(activities.ErrInvalidArguments, fmt.Sprintf("repo %q: want owner/name", in.Repo))
 	}
 	if in.PR <= 0 {
-		return MergeOutput{}, nonRetryable(ErrTypeInvalidArguments, "provider github needs pr")
+		return MergeOutput{}, nonRetryable(activities.ErrInvalidArguments, "provider github needs pr")
 	}
 	if in.TokenRef == "" {
-		return MergeOutput{}, nonRetryable(ErrTypeInvalidArguments, "provider github needs tokenRef (e.g. env:GITHUB_TOKEN)")
+		return MergeOutput{}, nonRetryable(activities.ErrInvalidArguments, "provider github needs tokenRef (e.g. env:GITHUB_TOKEN)")
 	}
 	if in.Remote != "" || in.PRBranch != "" || in.TargetBranch != "" || in.AuthorName != "" || in.AuthorEmail != "" {
-		return MergeOutput{}, nonRetryable(ErrTypeInvalidArguments,
+		return MergeOutput{}, nonRetryable(activities.ErrInvalidArguments,
 			"remote, prBranch, targetBranch, authorName and authorEmail belong to provider git (GitHub knows the PR's branches)")
 	}
 	method := orDefault(in.Method, "merge")
 	switch method {
 	case "merge", "squash", "rebase":
 	default:
-		return MergeOutput{}, nonRetryable(ErrTypeInvalidArguments, fmt.Sprintf("method %q: want merge, squash or rebase", in.Method))
+		return MergeOutput{}, nonRetryable(activities.ErrInvalidArguments, fmt.Sprintf("method %q: want merge, squash or rebase", in.Method))
 	}
 	apiURL := orDefault(in.APIURL, "https://api.github.com/")
 	if u, err := url.Parse(apiURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
-		return MergeOutput{}, nonRetryable(ErrTypeInvalidArguments, fmt.Sprintf("apiURL %q: want an http(s) URL without credentials", RedactURLs(apiURL)))
+		return MergeOutput{}, nonRetryable(activities.ErrInvalidArguments, fmt.Sprintf("apiURL %q: want an http(s) URL without credentials", RedactURLs(apiURL)))
 	}
 	if !strings.HasSuffix(apiURL, "/") {
 		apiURL += "/"
@@ -57,7 +59,7 @@ func (a *Activities) mergeGitHub(ctx context.Context, in MergeInput) (MergeOutpu
 		github.WithUserAgent("stagehand"),
 	)
 	if err != nil {
-		return MergeOutput{}, nonRetryable(ErrTypeInvalidArguments, red.clean(fmt.Sprintf("github client: %v", err)))
+		return MergeOutput{}, nonRetryable(activities.ErrInvalidArguments, red.clean(fmt.Sprintf("github client: %v", err)))
 	}
 	pr := int(in.PR)
 	what := fmt.Sprintf("pull request %s#%d", in.Repo, pr)
@@ -79,16 +81,16 @@ func (a *Activities) mergeGitHub(ctx context.Context, in MergeInput) (MergeOutpu
 		return out.withShort(), nil
 	}
 	if got.GetState() == "closed" {
-		return MergeOutput{}, nonRetryable(ErrTypeMergeBlocked, what+" is closed without being merged")
+		return MergeOutput{}, nonRetryable(activities.ErrMergeBlocked, what+" is closed without being merged")
 	}
 	if in.ExpectHead != "" && !strings.HasPrefix(out.PRHead, strings.ToLower(in.ExpectHead)) {
-		return MergeOutput{}, nonRetryable(ErrTypeHeadMoved,
+		return MergeOutput{}, nonRetryable(activities.ErrHeadMoved,
 			fmt.Sprintf("%s head is %s, not the tested %s: it changed after it was checked", what, short(out.PRHead), in.ExpectHead))
 	}
 	// GitHub computes mergeability in the background and reports null
 	// until it knows; only a definite false is worth stopping for here.
 	if got.Mergeable != nil && !*got.Mergeable {
-		return MergeOutput{}, nonRetryable(ErrTypeMergeBlocked,
+		return MergeOutput{}, nonRetryable(activities.ErrMergeBlocked,
 			fmt.Sprintf("%s is not mergeable (mergeable_state %q)", what, got.GetMergeableState()))
 	}
 
@@ -102,7 +104,7 @@ func (a *Activities) mergeGitHub(ctx context.Context, in MergeInput) (MergeOutpu
 	res, _, err := client.PullRequests.Merge(ctx, owner, name, pr, commitMessage, opts)
 	if err != nil {
 		stepErr := classifyGitHub("merge "+what, err, red)
-		if isType(stepErr, ErrTypeMergeBlocked) {
+		if isType(stepErr, activities.ErrMergeBlocked) {
 			// Someone (or our own earlier attempt whose reply was lost)
 			// may have merged it since we looked: that is a success.
 			if again, _, gerr := client.PullRequests.Get(ctx, owner, name, pr); gerr == nil && again.GetMerged() {
@@ -114,7 +116,7 @@ func (a *Activities) mergeGitHub(ctx context.Context, in MergeInput) (MergeOutpu
 		return MergeOutput{}, stepErr
 	}
 	if !res.GetMerged() || res.GetSHA() == "" {
-		return MergeOutput{}, nonRetryable(ErrTypeMergeBlocked, fmt.Sprintf("merge %s: GitHub did not merge: %s", what, red.clean(res.GetMessage())))
+		return MergeOutput{}, nonRetryable(activities.ErrMergeBlocked, fmt.Sprintf("merge %s: GitHub did not merge: %s", what, red.clean(res.GetMessage())))
 	}
 	log.Info("merged pull request", "repo", in.Repo, "pr", pr, "method", method, "mergeCommit", res.GetSHA())
 	out.MergeCommit = res.GetSHA()
@@ -131,7 +133,7 @@ func classifyGitHub(what string, err error, red *redactor) error {
 	var rl *github.RateLimitError
 	if errors.As(err, &rl) {
 		delay := time.Until(rl.Rate.Reset.Time)
-		return retryableAfter(ErrTypeGitHubRateLimit, red.clean(fmt.Sprintf("%s: rate limited: %s", what, rl.Message)), max(delay, time.Second))
+		return retryableAfter(activities.ErrGitHubRateLimited, red.clean(fmt.Sprintf("%s: rate limited: %s", what, rl.Message)), max(delay, time.Second))
 	}
 	var abuse *github.AbuseRateLimitError
 	if errors.As(err, &abuse) {
@@ -139,7 +141,7 @@ func classifyGitHub(what string, err error, red *redactor) error {
 		if abuse.RetryAfter != nil {
 			delay = *abuse.RetryAfter
 		}
-		return retryableAfter(ErrTypeGitHubRateLimit, red.clean(fmt.Sprintf("%s: secondary rate limit: %s", what, abuse.Message)), delay)
+		return retryableAfter(activities.ErrGitHubRateLimited, red.clean(fmt.Sprintf("%s: secondary rate limit: %s", what, abuse.Message)), delay)
 	}
 	var er *github.ErrorResponse
 	if errors.As(err, &er) && er.Response != nil {
@@ -147,21 +149,21 @@ func classifyGitHub(what string, err error, red *redactor) error {
 		msg := red.clean(fmt.Sprintf("%s: GitHub said %d %s: %s", what, code, http.StatusText(code), er.Message))
 		switch {
 		case code == http.StatusUnauthorized || code == http.StatusForbidden:
-			return nonRetryable(ErrTypeGitHubAuth, msg)
+			return nonRetryable(activities.ErrGitHubAuth, msg)
 		case code == http.StatusNotFound:
 			// GitHub also answers 404 for private repositories the token
 			// cannot see.
-			return nonRetryable(ErrTypeGitHubNotFound, msg+" (or the token cannot see it)")
+			return nonRetryable(activities.ErrGitHubNotFound, msg+" (or the token cannot see it)")
 		case code == http.StatusMethodNotAllowed || code == http.StatusConflict || code == http.StatusUnprocessableEntity:
 			// 405: not mergeable (checks, reviews, conflicts); 409: the
 			// head moved past the sha we pinned — merging the new head
 			// would skip the checks the run just did; 422: bad method
 			// for this repository's settings.
-			return nonRetryable(ErrTypeMergeBlocked, msg)
+			return nonRetryable(activities.ErrMergeBlocked, msg)
 		case code == http.StatusTooManyRequests || code >= 500:
-			return retryable(ErrTypeGitHubUnavail, msg)
+			return retryable(activities.ErrGitHubUnavailable, msg)
 		default:
-			return nonRetryable(ErrTypeGitHubUnavail, msg)
+			return nonRetryable(activities.ErrGitHubRejected, msg)
 		}
 	}
 	// Transport errors (url.Error) carry the request URL; keep the
@@ -170,7 +172,7 @@ func classifyGitHub(what string, err error, red *redactor) error {
 	if errors.As(err, &ue) {
 		err = ue.Err
 	}
-	return retryable(ErrTypeGitHubUnavail, red.clean(fmt.Sprintf("%s: %v", what, err)))
+	return retryable(activities.ErrGitHubUnavailable, red.clean(fmt.Sprintf("%s: %v", what, err)))
 }
 
 func isType(err error, errType string) bool {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/stagehand-dev/stagehand/activities"
 )
 
 const (
@@ -154,26 +156,30 @@ func TestGitHubMergeErrors(t *testing.T) {
 		puts      int
 	}{
 		{name: "405 not mergeable", fake: &fakeGitHub{putStatus: 405, putMessage: "Pull Request is not mergeable"},
-			errType: ErrTypeMergeBlocked, permanent: true, want: []string{"405", "Pull Request is not mergeable", "o/r#42"}, puts: 1},
+			errType: activities.ErrMergeBlocked, permanent: true, want: []string{"405", "Pull Request is not mergeable", "o/r#42"}, puts: 1},
 		{name: "409 head moved", fake: &fakeGitHub{putStatus: 409, putMessage: "Head branch was modified. Review and try the merge again."},
-			errType: ErrTypeMergeBlocked, permanent: true, want: []string{"409", "Head branch was modified"}, puts: 1},
+			errType: activities.ErrMergeBlocked, permanent: true, want: []string{"409", "Head branch was modified"}, puts: 1},
 		{name: "mergeable false", fake: &fakeGitHub{mergeable: &no},
-			errType: ErrTypeMergeBlocked, permanent: true, want: []string{"not mergeable"}, puts: 0},
+			errType: activities.ErrMergeBlocked, permanent: true, want: []string{"not mergeable"}, puts: 0},
 		{name: "closed", fake: &fakeGitHub{state: "closed"},
-			errType: ErrTypeMergeBlocked, permanent: true, want: []string{"closed without being merged"}, puts: 0},
+			errType: activities.ErrMergeBlocked, permanent: true, want: []string{"closed without being merged"}, puts: 0},
 		{name: "401", fake: &fakeGitHub{getStatus: 401, putMessage: "Bad credentials"},
-			errType: ErrTypeGitHubAuth, permanent: true, want: []string{"401", "Bad credentials"}, puts: 0},
+			errType: activities.ErrGitHubAuth, permanent: true, want: []string{"401", "Bad credentials"}, puts: 0},
 		{name: "403 on merge", fake: &fakeGitHub{putStatus: 403, putMessage: "Resource not accessible by integration"},
-			errType: ErrTypeGitHubAuth, permanent: true, want: []string{"403", "Resource not accessible"}, puts: 1},
+			errType: activities.ErrGitHubAuth, permanent: true, want: []string{"403", "Resource not accessible"}, puts: 1},
 		{name: "rate limited", fake: &fakeGitHub{getStatus: 403, putMessage: "API rate limit exceeded",
 			headers: http.Header{"X-Ratelimit-Remaining": {"0"}, "X-Ratelimit-Limit": {"5000"}, "X-Ratelimit-Reset": {"1"}}},
-			errType: ErrTypeGitHubRateLimit, permanent: false, want: []string{"rate limit"}, puts: 0},
+			errType: activities.ErrGitHubRateLimited, permanent: false, want: []string{"rate limit"}, puts: 0},
 		{name: "404", fake: &fakeGitHub{getStatus: 404, putMessage: "Not Found"},
-			errType: ErrTypeGitHubNotFound, permanent: true, want: []string{"404", "cannot see it"}, puts: 0},
+			errType: activities.ErrGitHubNotFound, permanent: true, want: []string{"404", "cannot see it"}, puts: 0},
 		{name: "502", fake: &fakeGitHub{getStatus: 502, putMessage: "Server Error"},
-			errType: ErrTypeGitHubUnavail, permanent: false, want: []string{"502"}, puts: 0},
+			errType: activities.ErrGitHubUnavailable, permanent: false, want: []string{"502"}, puts: 0},
+		// Another 4xx is GitHub refusing this request, not GitHub being
+		// down: a distinct, non-retryable type (it was GitHubUnavailable).
+		{name: "410", fake: &fakeGitHub{getStatus: 410, putMessage: "Gone"},
+			errType: activities.ErrGitHubRejected, permanent: true, want: []string{"410", "Gone"}, puts: 0},
 		{name: "expectHead", fake: &fakeGitHub{}, with: map[string]any{"expectHead": "deadbeef"},
-			errType: ErrTypeHeadMoved, permanent: true, want: []string{"aaaaaaaa", "deadbeef"}, puts: 0},
+			errType: activities.ErrHeadMoved, permanent: true, want: []string{"aaaaaaaa", "deadbeef"}, puts: 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -204,7 +210,7 @@ func TestGitHubMergeLostToConcurrentMerge(t *testing.T) {
 func TestGitHubMergeNetworkErrorIsRetryable(t *testing.T) {
 	t.Setenv("STAGEHAND_TEST_GITHUB_TOKEN", testToken)
 	_, err := runStep(t, newActivities(t), "git.merge", githubWith("http://127.0.0.1:1/api/v3/", nil))
-	wantAppError(t, err, ErrTypeGitHubUnavail, false, []string{"get pull request o/r#42", "connection refused"}, testToken)
+	wantAppError(t, err, activities.ErrGitHubUnavailable, false, []string{"get pull request o/r#42", "connection refused"}, testToken)
 }
 
 func TestGitHubMergeInvalidArguments(t *testing.T) {
@@ -225,11 +231,11 @@ func TestGitHubMergeInvalidArguments(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := runStep(t, newActivities(t), "git.merge", githubWith(api, c.with))
-			wantAppError(t, err, ErrTypeInvalidArguments, true, []string{c.want}, testToken)
+			wantAppError(t, err, activities.ErrInvalidArguments, true, []string{c.want}, testToken)
 		})
 	}
 	_, err := runStep(t, newActivities(t), "git.merge", githubWith(api, map[string]any{"tokenRef": "env:STAGEHAND_TEST_UNSET"}))
-	wantAppError(t, err, ErrTypeSecret, true, []string{"env:STAGEHAND_TEST_UNSET"})
+	wantAppError(t, err, activities.ErrSecretUnavailable, true, []string{"env:STAGEHAND_TEST_UNSET"})
 	_, err = runStep(t, newActivities(t), "git.merge", githubWith(api, map[string]any{"tokenRef": "secret:github/token"}))
-	wantAppError(t, err, ErrTypeSecret, true, []string{"only env:NAME"})
+	wantAppError(t, err, activities.ErrSecretUnavailable, true, []string{"only env:NAME"})
 }

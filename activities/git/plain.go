@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/stagehand-dev/stagehand/activities"
 )
 
 // mergePlain merges with git itself. It works in a bare cache repository
@@ -18,17 +20,17 @@ import (
 func (a *Activities) mergePlain(ctx context.Context, in MergeInput) (MergeOutput, error) {
 	target := in.targetBranch()
 	if in.Remote == "" {
-		return MergeOutput{}, nonRetryable(ErrTypeInvalidArguments, "provider git needs remote")
+		return MergeOutput{}, nonRetryable(activities.ErrInvalidArguments, "provider git needs remote")
 	}
 	if in.PRBranch == "" {
-		return MergeOutput{}, nonRetryable(ErrTypeInvalidArguments, "provider git needs prBranch")
+		return MergeOutput{}, nonRetryable(activities.ErrInvalidArguments, "provider git needs prBranch")
 	}
 	if in.Method != "" && in.Method != "merge" {
-		return MergeOutput{}, nonRetryable(ErrTypeInvalidArguments,
+		return MergeOutput{}, nonRetryable(activities.ErrInvalidArguments,
 			fmt.Sprintf("provider git supports method merge only, not %q", in.Method))
 	}
 	if in.Repo != "" || in.APIURL != "" {
-		return MergeOutput{}, nonRetryable(ErrTypeInvalidArguments, "repo and apiURL belong to provider github")
+		return MergeOutput{}, nonRetryable(activities.ErrInvalidArguments, "repo and apiURL belong to provider github")
 	}
 	red := &redactor{}
 	token := ""
@@ -77,7 +79,7 @@ func (a *Activities) mergePlain(ctx context.Context, in MergeInput) (MergeOutput
 			return MergeOutput{}, err
 		}
 		if !found {
-			return MergeOutput{}, nonRetryable(ErrTypeBranchNotFound,
+			return MergeOutput{}, nonRetryable(activities.ErrBranchNotFound,
 				fmt.Sprintf("target branch %s not found on %s", target, rem.display()))
 		}
 		prHead, found, err := a.fetchRef(ctx, dir, rem, prRef)
@@ -93,7 +95,7 @@ func (a *Activities) mergePlain(ctx context.Context, in MergeInput) (MergeOutput
 				return MergeOutput{}, err
 			}
 			if !ok {
-				return MergeOutput{}, nonRetryable(ErrTypeBranchNotFound,
+				return MergeOutput{}, nonRetryable(activities.ErrBranchNotFound,
 					fmt.Sprintf("pull request branch %s not found on %s", in.PRBranch, rem.display()))
 			}
 			out.MergeCommit, out.PRHead, out.AlreadyMerged = commit, head, true
@@ -101,7 +103,7 @@ func (a *Activities) mergePlain(ctx context.Context, in MergeInput) (MergeOutput
 		}
 		out.PRHead = prHead
 		if in.ExpectHead != "" && !strings.HasPrefix(prHead, strings.ToLower(in.ExpectHead)) {
-			return MergeOutput{}, nonRetryable(ErrTypeHeadMoved,
+			return MergeOutput{}, nonRetryable(activities.ErrHeadMoved,
 				fmt.Sprintf("pull request branch %s is at %s, not the tested %s: it changed after it was checked", in.PRBranch, short(prHead), in.ExpectHead))
 		}
 
@@ -138,7 +140,7 @@ func (a *Activities) mergePlain(ctx context.Context, in MergeInput) (MergeOutput
 		if attempt >= a.maxPushAttempts() {
 			// Someone keeps pushing to the branch; let Temporal's backoff
 			// space out the next tries.
-			return MergeOutput{}, retryable(ErrTypePushRejected,
+			return MergeOutput{}, retryable(activities.ErrBranchMoving,
 				fmt.Sprintf("push to %s on %s rejected %d times: the branch keeps moving", target, rem.display(), attempt))
 		}
 		log.Info("target branch moved during the merge; merging again", "remote", rem.display(), "target", target, "attempt", attempt)
@@ -167,11 +169,11 @@ func (a *Activities) branchRef(ctx context.Context, key, name string) (string, e
 		ref = "refs/heads/" + name
 	}
 	if strings.HasPrefix(name, "-") {
-		return "", nonRetryable(ErrTypeInvalidArguments, fmt.Sprintf("%s %q is not a valid branch name", key, name))
+		return "", nonRetryable(activities.ErrInvalidArguments, fmt.Sprintf("%s %q is not a valid branch name", key, name))
 	}
 	if _, code, err := a.git(ctx, runOpts{}, "check-ref-format", ref); err != nil {
 		if code == 1 {
-			return "", nonRetryable(ErrTypeInvalidArguments, fmt.Sprintf("%s %q is not a valid branch name", key, name))
+			return "", nonRetryable(activities.ErrInvalidArguments, fmt.Sprintf("%s %q is not a valid branch name", key, name))
 		}
 		return "", err
 	}
@@ -185,7 +187,7 @@ func (a *Activities) cacheRepo(ctx context.Context, rem remote) (string, error) 
 	sum := sha256.Sum256([]byte(rem.addr))
 	dir := filepath.Join(a.workDir(), "repo-"+hex.EncodeToString(sum[:8]))
 	if err := os.MkdirAll(a.workDir(), 0o700); err != nil {
-		return "", nonRetryable(ErrTypeGitError, fmt.Sprintf("create work dir: %v", err))
+		return "", nonRetryable(activities.ErrGitError, fmt.Sprintf("create work dir: %v", err))
 	}
 	unlock := a.lock(dir)
 	defer unlock()
@@ -196,11 +198,11 @@ func (a *Activities) cacheRepo(ctx context.Context, rem remote) (string, error) 
 		// A crash during init can leave a directory git does not accept;
 		// it is only a cache.
 		if err := os.RemoveAll(dir); err != nil {
-			return "", nonRetryable(ErrTypeGitError, fmt.Sprintf("remove broken cache %s: %v", dir, err))
+			return "", nonRetryable(activities.ErrGitError, fmt.Sprintf("remove broken cache %s: %v", dir, err))
 		}
 	}
 	if _, _, err := a.git(ctx, runOpts{}, "init", "--bare", "--quiet", "--", dir); err != nil {
-		return "", nonRetryable(ErrTypeGitError, fmt.Sprintf("create cache repository: %v", err))
+		return "", nonRetryable(activities.ErrGitError, fmt.Sprintf("create cache repository: %v", err))
 	}
 	return dir, nil
 }
@@ -321,7 +323,7 @@ func (a *Activities) buildMerge(ctx context.Context, o runOpts, author []string,
 				files = append(files, f)
 			}
 		}
-		return "", nonRetryable(ErrTypeMergeConflict,
+		return "", nonRetryable(activities.ErrMergeConflict,
 			fmt.Sprintf("merging %s into %s conflicts in %d file(s): %s", short(prHead), short(targetHead), len(files), strings.Join(files, ", ")))
 	}
 	tree := parts[0]
@@ -356,7 +358,7 @@ func (a *Activities) push(ctx context.Context, dir string, rem remote, commit, r
 		case strings.Contains(all, "[remote rejected]"):
 			// A server-side hook or branch protection said no; pushing
 			// the same thing again will not change its mind.
-			return nonRetryable(ErrTypePushRejected,
+			return nonRetryable(activities.ErrPushRejected,
 				fmt.Sprintf("push to %s on %s: %s", ref, rem.display(), rem.red.clean(pushStatus(out, ge.stderr))))
 		case strings.Contains(all, "[rejected]"), strings.Contains(all, "non-fast-forward"),
 			strings.Contains(all, "fetch first"), strings.Contains(all, "stale info"):

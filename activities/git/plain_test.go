@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/stagehand-dev/stagehand/activities"
 	"github.com/stagehand-dev/stagehand/internal/gittest"
 )
 
@@ -87,7 +88,7 @@ func TestMergeConflictNamesFiles(t *testing.T) {
 	mainHead := repo.Commit("main", "change line 2 on main", map[string]string{"app.txt": "line 1\nline two from main\nline 3\n"})
 
 	_, err := runStep(t, newActivities(t), "git.merge", mergeWith(repo, nil))
-	wantAppError(t, err, ErrTypeMergeConflict, true, []string{"app.txt", "1 file"})
+	wantAppError(t, err, activities.ErrMergeConflict, true, []string{"app.txt", "1 file"})
 	if h := repo.Head("main"); h != mainHead {
 		t.Errorf("origin main moved to %s after a conflict", h)
 	}
@@ -157,7 +158,7 @@ func TestMergePushRaceGivesUp(t *testing.T) {
 		repo.Commit("main", "busy", map[string]string{"busy.txt": strings.Repeat("x", attempt) + "\n"})
 	}
 	_, err := runStep(t, a, "git.merge", mergeWith(repo, nil))
-	wantAppError(t, err, ErrTypePushRejected, false, []string{"rejected 2 times"})
+	wantAppError(t, err, activities.ErrBranchMoving, false, []string{"rejected 2 times"})
 	if n := repo.Count("main", "--merges"); n != 0 {
 		t.Errorf("%d merge commits, want 0", n)
 	}
@@ -204,7 +205,7 @@ func TestMergeExpectHead(t *testing.T) {
 	prHead := repo.Commit("pr-42", "feature", map[string]string{"feature.txt": "new\n"})
 	mainHead := repo.Head("main")
 	_, err := runStep(t, newActivities(t), "git.merge", mergeWith(repo, map[string]any{"expectHead": "0123abcd"}))
-	wantAppError(t, err, ErrTypeHeadMoved, true, []string{prHead[:8], "0123abcd"})
+	wantAppError(t, err, activities.ErrHeadMoved, true, []string{prHead[:8], "0123abcd"})
 	if repo.Head("main") != mainHead {
 		t.Error("merged despite HeadMoved")
 	}
@@ -217,23 +218,23 @@ func TestMergeExpectHead(t *testing.T) {
 func TestMergeMissingBranches(t *testing.T) {
 	repo := gittest.New(t)
 	_, err := runStep(t, newActivities(t), "git.merge", mergeWith(repo, nil))
-	wantAppError(t, err, ErrTypeBranchNotFound, true, []string{"pr-42", repo.Origin})
+	wantAppError(t, err, activities.ErrBranchNotFound, true, []string{"pr-42", repo.Origin})
 
 	repo.Commit("pr-42", "feature", map[string]string{"feature.txt": "new\n"})
 	_, err = runStep(t, newActivities(t), "git.merge", mergeWith(repo, map[string]any{"targetBranch": "develop"}))
-	wantAppError(t, err, ErrTypeBranchNotFound, true, []string{"target branch develop"})
+	wantAppError(t, err, activities.ErrBranchNotFound, true, []string{"target branch develop"})
 }
 
 func TestMergeUnreachableRemote(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "no-such-repo.git")
 	_, err := runStep(t, newActivities(t), "git.merge", map[string]any{"provider": "git", "remote": missing, "prBranch": "pr-1"})
-	wantAppError(t, err, ErrTypeRemoteNotFound, true, []string{"fetch refs/heads/main from " + missing, "does not appear to be a git repository"})
+	wantAppError(t, err, activities.ErrRemoteNotFound, true, []string{"fetch refs/heads/main from " + missing, "does not appear to be a git repository"})
 
 	// Nothing listens on port 1: a network failure is worth retrying, and
 	// the token in the URL must not appear anywhere.
 	_, err = runStep(t, newActivities(t), "git.merge", map[string]any{
 		"provider": "git", "remote": "http://deploy:s3cret-token-value@127.0.0.1:1/org/portal.git", "prBranch": "pr-1"})
-	wantAppError(t, err, ErrTypeGitUnavailable, false, []string{"127.0.0.1:1"}, "s3cret-token-value", "deploy:")
+	wantAppError(t, err, activities.ErrGitUnavailable, false, []string{"127.0.0.1:1"}, "s3cret-token-value", "deploy:")
 }
 
 // Credentials reach git as an HTTP header through its environment: the
@@ -267,7 +268,7 @@ func TestMergeHTTPCredentials(t *testing.T) {
 				with["tokenRef"] = c.tokenRef
 			}
 			_, err := runStep(t, newActivities(t), "git.merge", with)
-			wantAppError(t, err, ErrTypeGitAuth, true, []string{srv.Listener.Addr().String()}, c.wantPass,
+			wantAppError(t, err, activities.ErrGitAuth, true, []string{srv.Listener.Addr().String()}, c.wantPass,
 				base64.StdEncoding.EncodeToString([]byte(c.wantUser+":"+c.wantPass)))
 			want := "Basic " + base64.StdEncoding.EncodeToString([]byte(c.wantUser+":"+c.wantPass))
 			mu.Lock()
@@ -282,7 +283,7 @@ func TestMergeHTTPCredentials(t *testing.T) {
 func TestMergeMissingSecret(t *testing.T) {
 	_, err := runStep(t, newActivities(t), "git.merge", map[string]any{
 		"provider": "git", "remote": "https://git.example.com/o/r.git", "prBranch": "pr-1", "tokenRef": "env:STAGEHAND_TEST_UNSET_TOKEN"})
-	wantAppError(t, err, ErrTypeSecret, true, []string{"env:STAGEHAND_TEST_UNSET_TOKEN", "not set"})
+	wantAppError(t, err, activities.ErrSecretUnavailable, true, []string{"env:STAGEHAND_TEST_UNSET_TOKEN", "not set"})
 }
 
 func TestMergeInvalidArguments(t *testing.T) {
@@ -308,10 +309,10 @@ func TestMergeInvalidArguments(t *testing.T) {
 			_, err := runStep(t, newActivities(t), "git.merge", c.with)
 			if c.name == "no provider" {
 				// The adapter passes it through; Merge says what is missing.
-				wantAppError(t, err, ErrTypeInvalidArguments, true, []string{"provider is required"})
+				wantAppError(t, err, activities.ErrInvalidArguments, true, []string{"provider is required"})
 				return
 			}
-			wantAppError(t, err, ErrTypeInvalidArguments, true, []string{c.want})
+			wantAppError(t, err, activities.ErrInvalidArguments, true, []string{c.want})
 		})
 	}
 }
@@ -329,7 +330,7 @@ func TestHeadCommit(t *testing.T) {
 		t.Errorf("outputs %v, want %s", out, prHead)
 	}
 	_, err := runStep(t, a, "git.headCommit", map[string]any{"remote": repo.Origin, "branch": "gone"})
-	wantAppError(t, err, ErrTypeBranchNotFound, true, []string{"branch gone"})
+	wantAppError(t, err, activities.ErrBranchNotFound, true, []string{"branch gone"})
 }
 
 // A cache directory left broken by a crash is rebuilt, not fatal.
@@ -374,7 +375,7 @@ func TestMergeRemoteRejects(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := runStep(t, newActivities(t), "git.merge", mergeWith(repo, nil))
-	wantAppError(t, err, ErrTypePushRejected, true, []string{"refs/heads/main", "pre-receive hook declined", "remote: main is protected"})
+	wantAppError(t, err, activities.ErrPushRejected, true, []string{"refs/heads/main", "pre-receive hook declined", "remote: main is protected"})
 	if repo.Head("main") != mainHead {
 		t.Error("origin main moved")
 	}

@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"strings"
 	"time"
+
+	"github.com/stagehand-dev/stagehand/activities"
 )
 
 // remote is a parsed remote: the address git is given (never carrying a
@@ -33,7 +35,7 @@ type remote struct {
 func parseRemote(raw, token string, red *redactor) (remote, error) {
 	r := remote{addr: raw, red: red}
 	if strings.HasPrefix(raw, "-") {
-		return r, nonRetryable(ErrTypeInvalidArguments, "remote must not start with '-'")
+		return r, nonRetryable(activities.ErrInvalidArguments, "remote must not start with '-'")
 	}
 	u, err := url.Parse(raw)
 	isHTTP := err == nil && (u.Scheme == "http" || u.Scheme == "https")
@@ -62,7 +64,7 @@ func parseRemote(raw, token string, red *redactor) (remote, error) {
 	}
 	if token != "" {
 		if !isHTTP {
-			return r, nonRetryable(ErrTypeInvalidArguments,
+			return r, nonRetryable(activities.ErrInvalidArguments,
 				fmt.Sprintf("tokenRef needs an http(s) remote, not %s", red.clean(raw)))
 		}
 		red.add(token)
@@ -185,14 +187,14 @@ func (a *Activities) git(ctx context.Context, o runOpts, args ...string) (string
 		return out, -1, ctx.Err()
 	}
 	if cmdCtx.Err() != nil {
-		return out, -1, retryable(ErrTypeGitUnavailable,
+		return out, -1, retryable(activities.ErrGitUnavailable,
 			fmt.Sprintf("git %s: timed out after %s", sub, time.Since(start).Round(time.Millisecond)))
 	}
 	var exitErr *exec.ExitError
 	if !errors.As(err, &exitErr) {
 		// git itself could not start: a worker without git is broken
 		// until someone installs it, so retrying does not help.
-		return out, -1, nonRetryable(ErrTypeGitError, fmt.Sprintf("run git %s: %v", sub, err))
+		return out, -1, nonRetryable(activities.ErrGitError, fmt.Sprintf("run git %s: %v", sub, err))
 	}
 	msg := strings.TrimSpace(stderr.String())
 	if msg == "" {
@@ -247,15 +249,15 @@ func classifyRemote(what string, err error) error {
 		strings.Contains(s, "repository not found"),
 		strings.Contains(s, "not found") && strings.Contains(s, "repository"),
 		strings.Contains(s, "no such file or directory"):
-		return nonRetryable(ErrTypeRemoteNotFound, msg)
+		return nonRetryable(activities.ErrRemoteNotFound, msg)
 	case strings.Contains(s, "authentication failed"),
 		strings.Contains(s, "could not read username"),
 		strings.Contains(s, "could not read password"),
 		strings.Contains(s, "permission denied"),
 		strings.Contains(s, "403"),
 		strings.Contains(s, "401"):
-		return nonRetryable(ErrTypeGitAuth, msg)
+		return nonRetryable(activities.ErrGitAuth, msg)
 	default:
-		return retryable(ErrTypeGitUnavailable, msg)
+		return retryable(activities.ErrGitUnavailable, msg)
 	}
 }

@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/stagehand-dev/stagehand/activities"
+	"github.com/stagehand-dev/stagehand/activities/steps"
 )
 
 // Providers of git.merge.
@@ -124,7 +124,7 @@ func (o MergeOutput) withShort() MergeOutput {
 // a success with AlreadyMerged set.
 func (a *Activities) Merge(ctx context.Context, in MergeInput) (MergeOutput, error) {
 	if in.ExpectHead != "" && !isHex(in.ExpectHead) {
-		return MergeOutput{}, nonRetryable(ErrTypeInvalidArguments, fmt.Sprintf("expectHead %q is not a commit sha", in.ExpectHead))
+		return MergeOutput{}, nonRetryable(activities.ErrInvalidArguments, fmt.Sprintf("expectHead %q is not a commit sha", in.ExpectHead))
 	}
 	switch in.Provider {
 	case ProviderGit:
@@ -132,9 +132,9 @@ func (a *Activities) Merge(ctx context.Context, in MergeInput) (MergeOutput, err
 	case ProviderGitHub:
 		return a.mergeGitHub(ctx, in)
 	case "":
-		return MergeOutput{}, nonRetryable(ErrTypeInvalidArguments, "provider is required: git or github")
+		return MergeOutput{}, nonRetryable(activities.ErrInvalidArguments, "provider is required: git or github")
 	default:
-		return MergeOutput{}, nonRetryable(ErrTypeInvalidArguments, fmt.Sprintf("unknown provider %q: want git or github", in.Provider))
+		return MergeOutput{}, nonRetryable(activities.ErrInvalidArguments, fmt.Sprintf("unknown provider %q: want git or github", in.Provider))
 	}
 }
 
@@ -165,7 +165,7 @@ type HeadCommitOutput struct {
 // to verify that production runs the commit a merge produced.
 func (a *Activities) HeadCommit(ctx context.Context, in HeadCommitInput) (HeadCommitOutput, error) {
 	if in.Remote == "" {
-		return HeadCommitOutput{}, nonRetryable(ErrTypeInvalidArguments, "remote is required")
+		return HeadCommitOutput{}, nonRetryable(activities.ErrInvalidArguments, "remote is required")
 	}
 	branch := orDefault(in.Branch, "main")
 	red := &redactor{}
@@ -194,21 +194,14 @@ func (a *Activities) HeadCommit(ctx context.Context, in HeadCommitInput) (HeadCo
 			return HeadCommitOutput{SHA: sha, ShortSHA: short(sha)}, nil
 		}
 	}
-	return HeadCommitOutput{}, nonRetryable(ErrTypeBranchNotFound, fmt.Sprintf("branch %s not found on %s", branch, rem.display()))
+	return HeadCommitOutput{}, nonRetryable(activities.ErrBranchNotFound, fmt.Sprintf("branch %s not found on %s", branch, rem.display()))
 }
 
-// StepTypes lists the git steps. a may be a zero Activities (validation
-// only).
+// StepTypes binds the git steps to their specs in activities/steps. a may
+// be a zero Activities (tests that only need the catalogue).
 func StepTypes(a *Activities) []activities.StepType {
-	merge := activities.Step("git.merge",
-		"Merge a pull request exactly once, with plain git (provider: git) or the GitHub API (provider: github); an already merged PR is a success with alreadyMerged: true.",
-		a.Merge)
-	merge.Required = []string{"provider"}
-	merge.DefaultTimeout = 10 * time.Minute
-
-	head := activities.Step("git.headCommit", "Read a branch's head commit from a remote.", a.HeadCommit)
-	head.Required = []string{"remote"}
-	head.DefaultTimeout = 2 * time.Minute
-
-	return []activities.StepType{merge, head}
+	return []activities.StepType{
+		activities.Implement(steps.Spec("git.merge"), a.Merge),
+		activities.Implement(steps.Spec("git.headCommit"), a.HeadCommit),
+	}
 }

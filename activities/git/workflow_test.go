@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/testsuite"
@@ -86,6 +87,10 @@ func TestPatchTailRunbook(t *testing.T) {
 		}
 		var suite testsuite.WorkflowTestSuite
 		env := suite.NewTestWorkflowEnvironment()
+		// The test environment's default 3 s is wall-clock time, and the
+		// activities here run real git, which takes longer than that under
+		// the race detector.
+		env.SetTestTimeout(time.Minute)
 		workflows.Register(env, &workflows.Resolver{Library: lib, Catalogue: cat})
 		env.OnUpsertTypedSearchAttributes(mock.Anything).Return(nil)
 		env.ExecuteWorkflow(workflows.WorkflowType, workflows.RunInput{Definition: patchTail,

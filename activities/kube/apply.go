@@ -12,6 +12,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+
+	"github.com/stagehand-dev/stagehand/activities"
 )
 
 // ApplyInput is the `with` of kube.apply.
@@ -42,7 +44,7 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyOutput, err
 		return ApplyOutput{}, err
 	}
 	if c.Dynamic == nil || c.Mapper == nil {
-		return ApplyOutput{}, nonRetryable(ErrTypeInvalidArguments, fmt.Sprintf("cluster %q has no dynamic client; it cannot apply manifests", c.Name), nil)
+		return ApplyOutput{}, nonRetryable(activities.ErrKubeNoDynamicClient, fmt.Sprintf("cluster %q has no dynamic client; it cannot apply manifests", c.Name), nil)
 	}
 	objs, err := decodeManifests(in.Manifests)
 	if err != nil {
@@ -64,7 +66,7 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyOutput, err
 		if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
 			if obj.GetNamespace() == "" {
 				if in.Namespace == "" {
-					return ApplyOutput{}, nonRetryable(ErrTypeInvalidArguments, fmt.Sprintf(
+					return ApplyOutput{}, nonRetryable(activities.ErrInvalidArguments, fmt.Sprintf(
 						"manifest %d (%s %s) names no namespace and the step sets none", i+1, gvk.Kind, obj.GetName()), nil)
 				}
 				obj.SetNamespace(in.Namespace)
@@ -102,7 +104,7 @@ func (a *Activities) restMapping(c *Cluster, gvk schema.GroupVersionKind) (*meta
 		mapping, err = c.Mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
 	}
 	if meta.IsNoMatchError(err) {
-		return nil, nonRetryable(ErrTypeUnknownKind, fmt.Sprintf("the cluster does not serve %s", gvk.String()), err)
+		return nil, nonRetryable(activities.ErrKubeUnknownKind, fmt.Sprintf("the cluster does not serve %s", gvk.String()), err)
 	}
 	if err != nil {
 		return nil, classify(fmt.Sprintf("discover resource for %s", gvk.String()), err)
@@ -121,7 +123,7 @@ func decodeManifests(s string) ([]*unstructured.Unstructured, error) {
 			if errors.Is(err, io.EOF) {
 				break
 			}
-			return nil, nonRetryable(ErrTypeInvalidArguments, fmt.Sprintf("manifests: document %d is not valid YAML", doc), err)
+			return nil, nonRetryable(activities.ErrInvalidArguments, fmt.Sprintf("manifests: document %d is not valid YAML", doc), err)
 		}
 		if len(m) == 0 {
 			continue
@@ -130,7 +132,7 @@ func decodeManifests(s string) ([]*unstructured.Unstructured, error) {
 		if u.IsList() {
 			list, err := u.ToList()
 			if err != nil {
-				return nil, nonRetryable(ErrTypeInvalidArguments, fmt.Sprintf("manifests: document %d: bad list", doc), err)
+				return nil, nonRetryable(activities.ErrInvalidArguments, fmt.Sprintf("manifests: document %d: bad list", doc), err)
 			}
 			for i := range list.Items {
 				out = append(out, &list.Items[i])
@@ -138,13 +140,13 @@ func decodeManifests(s string) ([]*unstructured.Unstructured, error) {
 			continue
 		}
 		if u.GetAPIVersion() == "" || u.GetKind() == "" || u.GetName() == "" {
-			return nil, nonRetryable(ErrTypeInvalidArguments, fmt.Sprintf(
+			return nil, nonRetryable(activities.ErrInvalidArguments, fmt.Sprintf(
 				"manifests: document %d needs apiVersion, kind and metadata.name", doc), nil)
 		}
 		out = append(out, u)
 	}
 	if len(out) == 0 {
-		return nil, nonRetryable(ErrTypeInvalidArguments, "manifests: no objects", nil)
+		return nil, nonRetryable(activities.ErrInvalidArguments, "manifests: no objects", nil)
 	}
 	return out, nil
 }

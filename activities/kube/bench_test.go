@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
 
+	"github.com/stagehand-dev/stagehand/activities"
 	"github.com/stagehand-dev/stagehand/internal/kubetest"
 	"github.com/stagehand-dev/stagehand/internal/podsim"
 )
@@ -76,7 +77,7 @@ func BenchmarkFailureDetection(b *testing.B) {
 			}
 			_, err := a.waitRollout(ctx, c, ref, time.Minute, func(string) {})
 			failed := time.Now()
-			if t := errType(err); t != ErrTypePodFailure {
+			if t := errType(err); t != activities.ErrPodFailure {
 				b.Fatalf("trial %d: waitRollout error %v (type %s), want PodFailure", i, err, t)
 			}
 			at, ok := firstFault(env.Sim, ns, name+"-", podsim.ReasonCrashLoopBackOff, bad)

@@ -11,32 +11,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
-)
 
-// Stable ApplicationError types. Runbooks match on these in their retry
-// `nonRetryable` lists and the audit groups failures by them, so they are
-// part of the step contract: do not rename.
-const (
-	ErrTypeForbidden        = "KubeForbidden"
-	ErrTypeUnauthorized     = "KubeUnauthorized"
-	ErrTypeNotFound         = "KubeNotFound"
-	ErrTypeInvalid          = "KubeInvalid"
-	ErrTypeConflict         = "KubeConflict"
-	ErrTypeFieldConflict    = "KubeApplyConflict"
-	ErrTypeUnavailable      = "KubeUnavailable"
-	ErrTypeOther            = "KubeError"
-	ErrTypeUnknownKind      = "KubeUnknownKind"
-	ErrTypePodFailure       = "PodFailure"
-	ErrTypeProgressDeadline = "ProgressDeadlineExceeded"
-	ErrTypeRolloutTimeout   = "RolloutTimeout"
-	ErrTypePaused           = "DeploymentPaused"
-	ErrTypeWarningEvents    = "WarningEvents"
-	ErrTypePodsNotReady     = "PodsNotReady"
-	ErrTypePodNotReady      = "PodNotReady"
-	ErrTypePodRestarted     = "PodRestarted"
-	ErrTypeImageMismatch    = "ImageMismatch"
-	ErrTypeNoRollbackTarget = "NoRollbackTarget"
-	ErrTypeInvalidArguments = "InvalidArguments"
+	"github.com/stagehand-dev/stagehand/activities"
 )
 
 // The cause's text is folded into the message instead of being attached as
@@ -84,27 +60,27 @@ func classify(msg string, err error) error {
 func errorType(err error) (string, bool) {
 	switch {
 	case apierrors.IsForbidden(err):
-		return ErrTypeForbidden, true
+		return activities.ErrKubeForbidden, true
 	case apierrors.IsUnauthorized(err):
-		return ErrTypeUnauthorized, true
+		return activities.ErrKubeUnauthorized, true
 	case apierrors.IsNotFound(err):
-		return ErrTypeNotFound, true
+		return activities.ErrKubeNotFound, true
 	case isApplyConflict(err):
 		// A server-side apply conflict with another field manager stays a
 		// conflict however often it is retried.
-		return ErrTypeFieldConflict, true
+		return activities.ErrKubeApplyConflict, true
 	case apierrors.IsConflict(err), apierrors.IsAlreadyExists(err):
-		return ErrTypeConflict, false
+		return activities.ErrKubeConflict, false
 	case apierrors.IsInvalid(err), apierrors.IsBadRequest(err), apierrors.IsMethodNotSupported(err),
 		apierrors.IsNotAcceptable(err), apierrors.IsUnsupportedMediaType(err), apierrors.IsRequestEntityTooLargeError(err):
-		return ErrTypeInvalid, true
+		return activities.ErrKubeInvalid, true
 	case apierrors.IsTooManyRequests(err), apierrors.IsServerTimeout(err), apierrors.IsTimeout(err),
 		apierrors.IsServiceUnavailable(err), apierrors.IsInternalError(err), apierrors.IsUnexpectedServerError(err):
-		return ErrTypeUnavailable, false
+		return activities.ErrKubeUnavailable, false
 	case isConnectionError(err):
-		return ErrTypeUnavailable, false
+		return activities.ErrKubeUnavailable, false
 	}
-	return ErrTypeOther, false
+	return activities.ErrKubeError, false
 }
 
 // isPermanent reports whether a list/watch error should end a waiting step

@@ -12,6 +12,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/stagehand-dev/stagehand/activities"
 )
 
 // EventsInput is the `with` of kube.events.
@@ -114,7 +116,7 @@ func (a *Activities) Events(ctx context.Context, in EventsInput) (EventsOutput, 
 		out.Events = append(out.Events, e)
 	}
 	if len(bad) > 0 {
-		return EventsOutput{}, nonRetryable(ErrTypeWarningEvents, warningsMessage(in, bad), nil)
+		return EventsOutput{}, nonRetryable(activities.ErrWarningEvents, warningsMessage(in, bad), nil)
 	}
 	return out, nil
 }
@@ -144,7 +146,7 @@ func compileAllow(patterns []string) ([]*regexp.Regexp, error) {
 	for _, p := range patterns {
 		re, err := regexp.Compile(p)
 		if err != nil {
-			return nil, nonRetryable(ErrTypeInvalidArguments, fmt.Sprintf("allow: bad pattern %q", p), err)
+			return nil, nonRetryable(activities.ErrInvalidArguments, fmt.Sprintf("allow: bad pattern %q", p), err)
 		}
 		out = append(out, re)
 	}
@@ -179,7 +181,7 @@ func resolveSince(ctx context.Context, s string, now time.Time) (time.Time, erro
 	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
 		return now.Add(-d).Truncate(time.Second), nil
 	}
-	return time.Time{}, nonRetryable(ErrTypeInvalidArguments, fmt.Sprintf(
+	return time.Time{}, nonRetryable(activities.ErrInvalidArguments, fmt.Sprintf(
 		"since: %q is neither an RFC 3339 time nor a duration like 15m", s), nil)
 }
 
@@ -283,5 +285,5 @@ func eventCount(ev corev1.Event) int32 {
 
 func isNotFoundErr(err error) bool {
 	t, _ := errorType(err)
-	return t == ErrTypeNotFound
+	return t == activities.ErrKubeNotFound
 }

@@ -247,7 +247,7 @@ func TestIntegrationHappyRollout(t *testing.T) {
 		t.Errorf("checkPods outputs %v", pods)
 	}
 	wrong := runStep(t, a, "kube.checkPods", with("image", "registry.local/backstage:pr-9-zzzz"), nil)
-	wantAppError(t, wrong.err, ErrTypeImageMismatch, false, "pr-9-zzzz")
+	wantAppError(t, wrong.err, activities.ErrImageMismatch, false, "pr-9-zzzz")
 
 	events := mustStep(t, a, "kube.events", with("since", set["changedAt"]))
 	list, _ := events["events"].([]any)
@@ -316,7 +316,7 @@ func TestIntegrationPodFailures(t *testing.T) {
 			start := time.Now()
 			run := runStep(t, a, "kube.waitRollout", dep, nil)
 			took := time.Since(start)
-			wantAppError(t, run.err, ErrTypePodFailure, true, "pod portal-", `container "portal"`, "restarts:")
+			wantAppError(t, run.err, activities.ErrPodFailure, true, "pod portal-", `container "portal"`, "restarts:")
 			matched := false
 			for _, r := range tc.reasons {
 				matched = matched || strings.Contains(run.err.Error(), ": "+r)
@@ -341,7 +341,7 @@ func TestIntegrationPodFailures(t *testing.T) {
 				t.Fatal(err)
 			}
 			ev := runStep(t, a, "kube.events", map[string]any{"namespace": ns, "deployment": "portal", "since": set["changedAt"]}, nil)
-			wantAppError(t, ev.err, ErrTypeWarningEvents, true, "Pod/portal-")
+			wantAppError(t, ev.err, activities.ErrWarningEvents, true, "Pod/portal-")
 			allowed := runStep(t, a, "kube.events", map[string]any{"namespace": ns, "deployment": "portal",
 				"since": set["changedAt"], "allow": []any{"BackOff|Failed|pull|restarting"}}, nil)
 			if allowed.err != nil {
@@ -379,7 +379,7 @@ func TestIntegrationProgressDeadline(t *testing.T) {
 	mustStep(t, a, "kube.setImage", map[string]any{"namespace": ns, "deployment": "portal", "image": "backstage:pr-8-notready"})
 	start := time.Now()
 	run := runStep(t, a, "kube.waitRollout", map[string]any{"namespace": ns, "deployment": "portal", "timeout": "1m"}, nil)
-	wantAppError(t, run.err, ErrTypeProgressDeadline, true, "exceeded its progress deadline", "not ready")
+	wantAppError(t, run.err, activities.ErrProgressDeadline, true, "exceeded its progress deadline", "not ready")
 	if took := time.Since(start); took < 4*time.Second || took > 30*time.Second {
 		t.Errorf("deadline reported after %s, want about 5s", took)
 	}
@@ -548,12 +548,12 @@ func TestIntegrationRBAC(t *testing.T) {
 	}
 
 	denied := runStep(t, sa, "kube.setImage", map[string]any{"namespace": other, "deployment": "portal", "image": "backstage:2"}, nil)
-	wantAppError(t, denied.err, ErrTypeForbidden, true, "forbidden", "system:serviceaccount:stagehand:stagehand-worker", other)
+	wantAppError(t, denied.err, activities.ErrKubeForbidden, true, "forbidden", "system:serviceaccount:stagehand:stagehand-worker", other)
 	deniedWait := runStep(t, sa, "kube.waitRollout", map[string]any{"namespace": other, "deployment": "portal"}, nil)
-	wantAppError(t, deniedWait.err, ErrTypeForbidden, true, "forbidden")
+	wantAppError(t, deniedWait.err, activities.ErrKubeForbidden, true, "forbidden")
 	// The Role grants no create: applying as the worker is refused too.
 	deniedApply := runStep(t, sa, "kube.apply", map[string]any{"namespace": ns,
 		"manifests": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n"}, nil)
-	wantAppError(t, deniedApply.err, ErrTypeForbidden, true, "ConfigMap/"+ns+"/x")
+	wantAppError(t, deniedApply.err, activities.ErrKubeForbidden, true, "ConfigMap/"+ns+"/x")
 	t.Logf("forbidden as reported: %v", denied.err)
 }

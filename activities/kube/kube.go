@@ -9,8 +9,9 @@
 // short kube-apiserver outages by re-listing and re-watching with a capped
 // backoff while heartbeating, instead of failing the step.
 //
-// The step types (see StepTypes; inputs and outputs are the *Input and
-// *Output structs' JSON fields):
+// The step types (described, with their arguments, outputs and error types,
+// in activities/steps; StepTypes binds them to the methods here, whose
+// *Input and *Output structs' JSON fields must match those descriptions):
 //
 //	kube.setImage     set one container's image (idempotent)
 //	kube.getImage     read it, e.g. to record the rollback target
@@ -44,6 +45,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/stagehand-dev/stagehand/activities"
 )
 
 // FieldManager is the server-side apply field manager for everything
@@ -147,7 +150,7 @@ const DefaultClusterName = "default"
 
 func (a *Activities) cluster(name string) (*Cluster, error) {
 	if a == nil || len(a.Clusters) == 0 {
-		return nil, nonRetryable("KubeNoCluster", "no Kubernetes cluster is configured on this worker", nil)
+		return nil, nonRetryable(activities.ErrKubeNoCluster, "no Kubernetes cluster is configured on this worker", nil)
 	}
 	if name == "" {
 		if len(a.Clusters) == 1 {
@@ -164,7 +167,7 @@ func (a *Activities) cluster(name string) (*Cluster, error) {
 			known = append(known, k)
 		}
 		sort.Strings(known)
-		return nil, nonRetryable("KubeUnknownCluster",
+		return nil, nonRetryable(activities.ErrKubeUnknownCluster,
 			fmt.Sprintf("unknown cluster %q (configured: %s)", name, strings.Join(known, ", ")), nil)
 	}
 	return c, nil
@@ -213,7 +216,7 @@ func parseDuration(key, s string, def time.Duration) (time.Duration, error) {
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil || d < 0 {
-		return 0, nonRetryable("InvalidArguments", fmt.Sprintf("%s: %q is not a duration like 30s or 5m", key, s), nil)
+		return 0, nonRetryable(activities.ErrInvalidArguments, fmt.Sprintf("%s: %q is not a duration like 30s or 5m", key, s), nil)
 	}
 	return d, nil
 }

@@ -9,6 +9,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
+
+	"github.com/stagehand-dev/stagehand/activities"
 )
 
 // CheckPodsInput is the `with` of kube.checkPods.
@@ -72,22 +74,22 @@ func (pc *podCheck) initial(pods []*corev1.Pod) ([]string, error) {
 	var names []string
 	for _, p := range live {
 		if f := classifyPod(p); f != nil {
-			return nil, nonRetryable(ErrTypePodFailure, fmt.Sprintf("pods of deployment %s: %s", pc.ref, f.Error()), nil)
+			return nil, nonRetryable(activities.ErrPodFailure, fmt.Sprintf("pods of deployment %s: %s", pc.ref, f.Error()), nil)
 		}
 	}
 	for _, p := range live {
 		_, img, ok := containerImage(&p.Spec, pc.container)
 		if !ok || img != pc.image {
-			return nil, retryable(ErrTypeImageMismatch, fmt.Sprintf(
+			return nil, retryable(activities.ErrImageMismatch, fmt.Sprintf(
 				"pod %s of deployment %s runs %q in container %q, expected %q", p.Name, pc.ref, img, pc.container, pc.image), nil)
 		}
 		if !podReady(p) {
-			return nil, retryable(ErrTypePodsNotReady, fmt.Sprintf("deployment %s: %s", pc.ref, notReadyText(p)), nil)
+			return nil, retryable(activities.ErrPodsNotReady, fmt.Sprintf("deployment %s: %s", pc.ref, notReadyText(p)), nil)
 		}
 		names = append(names, p.Name)
 	}
 	if int32(len(live)) != pc.replicas {
-		return nil, retryable(ErrTypePodsNotReady, fmt.Sprintf(
+		return nil, retryable(activities.ErrPodsNotReady, fmt.Sprintf(
 			"deployment %s has %d pods, wants %d", pc.ref, len(live), pc.replicas), nil)
 	}
 	pc.restarts = map[string]map[string]int32{}
@@ -104,7 +106,7 @@ func (pc *podCheck) during(p *corev1.Pod) error {
 		return nil
 	}
 	if f := classifyPod(p); f != nil {
-		return nonRetryable(ErrTypePodFailure, fmt.Sprintf("pods of deployment %s during soak: %s", pc.ref, f.Error()), nil)
+		return nonRetryable(activities.ErrPodFailure, fmt.Sprintf("pods of deployment %s during soak: %s", pc.ref, f.Error()), nil)
 	}
 	base, known := pc.restarts[p.Name]
 	if !known {
@@ -112,12 +114,12 @@ func (pc *podCheck) during(p *corev1.Pod) error {
 	}
 	for name, n := range restartCounts(p) {
 		if n > base[name] {
-			return nonRetryable(ErrTypePodRestarted, fmt.Sprintf(
+			return nonRetryable(activities.ErrPodRestarted, fmt.Sprintf(
 				"pod %s container %q of deployment %s restarted during soak (restarts %d -> %d)", p.Name, name, pc.ref, base[name], n), nil)
 		}
 	}
 	if !podReady(p) {
-		return nonRetryable(ErrTypePodNotReady, fmt.Sprintf("deployment %s during soak: %s", pc.ref, notReadyText(p)), nil)
+		return nonRetryable(activities.ErrPodNotReady, fmt.Sprintf("deployment %s during soak: %s", pc.ref, notReadyText(p)), nil)
 	}
 	return nil
 }
@@ -152,7 +154,7 @@ func (a *Activities) CheckPods(ctx context.Context, in CheckPodsInput) (CheckPod
 	}
 	container, image, ok := containerImage(&d.Spec.Template.Spec, in.Container)
 	if !ok {
-		return CheckPodsOutput{}, nonRetryable(ErrTypeInvalidArguments, fmt.Sprintf(
+		return CheckPodsOutput{}, nonRetryable(activities.ErrInvalidArguments, fmt.Sprintf(
 			"deployment %s has no container %q (containers: %s)", ref, in.Container, containerNames(&d.Spec.Template.Spec)), nil)
 	}
 	if in.Image != "" {

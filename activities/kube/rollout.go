@@ -17,6 +17,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
+
+	"github.com/stagehand-dev/stagehand/activities"
 )
 
 // DeploymentRef names a Deployment in a cluster.
@@ -64,7 +66,7 @@ func (a *Activities) SetImage(ctx context.Context, in SetImageInput) (SetImageOu
 		return SetImageOutput{}, err
 	}
 	if in.Image == "" {
-		return SetImageOutput{}, nonRetryable(ErrTypeInvalidArguments, "image must not be empty", nil)
+		return SetImageOutput{}, nonRetryable(activities.ErrInvalidArguments, "image must not be empty", nil)
 	}
 	ref := DeploymentRef{Namespace: in.Namespace, Deployment: in.Deployment}
 	d, err := c.Client.AppsV1().Deployments(in.Namespace).Get(ctx, in.Deployment, metav1.GetOptions{})
@@ -104,13 +106,13 @@ func (a *Activities) SetImage(ctx context.Context, in SetImageInput) (SetImageOu
 func pickContainer(spec *corev1.PodSpec, name string, ref DeploymentRef) (string, error) {
 	if name == "" {
 		if len(spec.Containers) != 1 {
-			return "", nonRetryable(ErrTypeInvalidArguments, fmt.Sprintf(
+			return "", nonRetryable(activities.ErrInvalidArguments, fmt.Sprintf(
 				"deployment %s has %d containers (%s): say which one with `container`", ref, len(spec.Containers), containerNames(spec)), nil)
 		}
 		return spec.Containers[0].Name, nil
 	}
 	if _, _, ok := containerImage(spec, name); !ok {
-		return "", nonRetryable(ErrTypeInvalidArguments, fmt.Sprintf(
+		return "", nonRetryable(activities.ErrInvalidArguments, fmt.Sprintf(
 			"deployment %s has no container %q (containers: %s)", ref, name, containerNames(spec)), nil)
 	}
 	return name, nil
@@ -253,11 +255,11 @@ func podListWatch(c *Cluster, ns, selector string) listWatch {
 func deploymentSelector(d *appsv1.Deployment) (string, error) {
 	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
 	if err != nil {
-		return "", nonRetryable(ErrTypeInvalid, fmt.Sprintf("deployment %s/%s has an invalid selector", d.Namespace, d.Name), err)
+		return "", nonRetryable(activities.ErrKubeInvalid, fmt.Sprintf("deployment %s/%s has an invalid selector", d.Namespace, d.Name), err)
 	}
 	if sel.Empty() {
 		// An empty selector would watch every pod in the namespace.
-		return "", nonRetryable(ErrTypeInvalid, fmt.Sprintf("deployment %s/%s has an empty selector", d.Namespace, d.Name), nil)
+		return "", nonRetryable(activities.ErrKubeInvalid, fmt.Sprintf("deployment %s/%s has an empty selector", d.Namespace, d.Name), nil)
 	}
 	return sel.String(), nil
 }
@@ -354,7 +356,7 @@ func (a *Activities) waitRollout(ctx context.Context, c *Cluster, ref Deployment
 			return WaitRolloutOutput{}, fmt.Errorf("wait for rollout of deployment %s after %s (%s): %w",
 				ref, elapsed(start), status, ctx.Err())
 		case <-deadline:
-			return WaitRolloutOutput{}, nonRetryable(ErrTypeRolloutTimeout, fmt.Sprintf(
+			return WaitRolloutOutput{}, nonRetryable(activities.ErrRolloutTimeout, fmt.Sprintf(
 				"rollout of deployment %s not complete after %s: %s", ref, elapsed(start), status), nil)
 		case <-ticker.C:
 			report()
@@ -373,10 +375,10 @@ func (a *Activities) waitRollout(ctx context.Context, c *Cluster, ref Deployment
 		}
 		if w.dep == nil {
 			if startedChildren {
-				return WaitRolloutOutput{}, nonRetryable(ErrTypeNotFound, fmt.Sprintf("deployment %s was deleted during its rollout", ref), nil)
+				return WaitRolloutOutput{}, nonRetryable(activities.ErrKubeNotFound, fmt.Sprintf("deployment %s was deleted during its rollout", ref), nil)
 			}
 			// The first list said there is no such Deployment.
-			return WaitRolloutOutput{}, nonRetryable(ErrTypeNotFound, fmt.Sprintf("deployment %s not found", ref), nil)
+			return WaitRolloutOutput{}, nonRetryable(activities.ErrKubeNotFound, fmt.Sprintf("deployment %s not found", ref), nil)
 		}
 		if !startedChildren {
 			sel, err := deploymentSelector(w.dep)
@@ -413,7 +415,7 @@ func (a *Activities) evaluate(ctx context.Context, c *Cluster, w *rolloutWatch, 
 		for _, p := range newPods {
 			if f := classifyPod(p); f != nil {
 				f.Logs = a.lastLogLines(ctx, c, p.Namespace, f)
-				return WaitRolloutOutput{}, false, "", nonRetryable(ErrTypePodFailure, fmt.Sprintf(
+				return WaitRolloutOutput{}, false, "", nonRetryable(activities.ErrPodFailure, fmt.Sprintf(
 					"rollout of deployment %s failed after %s: %s", ref, elapsed(start), f.Error()), nil)
 			}
 		}
@@ -427,7 +429,7 @@ func (a *Activities) evaluate(ctx context.Context, c *Cluster, w *rolloutWatch, 
 				break
 			}
 		}
-		return WaitRolloutOutput{}, false, "", nonRetryable(ErrTypeProgressDeadline, fmt.Sprintf(
+		return WaitRolloutOutput{}, false, "", nonRetryable(activities.ErrProgressDeadline, fmt.Sprintf(
 			"rollout of deployment %s failed after %s: %s", ref, elapsed(start), msg), nil)
 	}
 	if st.Done {
@@ -448,7 +450,7 @@ func (a *Activities) evaluate(ctx context.Context, c *Cluster, w *rolloutWatch, 
 	if d.Spec.Paused && d.Generation <= d.Status.ObservedGeneration {
 		// A paused Deployment never progresses; waiting for it would only
 		// end at the step's timeout.
-		return WaitRolloutOutput{}, false, "", nonRetryable(ErrTypePaused, fmt.Sprintf(
+		return WaitRolloutOutput{}, false, "", nonRetryable(activities.ErrDeploymentPaused, fmt.Sprintf(
 			"deployment %s is paused (%s); resume it before waiting for its rollout", ref, st.Message), nil)
 	}
 	return WaitRolloutOutput{}, false, st.Message, nil
@@ -522,7 +524,7 @@ func (a *Activities) Rollback(ctx context.Context, in RollbackInput) (RollbackOu
 		return RollbackOutput{}, classify(fmt.Sprintf("get deployment %s", ref), err)
 	}
 	if d.Spec.Paused {
-		return RollbackOutput{}, nonRetryable(ErrTypePaused, fmt.Sprintf("deployment %s is paused; resume it before rolling back", ref), nil)
+		return RollbackOutput{}, nonRetryable(activities.ErrDeploymentPaused, fmt.Sprintf("deployment %s is paused; resume it before rolling back", ref), nil)
 	}
 	container := in.Container
 	if in.ToImage != "" || container != "" {
@@ -617,7 +619,7 @@ func (a *Activities) rollbackTarget(ctx context.Context, c *Cluster, d *appsv1.D
 				return rs, nil
 			}
 		}
-		return nil, nonRetryable(ErrTypeNoRollbackTarget, fmt.Sprintf("deployment %s has no revision %d", ref, toRevision), nil)
+		return nil, nonRetryable(activities.ErrNoRollbackTarget, fmt.Sprintf("deployment %s has no revision %d", ref, toRevision), nil)
 	}
 	// The previous revision is the newest one whose template differs from
 	// the current one (like `kubectl rollout undo`, which takes the second
@@ -627,7 +629,7 @@ func (a *Activities) rollbackTarget(ctx context.Context, c *Cluster, d *appsv1.D
 			return rs, nil
 		}
 	}
-	return nil, nonRetryable(ErrTypeNoRollbackTarget, fmt.Sprintf("deployment %s has no previous revision to roll back to", ref), nil)
+	return nil, nonRetryable(activities.ErrNoRollbackTarget, fmt.Sprintf("deployment %s has no previous revision to roll back to", ref), nil)
 }
 
 // RestartInput is the `with` of kube.restart.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -318,7 +319,7 @@ func TestEventsWarningFiltering(t *testing.T) {
 					t.Fatalf("Events = %+v, want error", out)
 				}
 				ae := appErr(t, err)
-				if ae.Type() != ErrTypeWarningEvents || !ae.NonRetryable() {
+				if ae.Type() != activities.ErrWarningEvents || !ae.NonRetryable() {
 					t.Errorf("error type %s nonRetryable=%v", ae.Type(), ae.NonRetryable())
 				}
 				for _, s := range tt.errHas {
@@ -346,7 +347,7 @@ func TestEventsBadArguments(t *testing.T) {
 	a := &Activities{Clusters: map[string]*Cluster{"default": {Name: "default", Client: fake.NewClientset()}}}
 	for _, in := range []EventsInput{{Namespace: "ns", Allow: []string{"("}}, {Namespace: "ns", Since: "yesterday"}} {
 		_, err := a.Events(context.Background(), in)
-		if ae := appErr(t, err); ae.Type() != ErrTypeInvalidArguments || !ae.NonRetryable() {
+		if ae := appErr(t, err); ae.Type() != activities.ErrInvalidArguments || !ae.NonRetryable() {
 			t.Errorf("%+v: error %v, want non-retryable InvalidArguments", in, err)
 		}
 	}
@@ -360,19 +361,19 @@ func TestClassifyErrors(t *testing.T) {
 		wantType  string
 		permanent bool
 	}{
-		{"forbidden", apierrors.NewForbidden(gr, "web", errors.New(`User "system:serviceaccount:a:b" cannot patch`)), ErrTypeForbidden, true},
-		{"unauthorized", apierrors.NewUnauthorized("bad token"), ErrTypeUnauthorized, true},
-		{"not found", apierrors.NewNotFound(gr, "web"), ErrTypeNotFound, true},
-		{"invalid", apierrors.NewInvalid(schema.GroupKind{Group: "apps", Kind: "Deployment"}, "web", nil), ErrTypeInvalid, true},
-		{"bad request", apierrors.NewBadRequest("nope"), ErrTypeInvalid, true},
-		{"conflict", apierrors.NewConflict(gr, "web", errors.New("object has been modified")), ErrTypeConflict, false},
+		{"forbidden", apierrors.NewForbidden(gr, "web", errors.New(`User "system:serviceaccount:a:b" cannot patch`)), activities.ErrKubeForbidden, true},
+		{"unauthorized", apierrors.NewUnauthorized("bad token"), activities.ErrKubeUnauthorized, true},
+		{"not found", apierrors.NewNotFound(gr, "web"), activities.ErrKubeNotFound, true},
+		{"invalid", apierrors.NewInvalid(schema.GroupKind{Group: "apps", Kind: "Deployment"}, "web", nil), activities.ErrKubeInvalid, true},
+		{"bad request", apierrors.NewBadRequest("nope"), activities.ErrKubeInvalid, true},
+		{"conflict", apierrors.NewConflict(gr, "web", errors.New("object has been modified")), activities.ErrKubeConflict, false},
 		{"apply conflict", &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: 409, Reason: metav1.StatusReasonConflict,
-			Details: &metav1.StatusDetails{Causes: []metav1.StatusCause{{Type: metav1.CauseTypeFieldManagerConflict}}}}}, ErrTypeFieldConflict, true},
-		{"unavailable", apierrors.NewServiceUnavailable("etcd down"), ErrTypeUnavailable, false},
-		{"too many requests", apierrors.NewTooManyRequests("slow down", 1), ErrTypeUnavailable, false},
-		{"connection refused", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, ErrTypeUnavailable, false},
-		{"wrapped refused", fmt.Errorf("list pods: %w", syscall.ECONNREFUSED), ErrTypeUnavailable, false},
-		{"other", errors.New("boom"), ErrTypeOther, false},
+			Details: &metav1.StatusDetails{Causes: []metav1.StatusCause{{Type: metav1.CauseTypeFieldManagerConflict}}}}}, activities.ErrKubeApplyConflict, true},
+		{"unavailable", apierrors.NewServiceUnavailable("etcd down"), activities.ErrKubeUnavailable, false},
+		{"too many requests", apierrors.NewTooManyRequests("slow down", 1), activities.ErrKubeUnavailable, false},
+		{"connection refused", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, activities.ErrKubeUnavailable, false},
+		{"wrapped refused", fmt.Errorf("list pods: %w", syscall.ECONNREFUSED), activities.ErrKubeUnavailable, false},
+		{"other", errors.New("boom"), activities.ErrKubeError, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -446,9 +447,9 @@ func TestSetImageArguments(t *testing.T) {
 		in       SetImageInput
 		wantType string
 	}{
-		{SetImageInput{Namespace: "ns", Deployment: "multi", Image: "x"}, ErrTypeInvalidArguments},
-		{SetImageInput{Namespace: "ns", Deployment: "multi", Container: "nope", Image: "x"}, ErrTypeInvalidArguments},
-		{SetImageInput{Namespace: "ns", Deployment: "absent", Image: "x"}, ErrTypeNotFound},
+		{SetImageInput{Namespace: "ns", Deployment: "multi", Image: "x"}, activities.ErrInvalidArguments},
+		{SetImageInput{Namespace: "ns", Deployment: "multi", Container: "nope", Image: "x"}, activities.ErrInvalidArguments},
+		{SetImageInput{Namespace: "ns", Deployment: "absent", Image: "x"}, activities.ErrKubeNotFound},
 		{SetImageInput{Cluster: "prod", Namespace: "ns", Deployment: "multi", Image: "x"}, "KubeUnknownCluster"},
 	}
 	for _, tt := range tests {
@@ -484,7 +485,7 @@ func TestStepForbidden(t *testing.T) {
 	_, err := env.ExecuteActivity(step.Name, activities.StepRequest{StepID: "deploy",
 		With: map[string]any{"namespace": "ns", "deployment": "web", "image": "img:2"}})
 	ae := appErr(t, err)
-	if ae.Type() != ErrTypeForbidden || !ae.NonRetryable() || !strings.Contains(err.Error(), "cannot patch") {
+	if ae.Type() != activities.ErrKubeForbidden || !ae.NonRetryable() || !strings.Contains(err.Error(), "cannot patch") {
 		t.Errorf("error %v: type %s nonRetryable %v", err, ae.Type(), ae.NonRetryable())
 	}
 }
@@ -501,16 +502,10 @@ func TestStepTypesDeclareInputs(t *testing.T) {
 		}
 	}
 	for _, st := range types {
-		keys := map[string]bool{}
-		for _, k := range st.InputKeys() {
-			keys[k] = true
+		if err := activities.CheckImplements(st.StepSpec, st); err != nil {
+			t.Error(err)
 		}
-		for _, r := range st.Required {
-			if !keys[r] {
-				t.Errorf("%s requires %q which is not an input key", st.Name, r)
-			}
-		}
-		if !keys["cluster"] {
+		if !slices.Contains(st.ArgNames(), "cluster") {
 			t.Errorf("%s has no cluster key", st.Name)
 		}
 		if st.DefaultTimeout == 0 {
@@ -519,9 +514,6 @@ func TestStepTypesDeclareInputs(t *testing.T) {
 	}
 }
 
-// TestWaitRolloutFake exercises the watch loop against the fake clientset:
-// a Deployment that completes while we watch, and a crash-looping pod of the
-// new ReplicaSet that fails the wait at once.
 func TestWaitRolloutFake(t *testing.T) {
 	t.Run("completes", func(t *testing.T) {
 		d := testDeployment("web", "img:2", 2)
@@ -566,7 +558,7 @@ func TestWaitRolloutFake(t *testing.T) {
 		start := time.Now()
 		_, err := a.WaitRollout(context.Background(), WaitRolloutInput{Namespace: "ns", Deployment: "web", Timeout: "10s"})
 		ae := appErr(t, err)
-		if ae.Type() != ErrTypePodFailure || !ae.NonRetryable() {
+		if ae.Type() != activities.ErrPodFailure || !ae.NonRetryable() {
 			t.Fatalf("error %v type %s", err, ae.Type())
 		}
 		for _, want := range []string{"web-new-bbbbb", `"app"`, "CrashLoopBackOff", "restarts: 2"} {
@@ -583,14 +575,14 @@ func TestWaitRolloutFake(t *testing.T) {
 		d.Status.AvailableReplicas = 1
 		a, _ := fakeActivities(d)
 		_, err := a.WaitRollout(context.Background(), WaitRolloutInput{Namespace: "ns", Deployment: "web", Timeout: "300ms"})
-		if ae := appErr(t, err); ae.Type() != ErrTypeRolloutTimeout || !strings.Contains(err.Error(), "1 of 2 updated replicas available") {
+		if ae := appErr(t, err); ae.Type() != activities.ErrRolloutTimeout || !strings.Contains(err.Error(), "1 of 2 updated replicas available") {
 			t.Errorf("error %v", err)
 		}
 	})
 	t.Run("missing deployment", func(t *testing.T) {
 		a, _ := fakeActivities()
 		_, err := a.WaitRollout(context.Background(), WaitRolloutInput{Namespace: "ns", Deployment: "web"})
-		if ae := appErr(t, err); ae.Type() != ErrTypeNotFound || !ae.NonRetryable() {
+		if ae := appErr(t, err); ae.Type() != activities.ErrKubeNotFound || !ae.NonRetryable() {
 			t.Errorf("error %v", err)
 		}
 	})
@@ -615,7 +607,7 @@ func TestRollbackTargetFake(t *testing.T) {
 			t.Errorf("toRevision %d: %v %v, want %s", tt.rev, rs, err, tt.want)
 		}
 	}
-	if _, err := a.rollbackTarget(context.Background(), c, cur, 9); appErr(t, err).Type() != ErrTypeNoRollbackTarget {
+	if _, err := a.rollbackTarget(context.Background(), c, cur, 9); appErr(t, err).Type() != activities.ErrNoRollbackTarget {
 		t.Errorf("missing revision: %v", err)
 	}
 }
@@ -640,12 +632,12 @@ func TestCheckPodsFake(t *testing.T) {
 		{name: "pods of a ReplicaSet scaled to zero do not count", pods: []runtime.Object{retired, leftover, testPod(rs, "a", nil), testPod(rs, "b", nil)}},
 		{name: "not ready", pods: []runtime.Object{testPod(rs, "a", nil), testPod(rs, "b", func(p *corev1.Pod) {
 			p.Status.Conditions[0].Status = corev1.ConditionFalse
-		})}, wantType: ErrTypePodsNotReady, retry: true},
-		{name: "too few", pods: []runtime.Object{testPod(rs, "a", nil)}, wantType: ErrTypePodsNotReady, retry: true},
+		})}, wantType: activities.ErrPodsNotReady, retry: true},
+		{name: "too few", pods: []runtime.Object{testPod(rs, "a", nil)}, wantType: activities.ErrPodsNotReady, retry: true},
 		{name: "wrong image", pods: []runtime.Object{testPod(rs, "a", nil), testPod(rs, "b", nil)},
-			in: CheckPodsInput{Image: "img:3"}, wantType: ErrTypeImageMismatch, retry: true},
+			in: CheckPodsInput{Image: "img:3"}, wantType: activities.ErrImageMismatch, retry: true},
 		{name: "crash loop", pods: []runtime.Object{testPod(rs, "a", nil), testPod(rs, "b", waiting("CrashLoopBackOff", "", 1))},
-			wantType: ErrTypePodFailure},
+			wantType: activities.ErrPodFailure},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -688,7 +680,7 @@ func TestCheckPodsSoakDetectsRestart(t *testing.T) {
 	}()
 	_, err := a.CheckPods(ctx, CheckPodsInput{Namespace: "ns", Deployment: "web", Soak: "5s"})
 	close(done)
-	if ae := appErr(t, err); ae.Type() != ErrTypePodRestarted || !ae.NonRetryable() || !strings.Contains(err.Error(), "restarts 0 -> 1") {
+	if ae := appErr(t, err); ae.Type() != activities.ErrPodRestarted || !ae.NonRetryable() || !strings.Contains(err.Error(), "restarts 0 -> 1") {
 		t.Errorf("error %v", err)
 	}
 }
@@ -720,7 +712,7 @@ items:
 		t.Errorf("decoded %v", got)
 	}
 	for _, bad := range []string{"", "kind: ConfigMap\nmetadata: {name: x}", "apiVersion: v1\nkind: [", "---\n"} {
-		if _, err := decodeManifests(bad); err == nil || appErr(t, err).Type() != ErrTypeInvalidArguments {
+		if _, err := decodeManifests(bad); err == nil || appErr(t, err).Type() != activities.ErrInvalidArguments {
 			t.Errorf("decodeManifests(%q) = %v, want InvalidArguments", bad, err)
 		}
 	}
@@ -817,5 +809,15 @@ func TestRollbackRetryKeepsTarget(t *testing.T) {
 	}
 	if out["changed"] != true || out["toImage"] != "img:bad" {
 		t.Errorf("first rollback = %v, want a change to the previous revision", out)
+	}
+}
+
+// A cluster without a dynamic client is the worker's configuration, not the
+// runbook's arguments: it has its own error type (it was InvalidArguments).
+func TestApplyWithoutDynamicClient(t *testing.T) {
+	a, _ := fakeActivities()
+	_, err := a.Apply(context.Background(), ApplyInput{Manifests: "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n"})
+	if ae := appErr(t, err); ae.Type() != activities.ErrKubeNoDynamicClient || !ae.NonRetryable() {
+		t.Errorf("error %v: type %s nonRetryable %v", err, ae.Type(), ae.NonRetryable())
 	}
 }

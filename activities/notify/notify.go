@@ -27,17 +27,7 @@ import (
 
 	"github.com/stagehand-dev/stagehand/activities"
 	"github.com/stagehand-dev/stagehand/activities/secrets"
-)
-
-// Stable ApplicationError types (runbooks match on them: do not rename).
-const (
-	ErrTypeInvalidArguments = "InvalidArguments"
-	ErrTypeSecret           = "SecretUnavailable"
-	// ErrTypeRejected is a 4xx other than 429: the receiver will not take
-	// this message (revoked webhook, bad payload), so resending is useless.
-	ErrTypeRejected = "NotifyRejected"
-	// ErrTypeFailed is a 5xx, a 429 or a network failure: worth retrying.
-	ErrTypeFailed = "NotifyFailed"
+	"github.com/stagehand-dev/stagehand/activities/steps"
 )
 
 // Events a notification can be about.
@@ -185,15 +175,15 @@ func (a *Activities) Send(ctx context.Context, in SendInput) (SendOutput, error)
 	if len(failures) > 0 {
 		msg := fmt.Sprintf("%d of %d webhook(s) failed: %s", len(failures), len(targets), strings.Join(failures, "; "))
 		if allPermanent {
-			return SendOutput{}, temporal.NewNonRetryableApplicationError(msg, ErrTypeRejected, nil)
+			return SendOutput{}, temporal.NewNonRetryableApplicationError(msg, activities.ErrNotifyRejected, nil)
 		}
-		return SendOutput{}, temporal.NewApplicationError(msg, ErrTypeFailed)
+		return SendOutput{}, temporal.NewApplicationError(msg, activities.ErrNotifyFailed)
 	}
 	return SendOutput{Sent: len(progress.Sent)}, nil
 }
 
 func invalid(msg string) error {
-	return temporal.NewNonRetryableApplicationError(msg, ErrTypeInvalidArguments, nil)
+	return temporal.NewNonRetryableApplicationError(msg, activities.ErrInvalidArguments, nil)
 }
 
 // idempotencyKey names this step of this run, the same for every attempt.
@@ -228,7 +218,7 @@ func (a *Activities) resolve(ctx context.Context, i int, w Webhook) (target, err
 	case w.URLRef != "":
 		v, err := a.resolveSecret(ctx, w.URLRef)
 		if err != nil {
-			return t, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: %v", label, err), ErrTypeSecret, nil)
+			return t, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: %v", label, err), activities.ErrSecretUnavailable, nil)
 		}
 		t.url, t.secret = strings.TrimSpace(v), true
 	case w.URL != "":
@@ -322,12 +312,8 @@ func scrub(s, rawURL string) string {
 	return s
 }
 
-// StepTypes lists the notify steps. a may be a zero Activities (validation
-// only).
+// StepTypes binds the notify step to its spec in activities/steps. a may be
+// a zero Activities (tests that only need the catalogue).
 func StepTypes(a *Activities) []activities.StepType {
-	send := activities.Step("notify.send",
-		"Send a notification (gate opened, run failed, ...) to generic JSON or Slack webhooks; Slack URLs go in urlRef.", a.Send)
-	send.Required = []string{"webhooks", "event"}
-	send.DefaultTimeout = time.Minute
-	return []activities.StepType{send}
+	return []activities.StepType{activities.Implement(steps.Spec("notify.send"), a.Send)}
 }

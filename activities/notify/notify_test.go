@@ -217,10 +217,10 @@ func TestSendFailures(t *testing.T) {
 		errType   string
 		permanent bool
 	}{
-		{"500", 500, "internal error", ErrTypeFailed, false},
-		{"429", 429, "rate_limited", ErrTypeFailed, false},
-		{"404 revoked", 404, "no_service", ErrTypeRejected, true},
-		{"400 echoing the URL", 400, "invalid_payload for " + secretPath, ErrTypeRejected, true},
+		{"500", 500, "internal error", activities.ErrNotifyFailed, false},
+		{"429", 429, "rate_limited", activities.ErrNotifyFailed, false},
+		{"404 revoked", 404, "no_service", activities.ErrNotifyRejected, true},
+		{"400 echoing the URL", 400, "invalid_payload for " + secretPath, activities.ErrNotifyRejected, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -238,7 +238,7 @@ func TestSendFailures(t *testing.T) {
 func TestSendNetworkErrorDoesNotLeakURL(t *testing.T) {
 	t.Setenv("STAGEHAND_TEST_SLACK_URL", "http://127.0.0.1:1/services/T000/B000/XSECRETX")
 	_, err := runStep(t, newActivities(), gateOpened(map[string]any{"urlRef": "env:STAGEHAND_TEST_SLACK_URL", "format": "slack"}))
-	wantAppError(t, err, ErrTypeFailed, false, []string{"webhook 1 (127.0.0.1)", "POST failed", "connection refused"}, "XSECRETX", "/services/")
+	wantAppError(t, err, activities.ErrNotifyFailed, false, []string{"webhook 1 (127.0.0.1)", "POST failed", "connection refused"}, "XSECRETX", "/services/")
 }
 
 func TestSendTimeout(t *testing.T) {
@@ -249,7 +249,7 @@ func TestSendTimeout(t *testing.T) {
 	a := newActivities()
 	a.Timeout = 200 * time.Millisecond
 	_, err := runStep(t, a, gateOpened(map[string]any{"url": srv.URL}))
-	wantAppError(t, err, ErrTypeFailed, false, []string{"no answer within 200ms"})
+	wantAppError(t, err, activities.ErrNotifyFailed, false, []string{"no answer within 200ms"})
 }
 
 // A retry after one webhook failed posts only to the webhooks that have not
@@ -261,7 +261,7 @@ func TestSendRetrySkipsDelivered(t *testing.T) {
 	with := gateOpened(map[string]any{"url": okURL}, map[string]any{"url": flakyURL})
 
 	_, err := s.run(t, with)
-	wantAppError(t, err, ErrTypeFailed, false, []string{"1 of 2 webhook(s) failed", "webhook 2", "HTTP 503"})
+	wantAppError(t, err, activities.ErrNotifyFailed, false, []string{"1 of 2 webhook(s) failed", "webhook 2", "HTTP 503"})
 	s.mu.Lock()
 	if len(s.heartbeats) == 0 {
 		s.mu.Unlock()
@@ -291,7 +291,7 @@ func TestSendMixedFailures(t *testing.T) {
 	down, downURL := newReceiver(t, 502)
 	good, goodURL := newReceiver(t)
 	_, err := runStep(t, newActivities(), gateOpened(map[string]any{"url": goneURL}, map[string]any{"url": downURL}, map[string]any{"url": goodURL}))
-	wantAppError(t, err, ErrTypeFailed, false, []string{"2 of 3", "HTTP 410", "HTTP 502"})
+	wantAppError(t, err, activities.ErrNotifyFailed, false, []string{"2 of 3", "HTTP 410", "HTTP 502"})
 	if gone.count() != 1 || down.count() != 1 || good.count() != 1 {
 		t.Errorf("posts %d %d %d", gone.count(), down.count(), good.count())
 	}
@@ -306,14 +306,14 @@ func TestSendInvalidArguments(t *testing.T) {
 		want      string
 		forbidden string
 	}{
-		{"no webhooks", map[string]any{"webhooks": []any{}, "event": "custom", "title": "x"}, ErrTypeInvalidArguments, "at least one", ""},
-		{"unknown event", map[string]any{"webhooks": []any{map[string]any{"url": "http://h/x"}}, "event": "deployed", "title": "x"}, ErrTypeInvalidArguments, `event "deployed"`, ""},
-		{"no title or text", map[string]any{"webhooks": []any{map[string]any{"url": "http://h/x"}}, "event": "custom"}, ErrTypeInvalidArguments, "title or text", ""},
-		{"bad format", map[string]any{"webhooks": []any{map[string]any{"url": "http://h/x", "format": "teams"}}, "event": "custom", "title": "x"}, ErrTypeInvalidArguments, `format "teams"`, ""},
-		{"slack URL in plain text", map[string]any{"webhooks": []any{map[string]any{"url": "https://hooks.slack.com/services/T/B/PLAINSECRET"}}, "event": "custom", "title": "x"}, ErrTypeInvalidArguments, "pass it as urlRef", "PLAINSECRET"},
-		{"both url and urlRef", map[string]any{"webhooks": []any{map[string]any{"url": "http://h/x", "urlRef": "env:X"}}, "event": "custom", "title": "x"}, ErrTypeInvalidArguments, "not both", ""},
-		{"ref is not a URL", map[string]any{"webhooks": []any{map[string]any{"urlRef": "env:STAGEHAND_TEST_NOT_A_URL"}}, "event": "custom", "title": "x"}, ErrTypeInvalidArguments, "not an http(s) URL", "SECRET"},
-		{"unset ref", map[string]any{"webhooks": []any{map[string]any{"urlRef": "env:STAGEHAND_TEST_UNSET"}}, "event": "custom", "title": "x"}, ErrTypeSecret, "env:STAGEHAND_TEST_UNSET", ""},
+		{"no webhooks", map[string]any{"webhooks": []any{}, "event": "custom", "title": "x"}, activities.ErrInvalidArguments, "at least one", ""},
+		{"unknown event", map[string]any{"webhooks": []any{map[string]any{"url": "http://h/x"}}, "event": "deployed", "title": "x"}, activities.ErrInvalidArguments, `event "deployed"`, ""},
+		{"no title or text", map[string]any{"webhooks": []any{map[string]any{"url": "http://h/x"}}, "event": "custom"}, activities.ErrInvalidArguments, "title or text", ""},
+		{"bad format", map[string]any{"webhooks": []any{map[string]any{"url": "http://h/x", "format": "teams"}}, "event": "custom", "title": "x"}, activities.ErrInvalidArguments, `format "teams"`, ""},
+		{"slack URL in plain text", map[string]any{"webhooks": []any{map[string]any{"url": "https://hooks.slack.com/services/T/B/PLAINSECRET"}}, "event": "custom", "title": "x"}, activities.ErrInvalidArguments, "pass it as urlRef", "PLAINSECRET"},
+		{"both url and urlRef", map[string]any{"webhooks": []any{map[string]any{"url": "http://h/x", "urlRef": "env:X"}}, "event": "custom", "title": "x"}, activities.ErrInvalidArguments, "not both", ""},
+		{"ref is not a URL", map[string]any{"webhooks": []any{map[string]any{"urlRef": "env:STAGEHAND_TEST_NOT_A_URL"}}, "event": "custom", "title": "x"}, activities.ErrInvalidArguments, "not an http(s) URL", "SECRET"},
+		{"unset ref", map[string]any{"webhooks": []any{map[string]any{"urlRef": "env:STAGEHAND_TEST_UNSET"}}, "event": "custom", "title": "x"}, activities.ErrSecretUnavailable, "env:STAGEHAND_TEST_UNSET", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -1,6 +1,7 @@
-// Package registry assembles the full step catalogue from every adapter
-// package. The worker calls it with live clients; the CLI calls it with none,
-// only to validate runbooks against the same names and argument keys.
+// Package registry binds every adapter's handlers to the step specs of
+// activities/steps, making the worker's catalogue. It imports every client
+// library (client-go, go-github, ...), so only the worker and tests use it;
+// the CLI reads activities/steps alone.
 package registry
 
 import (
@@ -10,25 +11,30 @@ import (
 	"github.com/stagehand-dev/stagehand/activities/git"
 	"github.com/stagehand-dev/stagehand/activities/kube"
 	"github.com/stagehand-dev/stagehand/activities/notify"
+	"github.com/stagehand-dev/stagehand/activities/steps"
 	"github.com/stagehand-dev/stagehand/activities/web"
 )
 
-// Deps carries the clients adapters need. Zero values are fine for
-// validation-only catalogues: handlers are never called there.
+// Deps carries the clients adapters need. Nil fields get adapters without
+// clients, whose handlers fail if called: fine for tests that only need
+// the catalogue.
 type Deps struct {
-	// Kube holds the Kubernetes clusters; nil lists the kube steps for
-	// validation only.
+	// Kube holds the Kubernetes clusters; nil means none (the kube steps
+	// then fail with KubeNoCluster).
 	Kube *kube.Activities
-	// Git merges pull requests (plain git or GitHub); nil lists the git
-	// steps for validation only.
+	// Git merges pull requests (plain git or GitHub); nil uses the zero
+	// Activities.
 	Git *git.Activities
-	// Notify posts webhooks; nil lists the notify steps for validation only.
+	// Notify posts webhooks; nil uses the zero Activities.
 	Notify *notify.Activities
 	// Web runs HTTP smoke checks; nil uses a default HTTP client.
 	Web *web.Activities
 }
 
-// Catalogue returns every step type Stagehand offers.
+// Catalogue returns every step type Stagehand offers, each built-in spec
+// bound to its handler. It fails when a spec has no handler, a handler no
+// spec, or a handler's Go input or output disagrees with its spec, so a
+// worker with such a mismatch refuses to start.
 func Catalogue(deps Deps) (*activities.Catalogue, error) {
 	var types []activities.StepType
 	types = append(types, generic.StepTypes(&generic.Activities{})...)
@@ -54,5 +60,5 @@ func Catalogue(deps Deps) (*activities.Catalogue, error) {
 	types = append(types, web.StepTypes(webActs)...)
 	// The flux steps read the same clusters as the kube steps.
 	types = append(types, flux.StepTypes(&flux.Activities{Kube: kubeActs})...)
-	return activities.NewCatalogue(types...)
+	return activities.Bind(steps.All(), types...)
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/temporal"
+
+	"github.com/stagehand-dev/stagehand/activities"
 )
 
 // GetInput is the `with` of a web.get step.
@@ -39,7 +41,7 @@ type GetOutput struct {
 // waiting until something comes up.
 func (a *Activities) Get(ctx context.Context, in GetInput) (GetOutput, error) {
 	bad := func(err error) (GetOutput, error) {
-		return GetOutput{}, temporal.NewNonRetryableApplicationError("web.get: "+err.Error(), "InvalidArguments", nil)
+		return GetOutput{}, temporal.NewNonRetryableApplicationError("web.get: "+err.Error(), activities.ErrInvalidArguments, nil)
 	}
 	u, err := parseBase(in.URL)
 	if err != nil {
@@ -54,7 +56,7 @@ func (a *Activities) Get(ctx context.Context, in GetInput) (GetOutput, error) {
 	}
 	token, err := a.resolveToken(in.TokenRef)
 	if err != nil {
-		return GetOutput{}, temporal.NewNonRetryableApplicationError("web.get: "+err.Error(), "SecretNotFound", nil)
+		return GetOutput{}, temporal.NewNonRetryableApplicationError("web.get: "+err.Error(), activities.ErrSecretNotFound, nil)
 	}
 	method := strings.ToUpper(in.Method)
 	if method == "" {
@@ -68,9 +70,9 @@ func (a *Activities) Get(ctx context.Context, in GetInput) (GetOutput, error) {
 		return GetOutput{}, err
 	}
 	if !res.ok {
-		typ := "UnexpectedStatus"
+		typ := activities.ErrUnexpectedStatus
 		if res.status == 0 {
-			typ = "RequestFailed"
+			typ = activities.ErrRequestFailed
 		}
 		return out, temporal.NewApplicationError(fmt.Sprintf("web.get: %s %s: want %s, %s", method, displayURL(u), spec.expect, res.problem), typ)
 	}

@@ -15,6 +15,8 @@ import (
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
+
+	"github.com/stagehand-dev/stagehand/activities"
 )
 
 // SmokeInput is the `with` of a web.smoke step.
@@ -371,7 +373,7 @@ func redact(s, secret string) string {
 func (a *Activities) Smoke(ctx context.Context, in SmokeInput) (SmokeOutput, error) {
 	p, err := plan(in)
 	if err != nil {
-		return SmokeOutput{}, temporal.NewNonRetryableApplicationError("web.smoke: "+err.Error(), "InvalidArguments", nil)
+		return SmokeOutput{}, temporal.NewNonRetryableApplicationError("web.smoke: "+err.Error(), activities.ErrInvalidArguments, nil)
 	}
 	// Resolve every token first: a missing secret is a configuration error
 	// that no amount of retrying fixes.
@@ -379,7 +381,7 @@ func (a *Activities) Smoke(ctx context.Context, in SmokeInput) (SmokeOutput, err
 	for i, c := range p.checks {
 		if tokens[i], err = a.resolveToken(c.tokenRef); err != nil {
 			return SmokeOutput{}, temporal.NewNonRetryableApplicationError(
-				fmt.Sprintf("web.smoke: check %q: %v", c.name, err), "SecretNotFound", nil)
+				fmt.Sprintf("web.smoke: check %q: %v", c.name, err), activities.ErrSecretNotFound, nil)
 		}
 	}
 
@@ -495,7 +497,7 @@ func smokeFailure(out SmokeOutput, p smokePlan, last []attempt, elapsed time.Dur
 	}
 	msg := fmt.Sprintf("%d of %d smoke checks failed after %s: %s",
 		len(lines), len(out.Checks), elapsed.Round(time.Millisecond), strings.Join(lines, "; "))
-	return temporal.NewNonRetryableApplicationError(msg, "SmokeCheckFailed", nil, out)
+	return temporal.NewNonRetryableApplicationError(msg, activities.ErrSmokeCheckFailed, nil, out)
 }
 
 // heartbeater records the latest progress every few seconds, independent

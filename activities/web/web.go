@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/stagehand-dev/stagehand/activities"
+	"github.com/stagehand-dev/stagehand/activities/steps"
 )
 
 // Activities holds the web steps' clients.
@@ -33,24 +34,12 @@ type Activities struct {
 	LookupEnv func(string) (string, bool)
 }
 
-// StepTypes lists the web steps.
+// StepTypes binds the web steps to their specs in activities/steps.
 func StepTypes(a *Activities) []activities.StepType {
-	smoke := activities.Step("web.smoke",
-		"HTTP smoke checks under a base `url`, each retried every `interval` until it answers as expected "+
-			"or `timeout` runs out; Backstage presets: readiness, catalog, signin, templates, docs.",
-		a.Smoke)
-	smoke.Required = []string{"url", "checks"}
-	// The step's own `timeout` (default 2m) bounds the checks; this only
-	// stops a wedged attempt when the runbook sets no step timeout.
-	smoke.DefaultTimeout = 15 * time.Minute
-	smoke.HeartbeatTimeout = 30 * time.Second
-
-	get := activities.Step("web.get",
-		"GET (or `method`) one `url` and return its status and a body snippet; fails unless the status is in `expectStatus` (default 200).",
-		a.Get)
-	get.Required = []string{"url"}
-	get.DefaultTimeout = 2 * time.Minute
-	return []activities.StepType{smoke, get}
+	return []activities.StepType{
+		activities.Implement(steps.Spec("web.smoke"), a.Smoke),
+		activities.Implement(steps.Spec("web.get"), a.Get),
+	}
 }
 
 // defaultClient does not follow redirects: a check sees the answer of the

@@ -3,11 +3,13 @@ package cli
 import (
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/stagehand-dev/stagehand/activities"
 	"github.com/stagehand-dev/stagehand/runbooks"
 )
 
@@ -23,7 +25,13 @@ type stepTypeInfo struct {
 	With        []string `json:"with,omitempty"`
 	Required    []string `json:"required,omitempty"`
 	// Native steps run inside the workflow (timers), not as activities.
-	Native bool `json:"native,omitempty"`
+	Native  bool                `json:"native,omitempty"`
+	Args    []activities.Arg    `json:"args,omitempty"`
+	Outputs []activities.Output `json:"outputs,omitempty"`
+	// Errors are the error types the step may fail with.
+	Errors           []string          `json:"errors,omitempty"`
+	DefaultTimeout   runbooks.Duration `json:"defaultTimeout,omitempty"`
+	HeartbeatTimeout runbooks.Duration `json:"heartbeatTimeout,omitempty"`
 }
 
 // runbookInfo is one built-in runbook as --output json prints it.
@@ -37,8 +45,9 @@ type runbookInfo struct {
 
 // catalogueJSON is the --output json document.
 type catalogueJSON struct {
-	StepTypes []stepTypeInfo `json:"stepTypes"`
-	Runbooks  []runbookInfo  `json:"runbooks"`
+	StepTypes  []stepTypeInfo         `json:"stepTypes"`
+	ErrorTypes []activities.ErrorType `json:"errorTypes"`
+	Runbooks   []runbookInfo          `json:"runbooks"`
 }
 
 func newCatalogueCmd(f *Factory, _ *GlobalOptions) *cobra.Command {
@@ -48,9 +57,10 @@ func newCatalogueCmd(f *Factory, _ *GlobalOptions) *cobra.Command {
 		Aliases: []string{"catalogue", "catalog"},
 		Short:   "List the step types runbooks can use, and the built-in runbooks",
 		Long: `List the step types a runbook can name in ` + "`uses`" + `, with the ` + "`with`" + ` keys
-each accepts (required ones marked *) and what it does; then the runbooks
-built into this binary with their params (required ones marked *, defaults
-after =).
+each accepts (required ones marked *) and what it does; the error types each
+may fail with; every error type with whether it is retried and what it means
+(the names ` + "`retry.nonRetryable`" + ` accepts); then the runbooks built into this
+binary with their params (required ones marked *, defaults after =).
 
 This is the catalogue validate checks runbooks against; it needs no server. A
 worker may add or override runbooks from its runbooks directory.`,
@@ -74,9 +84,13 @@ func runCatalogue(f *Factory, opts *CatalogueOptions) error {
 	if err != nil {
 		return exitf(ExitUsage, "build step catalogue: %v", err)
 	}
-	doc := catalogueJSON{StepTypes: []stepTypeInfo{}, Runbooks: []runbookInfo{}}
-	for _, t := range cat.Types() {
-		doc.StepTypes = append(doc.StepTypes, stepTypeInfo{Name: t.Name, Description: t.Description, With: t.InputKeys(), Required: t.Required, Native: t.Native})
+	doc := catalogueJSON{StepTypes: []stepTypeInfo{}, ErrorTypes: activities.ErrorTypes(), Runbooks: []runbookInfo{}}
+	for _, t := range cat.All() {
+		doc.StepTypes = append(doc.StepTypes, stepTypeInfo{
+			Name: t.Name, Description: t.Description, With: t.ArgNames(), Required: t.RequiredArgs(), Native: t.Native,
+			Args: t.Args, Outputs: t.Outputs, Errors: t.ErrorTypeNames(),
+			DefaultTimeout: runbooks.Duration(t.DefaultTimeout), HeartbeatTimeout: runbooks.Duration(t.HeartbeatTimeout),
+		})
 	}
 	sources, err := runbooks.BuiltinSources()
 	if err != nil {
@@ -99,6 +113,22 @@ func runCatalogue(f *Factory, opts *CatalogueOptions) error {
 	for _, in := range doc.StepTypes {
 		steps.add(in.Name, orDash(markRequired(in.With, in.Required)), in.Description)
 	}
+	// Every activity-backed step may fail with the common types; listing
+	// them on each row would hide what is particular to the step.
+	stepErrors := &table{header: []string{"STEP TYPE", "MAY FAIL WITH (besides " + strings.Join(activities.CommonStepErrors, ", ") + ")"}}
+	for _, in := range doc.StepTypes {
+		var own []string
+		for _, e := range in.Errors {
+			if !slices.Contains(activities.CommonStepErrors, e) {
+				own = append(own, e)
+			}
+		}
+		stepErrors.add(in.Name, orDash(strings.Join(own, ", ")))
+	}
+	errTypes := &table{header: []string{"ERROR TYPE", "RETRIED", "SCOPE", "MEANING"}}
+	for _, e := range doc.ErrorTypes {
+		errTypes.add(e.Name, map[bool]string{true: "yes", false: "no"}[e.Retryable], string(e.Scope), e.Meaning)
+	}
 	books := &table{header: []string{"RUNBOOK", "PARAMS", "DESCRIPTION"}}
 	for _, rb := range doc.Runbooks {
 		books.add(rb.Name, orDash(describeParams(rb.Params)), truncate(rb.Description, 100))
@@ -110,6 +140,12 @@ func runCatalogue(f *Factory, opts *CatalogueOptions) error {
 		return t.writeText(w)
 	}
 	err = write(f.IO.Out, steps)
+	for _, t := range []*table{stepErrors, errTypes} {
+		if err == nil {
+			fmt.Fprintln(f.IO.Out)
+			err = write(f.IO.Out, t)
+		}
+	}
 	if err == nil && len(doc.Runbooks) > 0 {
 		fmt.Fprintln(f.IO.Out)
 		err = write(f.IO.Out, books)

@@ -16,7 +16,7 @@ import (
 	tlog "go.temporal.io/sdk/log"
 
 	"github.com/stagehand-dev/stagehand/activities"
-	"github.com/stagehand-dev/stagehand/activities/registry"
+	"github.com/stagehand-dev/stagehand/activities/steps"
 	"github.com/stagehand-dev/stagehand/workflows"
 )
 
@@ -49,8 +49,9 @@ type Factory struct {
 	// RPCTimeout bounds calls that need a worker to answer (queries,
 	// updates), so a missing worker is reported instead of hanging.
 	RPCTimeout time.Duration
-	// Catalogue returns the step catalogue runbooks are validated against.
-	Catalogue func() (*activities.Catalogue, error)
+	// Catalogue returns the step specs runbooks are validated against: the
+	// descriptions only, so the CLI links no adapter's client library.
+	Catalogue func() (*activities.Specs, error)
 	// LoadRunbook parses and validates one runbook file.
 	LoadRunbook RunbookLoader
 	// OSUser names the account running the CLI, for when $USER is unset
@@ -67,7 +68,7 @@ func NewFactory(io *IOStreams) *Factory {
 		Dial:        dialTemporal,
 		DialTimeout: 5 * time.Second,
 		RPCTimeout:  15 * time.Second,
-		Catalogue:   func() (*activities.Catalogue, error) { return registry.Catalogue(registry.Deps{}) },
+		Catalogue:   steps.Catalogue,
 		LoadRunbook: loadRunbookFile,
 		OSUser: func() string {
 			if u, err := user.Current(); err == nil {

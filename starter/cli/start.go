@@ -158,6 +158,9 @@ func runStart(ctx context.Context, f *Factory, g *GlobalOptions, opts *StartOpti
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:        id,
 		TaskQueue: g.TaskQueue,
+		// What the Temporal UI shows for the run (User Metadata).
+		StaticSummary: workflows.RunSummary(name, in.Params, in.RequestedBy),
+		StaticDetails: workflows.RunDetails(name, in.Params, in.RequestedBy),
 		// Starting twice under one id is a mistake, not a request to
 		// attach to the earlier run.
 		WorkflowExecutionErrorWhenAlreadyStarted: true,

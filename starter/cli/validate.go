@@ -30,7 +30,8 @@ func newValidateCmd(f *Factory, _ *GlobalOptions) *cobra.Command {
 		Use:   "validate FILE...",
 		Short: "Check runbook files for errors without running them",
 		Long: `Parse each runbook file and validate it against the built-in step catalogue:
-fields, step types, their ` + "`with`" + ` keys, parameters and templates.
+fields, step types, their ` + "`with`" + ` keys, parameters, templates, and the
+error types named in ` + "`retry.nonRetryable`" + `.
 
 Every problem is printed on its own line as FILE:LINE:COL: PATH: MESSAGE, so
 editors and CI can jump to it. Exits 2 if any file has a problem.`,

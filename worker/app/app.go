@@ -1,6 +1,7 @@
 // Package app builds a Stagehand worker from its configuration: the
 // Temporal client, the Kubernetes clusters of every environment, the runbook
-// library and the step catalogue, all registered on one Temporal worker.
+// library and the step catalogue, all registered on one Temporal worker,
+// after checking that the namespace has every search attribute runs set.
 // worker/main.go runs it; integration tests start it in-process.
 package app
 
@@ -38,7 +39,10 @@ type App struct {
 	Catalogue *activities.Catalogue
 	Library   *runbooks.Library
 	Logger    *slog.Logger
-	ownClient bool
+	// SearchAttributesVerified is false when the server would not list the
+	// namespace's search attributes, so the start-up check could not run.
+	SearchAttributesVerified bool
+	ownClient                bool
 }
 
 // NewLogger builds the slog logger the worker and the Temporal SDK share.
@@ -155,13 +159,44 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 		}
 		own = true
 	}
+	verified, err := checkSearchAttributes(ctx, c, cfg, opts, logger)
+	if err != nil {
+		if own {
+			c.Close()
+		}
+		return nil, err
+	}
 	w := worker.New(c, cfg.Temporal.TaskQueue, worker.Options{})
 	workflows.Register(w, &workflows.Resolver{Library: lib, Catalogue: cat, Environments: cfg.TemplateData(), Settings: cfg.SettingsData()})
 	logger.Info("worker configured",
 		"address", cfg.Temporal.Address, "namespace", cfg.Temporal.Namespace, "taskQueue", cfg.Temporal.TaskQueue,
 		"runbooks", strings.Join(lib.Names(), ","), "stepTypes", len(cat.Names()),
 		"environments", strings.Join(cfg.EnvironmentNames(), ","))
-	return &App{Config: cfg, Client: c, Worker: w, Catalogue: cat, Library: lib, Logger: logger, ownClient: own}, nil
+	return &App{Config: cfg, Client: c, Worker: w, Catalogue: cat, Library: lib, Logger: logger,
+		SearchAttributesVerified: verified, ownClient: own}, nil
+}
+
+// checkSearchAttributes runs the start-up check before anything polls: a
+// worker that started on a namespace lacking an attribute would wedge every
+// run that reaches the upsert of it. It reports whether the check ran.
+func checkSearchAttributes(ctx context.Context, c client.Client, cfg config.Config, opts Options, logger *slog.Logger) (bool, error) {
+	timeout := opts.DialTimeout
+	if timeout == 0 {
+		timeout = 10 * time.Second
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	err := CheckSearchAttributes(cctx, c, cfg.Temporal.Namespace, cfg.Temporal.Address)
+	if errors.Is(err, ErrSearchAttributesUnverified) {
+		logger.Warn("could not check the namespace's search attributes; runs will wedge if any is missing",
+			"namespace", cfg.Temporal.Namespace, "error", err,
+			"required", strings.Join(workflows.SearchAttributeDefinitions, ","))
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // Start begins polling in the background; Stop ends it.

@@ -1,0 +1,132 @@
+package steps
+
+import (
+	"time"
+
+	"github.com/stagehand-dev/stagehand/activities"
+)
+
+var git = []activities.StepSpec{
+	{
+		Name: "git.merge",
+		Description: "Merge a pull request exactly once, with plain git (provider: git) or the GitHub API (provider: github); " +
+			"an already merged PR is a success with alreadyMerged: true.",
+		Args: []activities.Arg{
+			req("provider", TString, "git (merge with git against remote) or github (merge through the GitHub API)"),
+			arg("pr", TInt, "the pull request number (42, \"42\" or \"#42\"): required for github, used in the merge message for git"),
+			arg("tokenRef", TString, "a secret reference (env:NAME, secret:NAME/KEY): the API token for github, an HTTPS token for git"),
+			arg("expectHead", TString, "the commit that was tested (full sha or a prefix); the merge is refused with HeadMoved if the PR moved on"),
+			arg("remote", TString, "the git remote, a URL or a path (git only)"),
+			arg("targetBranch", TString, "the branch merged into; default main (git only)"),
+			arg("prBranch", TString, "the pull request's branch on remote, e.g. pr-42 or refs/pull/42/head (git only)"),
+			arg("message", TString, "the merge commit message (git) or title (github)"),
+			arg("authorName", TString, "the merge commit's author name (git only)"),
+			arg("authorEmail", TString, "the merge commit's author email (git only)"),
+			arg("repo", TString, "owner/name (github only)"),
+			arg("method", TString, "merge (default), squash or rebase"),
+			arg("apiURL", TString, "the REST API root; default https://api.github.com/ (github only)"),
+		},
+		Outputs: []activities.Output{
+			out("provider", TString, "the provider that merged"),
+			out("mergeCommit", TString, "the full sha of the commit on the target branch that merged the PR"),
+			out("shortSha", TString, "mergeCommit's first 8 characters (production images are tagged prod-<shortSha>-<unix>)"),
+			out("alreadyMerged", TBool, "the PR had been merged before this attempt (a retry, a replay, or by hand)"),
+			out("targetBranch", TString, "the branch merged into"),
+			out("prHead", TString, "the PR head commit that was merged"),
+			out("pr", TInt, "the pull request number"),
+		},
+		Errors: []string{
+			activities.ErrSecretUnavailable, activities.ErrMergeConflict, activities.ErrMergeBlocked, activities.ErrHeadMoved,
+			activities.ErrBranchNotFound, activities.ErrRemoteNotFound, activities.ErrGitAuth, activities.ErrGitUnavailable,
+			activities.ErrGitError, activities.ErrPushRejected, activities.ErrBranchMoving,
+			activities.ErrGitHubAuth, activities.ErrGitHubNotFound, activities.ErrGitHubRateLimited,
+			activities.ErrGitHubUnavailable, activities.ErrGitHubRejected,
+		},
+		DefaultTimeout: 10 * time.Minute,
+	},
+	{
+		Name:        "git.headCommit",
+		Description: "Read a branch's head commit from a remote.",
+		Args: []activities.Arg{
+			req("remote", TString, "the git remote, a URL or a path"),
+			arg("branch", TString, "default main"),
+			arg("tokenRef", TString, "a secret reference for an HTTPS token (env:NAME, secret:NAME/KEY)"),
+		},
+		Outputs: []activities.Output{
+			out("sha", TString, "the branch's head commit"),
+			out("shortSha", TString, "its first 8 characters"),
+		},
+		Errors: []string{
+			activities.ErrSecretUnavailable, activities.ErrBranchNotFound, activities.ErrRemoteNotFound,
+			activities.ErrGitAuth, activities.ErrGitUnavailable, activities.ErrGitError,
+		},
+		DefaultTimeout: 2 * time.Minute,
+	},
+}
+
+var web = []activities.StepSpec{
+	{
+		Name: "web.smoke",
+		Description: "HTTP smoke checks under a base `url`, each retried every `interval` until it answers as expected " +
+			"or `timeout` runs out; Backstage presets: readiness, catalog, signin, templates, docs.",
+		Args: []activities.Arg{
+			req("url", TString, "the base URL the checks' paths are appended to"),
+			req("checks", TList, "the checks: name, preset (readiness, catalog, signin, templates, docs), provider, path, method, "+
+				"expectStatus, bodyContains, bodyMatches, headers, tokenRef"),
+			arg("timeout", TDuration, "bounds the whole step (default 2m): checks that have not passed by then fail it"),
+			arg("interval", TDuration, "the pause between attempts of a failing check (default 2s)"),
+			arg("requestTimeout", TDuration, "bounds one request (default 10s)"),
+			arg("tokenRef", TString, "the default tokenRef (env:NAME, sent as a Bearer token) of every check that sets none"),
+		},
+		Outputs: []activities.Output{
+			out("checks", TList, "each check's name, url, status, elapsedMs, attempts and ok"),
+			out("passed", TInt, "the checks that passed"),
+		},
+		Errors: []string{activities.ErrSecretNotFound, activities.ErrSmokeCheckFailed},
+		// The step's own `timeout` (default 2m) bounds the checks; this only
+		// stops a wedged attempt when the runbook sets no step timeout.
+		DefaultTimeout:   15 * time.Minute,
+		HeartbeatTimeout: 30 * time.Second,
+	},
+	{
+		Name:        "web.get",
+		Description: "GET (or `method`) one `url` and return its status and a body snippet; fails unless the status is in `expectStatus` (default 200).",
+		Args: []activities.Arg{
+			req("url", TString, "the absolute URL to request"),
+			arg("method", TString, "default GET"),
+			arg("expectStatus", TList, "the statuses that count as success (a number or a list); default 200"),
+			arg("headers", TMap, "extra, non-secret headers (credentials go in tokenRef)"),
+			arg("tokenRef", TString, "a Bearer token reference, e.g. env:BACKSTAGE_TOKEN"),
+			arg("requestTimeout", TDuration, "bounds the request (default 30s)"),
+		},
+		Outputs: []activities.Output{
+			out("status", TInt, "the HTTP status"),
+			out("body", TString, "a sanitized snippet of the response (first ~300 bytes)"),
+			out("elapsedMs", TInt, "how long the request took, in milliseconds"),
+		},
+		Errors:         []string{activities.ErrSecretNotFound, activities.ErrUnexpectedStatus, activities.ErrRequestFailed},
+		DefaultTimeout: 2 * time.Minute,
+	},
+}
+
+var notify = []activities.StepSpec{
+	{
+		Name:        "notify.send",
+		Description: "Send a notification (gate opened, run failed, ...) to generic JSON or Slack webhooks; Slack URLs go in urlRef.",
+		Args: []activities.Arg{
+			req("webhooks", TList, "receivers: each {url} or {urlRef: env:NAME} (Slack's URLs are secret), and format generic (default) or slack"),
+			req("event", TString, "gate_opened, gate_reminder, run_failed, run_succeeded, run_rejected or custom"),
+			arg("title", TString, "the headline (title or text is required)"),
+			arg("text", TString, "the body"),
+			arg("run", TString, "the run's workflow id (.run.id), shown so people can approve or look it up"),
+			arg("gate", TString, "the gate waiting for approval"),
+			arg("approvers", TList, "who may approve the gate"),
+			arg("fields", TMap, "extra key/value pairs shown with the message"),
+		},
+		Outputs: []activities.Output{
+			out("sent", TInt, "the webhooks that accepted the message"),
+		},
+		Errors:         []string{activities.ErrSecretUnavailable, activities.ErrNotifyRejected, activities.ErrNotifyFailed},
+		DefaultTimeout: time.Minute,
+	},
+}

@@ -1,0 +1,151 @@
+package workflows
+
+import (
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/stagehand-dev/stagehand/activities"
+	"github.com/stagehand-dev/stagehand/runbooks"
+)
+
+// Defaults for steps that set none. Runbook steps are operations on real
+// systems, so unlimited retries (Temporal's default) would hide failures.
+const (
+	defaultStepTimeout     = 10 * time.Minute
+	defaultMaxAttempts     = 3
+	defaultInitialInterval = time.Second
+	defaultBackoff         = 2.0
+	defaultMaximumInterval = 30 * time.Second
+)
+
+// stepCall is one call of a step type. Runbook steps, parallel members,
+// compensation steps and gate reminders all go through callStep with one,
+// so `with` rendering, activity options, summaries and error translation
+// are the same for every caller.
+type stepCall struct {
+	// activityID is unique within the run (the step id, or e.g.
+	// "merge-remind-2" for a reminder).
+	activityID string
+	// stepID is what the activity sees as StepRequest.StepID.
+	stepID string
+	uses   string
+	// with is rendered against data just before the call, so it sees every
+	// step that finished before this one.
+	with map[string]any
+	data map[string]any
+	// timeout and heartbeatTimeout are the runbook's overrides (0: use the
+	// step type's default).
+	timeout          time.Duration
+	heartbeatTimeout time.Duration
+	// fallbackTimeout applies when neither the runbook nor the step type
+	// sets a timeout (defaultStepTimeout when zero).
+	fallbackTimeout time.Duration
+	retry           *runbooks.RetryPolicy
+}
+
+// callStep renders the call's arguments and runs its step type: an
+// activity, or a step the workflow implements itself (native).
+func (r *run) callStep(ctx workflow.Context, c stepCall) (activities.StepResult, *stepError) {
+	rendered, err := runbooks.RenderValue(anyMap(c.with), c.data)
+	if err != nil {
+		return activities.StepResult{}, &stepError{message: fmt.Sprintf("with: %v", err), errType: errTypeTemplate}
+	}
+	with, _ := rendered.(map[string]any)
+	opts := r.resolved.StepTypes[c.uses]
+	if opts.Native {
+		return r.callNative(ctx, c, with)
+	}
+	target := stepTarget(with)
+	r.targets[c.activityID] = target
+	ao := workflow.ActivityOptions{
+		ActivityID:          c.activityID,
+		StartToCloseTimeout: firstDuration(c.timeout, opts.DefaultTimeout.D(), c.fallbackTimeout, defaultStepTimeout),
+		HeartbeatTimeout:    firstDuration(c.heartbeatTimeout, opts.HeartbeatTimeout.D()),
+		RetryPolicy:         retryPolicy(c.retry),
+		Summary:             activitySummary(c.activityID, c.uses, target),
+	}
+	var res activities.StepResult
+	err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, ao), c.uses, activities.StepRequest{
+		WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID,
+		StepID:     c.stepID,
+		With:       with,
+	}).Get(ctx, &res)
+	if err != nil {
+		if temporal.IsCanceledError(err) || ctx.Err() != nil {
+			return activities.StepResult{}, &stepError{message: "cancelled", cancelled: true}
+		}
+		return activities.StepResult{}, describeActivityError(err, ao)
+	}
+	return res, nil
+}
+
+// callNative runs the step types the workflow implements itself.
+func (r *run) callNative(ctx workflow.Context, c stepCall, with map[string]any) (activities.StepResult, *stepError) {
+	switch c.uses {
+	case "wait":
+		raw := fmt.Sprint(with["duration"])
+		d, err := runbooks.ParseDuration(raw)
+		if err != nil {
+			return activities.StepResult{}, &stepError{message: fmt.Sprintf("with.duration: %v", err), errType: errTypeInvalidArguments}
+		}
+		// A durable timer: a wait of hours is one timer in history, not a
+		// loop of activities, and it survives worker restarts. The summary
+		// names the timer in the UI (Sleep would show as "Sleep").
+		timer := workflow.NewTimerWithOptions(ctx, d.D(), workflow.TimerOptions{Summary: fmt.Sprintf("%s: wait %s", c.activityID, d)})
+		if err := timer.Get(ctx, nil); err != nil {
+			return activities.StepResult{}, &stepError{message: "cancelled", cancelled: true}
+		}
+		return activities.StepResult{Attempt: 1, Outputs: map[string]any{"duration": d.String()}}, nil
+	default:
+		return activities.StepResult{}, &stepError{
+			message: fmt.Sprintf("native step type %q is not implemented by this workflow", c.uses), errType: errTypeUnknownStepType}
+	}
+}
+
+func firstDuration(ds ...time.Duration) time.Duration {
+	for _, d := range ds {
+		if d > 0 {
+			return d
+		}
+	}
+	return 0
+}
+
+func retryPolicy(p *runbooks.RetryPolicy) *temporal.RetryPolicy {
+	rp := &temporal.RetryPolicy{
+		MaximumAttempts:    defaultMaxAttempts,
+		InitialInterval:    defaultInitialInterval,
+		BackoffCoefficient: defaultBackoff,
+		MaximumInterval:    defaultMaximumInterval,
+	}
+	if p == nil {
+		return rp
+	}
+	rp.MaximumAttempts = int32(p.MaxAttempts)
+	if p.MaxAttempts == 0 {
+		rp.MaximumAttempts = defaultMaxAttempts
+	}
+	if p.InitialInterval > 0 {
+		rp.InitialInterval = p.InitialInterval.D()
+	}
+	if p.BackoffCoefficient > 0 {
+		rp.BackoffCoefficient = p.BackoffCoefficient
+	}
+	if p.MaximumInterval > 0 {
+		rp.MaximumInterval = p.MaximumInterval.D()
+	} else if rp.MaximumInterval < rp.InitialInterval {
+		rp.MaximumInterval = rp.InitialInterval
+	}
+	rp.NonRetryableErrorTypes = p.NonRetryable
+	return rp
+}
+
+func anyMap(m map[string]any) any {
+	if m == nil {
+		return map[string]any{}
+	}
+	return m
+}
