@@ -110,9 +110,9 @@ var errorTypes = []ErrorType{
 	{ErrInvalidOutputs, "the step's result could not be encoded as outputs (a bug in the step type)", false, ScopeStep},
 	{ErrTemplateError, "a template in `with`, `if` or an approval field failed to render", false, ScopeStep},
 	{ErrUnknownStepType, "the step names a native step type this workflow does not implement", false, ScopeStep},
-	// Status and audit show this name; Temporal's retry policy sees the
-	// timeout itself, so naming it in nonRetryable may not stop the retries.
-	{ErrTimeout, "an attempt ran out of its timeout or stopped heartbeating (worker lost or step hung); retried by the policy, which nonRetryable may not stop", true, ScopeStep},
+	// Status and audit show this name; the interpreter maps it onto the
+	// names Temporal's retry policy gives timeouts (TemporalTimeout:*).
+	{ErrTimeout, "an attempt ran out of its timeout or stopped heartbeating (worker lost or step hung); retried unless the step lists Timeout in nonRetryable", true, ScopeStep},
 
 	{ErrRunbookFailed, "the run failed: a step failed (see the status's failedStep and error)", false, ScopeRun},
 	{ErrRunbookRejected, "the run was rejected at an approval gate, or the gate timed out", false, ScopeRun},

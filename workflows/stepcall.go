@@ -139,8 +139,23 @@ func retryPolicy(p *runbooks.RetryPolicy) *temporal.RetryPolicy {
 	} else if rp.MaximumInterval < rp.InitialInterval {
 		rp.MaximumInterval = rp.InitialInterval
 	}
-	rp.NonRetryableErrorTypes = p.NonRetryable
+	rp.NonRetryableErrorTypes = nonRetryableTypes(p.NonRetryable)
 	return rp
+}
+
+// nonRetryableTypes maps the runbook's error-type names onto the retry
+// policy's. Our "Timeout" (what status and audit show for a timed-out
+// attempt) is known to the server by the timeout's own names, so listing
+// it must list those for `nonRetryable: [Timeout]` to stop the retries.
+func nonRetryableTypes(names []string) []string {
+	var out []string
+	for _, n := range names {
+		out = append(out, n)
+		if n == errTypeTimeout {
+			out = append(out, "TemporalTimeout:StartToClose", "TemporalTimeout:Heartbeat")
+		}
+	}
+	return out
 }
 
 func anyMap(m map[string]any) any {
