@@ -59,7 +59,10 @@ func (r *run) callStep(ctx workflow.Context, c stepCall) (activities.StepResult,
 		return r.callNative(ctx, c, with)
 	}
 	target := stepTarget(with)
-	r.targets[c.activityID] = target
+	if c.activityID == c.stepID {
+		// Kept for the details of running steps; reminders are not steps.
+		r.targets[c.stepID] = target
+	}
 	ao := workflow.ActivityOptions{
 		ActivityID:          c.activityID,
 		StartToCloseTimeout: firstDuration(c.timeout, opts.DefaultTimeout.D(), c.fallbackTimeout, defaultStepTimeout),
