@@ -206,6 +206,11 @@ func TestStart(t *testing.T) {
 	if opts.ID != "patch-20261122-024501" || opts.TaskQueue != "q" || !opts.WorkflowExecutionErrorWhenAlreadyStarted {
 		t.Errorf("options %+v", opts)
 	}
+	// The Temporal UI shows these as the run's summary and details.
+	if opts.StaticSummary != "patch: image reg/app:pr-42=x · pr 42 · requested by alice" {
+		t.Errorf("static summary %q", opts.StaticSummary)
+	}
+	assertContains(t, opts.StaticDetails, "Runbook **patch**", "- `pr`: 42")
 	if input.Runbook != "patch" || input.Definition != "" || input.RequestedBy != "alice" ||
 		input.Params["image"] != "reg/app:pr-42=x" || input.Params["pr"] != 42 {
 		t.Errorf("input %+v", input)
