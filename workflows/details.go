@@ -54,7 +54,7 @@ func (r *run) details() string {
 	b.WriteString("\n\n")
 	if g := r.status.PendingGate; g != nil {
 		fmt.Fprintf(&b, "⏸️ Gate `%s` waits for one of **%s**: %s\n\n", g.Gate, strings.Join(g.Approvers, ", "), truncate(g.Message, 300))
-		fmt.Fprintf(&b, "Approve: signal `%s` with `{\"gate\":%q,\"decision\":\"approve\",\"by\":\"<you>\"}`, or `stagehand approve <workflow id> --gate %s`\n\n", ApprovalSignal, g.Gate, g.Gate)
+		fmt.Fprintf(&b, "Approve: signal `%s` with `{\"gate\":%q,\"decision\":\"approve\",\"by\":\"<you>\"}`, or `stagehand approve %s --gate %s`\n\n", ApprovalSignal, g.Gate, r.workflowID, g.Gate)
 	}
 	for _, id := range strings.Split(r.status.CurrentStep, ",") {
 		if t := r.targets[id]; id != "" && t != "" {

@@ -39,7 +39,7 @@ func TestActivitySummary(t *testing.T) {
 // The UI's details box is short: the current step, its target and the
 // pending gate must come before the step list.
 func TestDetailsPutCurrentStepAndGateFirst(t *testing.T) {
-	r := &run{targets: map[string]string{"merge": ""}, status: &Status{Runbook: "patch", State: RunWaitingApproval}}
+	r := &run{workflowID: "patch-pr-42", targets: map[string]string{"merge": ""}, status: &Status{Runbook: "patch", State: RunWaitingApproval}}
 	for i := 0; i < 30; i++ {
 		r.status.Steps = append(r.status.Steps, StepStatus{ID: "step" + string(rune('a'+i%26)) + string(rune('a'+i/26)), State: StepSucceeded})
 	}
@@ -51,6 +51,7 @@ func TestDetailsPutCurrentStepAndGateFirst(t *testing.T) {
 	assert.Contains(t, lines[0], "at `merge`")
 	assert.Contains(t, lines[0], "30 of 31 steps done")
 	assert.Contains(t, lines[2], "Gate `merge` waits for one of **bob, carol**: Merge PR 42?")
+	assert.Contains(t, d, "`stagehand approve patch-pr-42 --gate merge`")
 	assert.Less(t, strings.Index(d, "Approve: signal `approval`"), strings.Index(d, "- ✅ `stepaa`"))
 
 	r.targets["sandbox_apply"] = "ns/d → img:1"

@@ -28,9 +28,11 @@ import (
 // workflow.Context: every method takes the one in play, so compensation
 // (which runs on a disconnected context) cannot mix contexts.
 type run struct {
-	in       RunInput
-	resolved *ResolvedRun
-	status   *Status
+	// workflowID is what people type to act on the run.
+	workflowID string
+	in         RunInput
+	resolved   *ResolvedRun
+	status     *Status
 	// index maps a step id to its place in status.Steps / status.Compensation.
 	index     map[string]*StepStatus
 	data      map[string]any
@@ -64,10 +66,11 @@ func RunbookWorkflow(ctx workflow.Context, in RunInput) (*Status, error) {
 
 func newRun(ctx workflow.Context, in RunInput) *run {
 	r := &run{
-		in:      in,
-		index:   map[string]*StepStatus{},
-		gateIDs: map[string]bool{},
-		targets: map[string]string{},
+		workflowID: workflow.GetInfo(ctx).WorkflowExecution.ID,
+		in:         in,
+		index:      map[string]*StepStatus{},
+		gateIDs:    map[string]bool{},
+		targets:    map[string]string{},
 		status: &Status{
 			Runbook:     in.Runbook,
 			RequestedBy: in.RequestedBy,
