@@ -11,9 +11,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 
 	"go.temporal.io/sdk/activity"
@@ -229,7 +230,7 @@ func Bind(specs []StepSpec, impls ...StepType) (*Catalogue, error) {
 			errs = append(errs, err)
 		}
 	}
-	for _, name := range sortedKeys(byName) {
+	for _, name := range slices.Sorted(maps.Keys(byName)) {
 		errs = append(errs, fmt.Errorf("step type %q is implemented but not described in activities/steps", name))
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -331,7 +332,7 @@ func (c *Catalogue) Lookup(name string) (StepType, bool) {
 
 // Names lists the step types in sorted order.
 func (c *Catalogue) Names() []string {
-	return sortedKeys(c.types)
+	return slices.Sorted(maps.Keys(c.types))
 }
 
 // Types lists the step types sorted by name.
@@ -401,13 +402,4 @@ func isStruct(t reflect.Type) bool {
 		t = t.Elem()
 	}
 	return t != nil && t.Kind() == reflect.Struct
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
