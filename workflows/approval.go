@@ -3,6 +3,8 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -66,7 +68,7 @@ func (r *run) checkDecision(d ApprovalDecision) error {
 		return errors.New("the run has not reached any approval gate yet")
 	}
 	if !r.gateIDs[d.Gate] {
-		return fmt.Errorf("unknown gate %q (this runbook's gates: %s)", d.Gate, strings.Join(sortedKeys(r.gateIDs), ", "))
+		return fmt.Errorf("unknown gate %q (this runbook's gates: %s)", d.Gate, strings.Join(slices.Sorted(maps.Keys(r.gateIDs)), ", "))
 	}
 	gate := r.status.PendingGate
 	if gate == nil || gate.Gate != d.Gate {

@@ -2,7 +2,7 @@ package workflows
 
 import (
 	"fmt"
-	"sort"
+	"slices"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -54,7 +54,7 @@ func (r *run) upsertApprovers(ctx workflow.Context, by string) {
 	if !seen[by] {
 		uniq = append(uniq, by)
 	}
-	upsert(ctx, SearchApprovers.ValueSet(sortedStrings(uniq)))
+	upsert(ctx, SearchApprovers.ValueSet(slices.Sorted(slices.Values(uniq))))
 }
 
 func upsert(ctx workflow.Context, updates ...temporal.SearchAttributeUpdate) {
@@ -62,19 +62,4 @@ func upsert(ctx workflow.Context, updates ...temporal.SearchAttributeUpdate) {
 		// Visibility is for audit; a failed upsert must not fail the run.
 		workflow.GetLogger(ctx).Warn("upsert search attributes failed", "error", err)
 	}
-}
-
-// sortedStrings returns a sorted copy, for deterministic output.
-func sortedStrings(in []string) []string {
-	out := append([]string(nil), in...)
-	sort.Strings(out)
-	return out
-}
-
-func sortedKeys(m map[string]bool) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	return sortedStrings(keys)
 }

@@ -2,6 +2,8 @@ package workflows
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 )
 
@@ -42,11 +44,7 @@ func RunDetails(runbook string, params map[string]any, requestedBy string) strin
 		fmt.Fprintf(&b, ", requested by **%s**", requestedBy)
 	}
 	b.WriteString("\n\n")
-	keys := make([]string, 0, len(params))
-	for k := range params {
-		keys = append(keys, k)
-	}
-	for _, k := range sortedStrings(keys) {
+	for _, k := range slices.Sorted(maps.Keys(params)) {
 		fmt.Fprintf(&b, "- `%s`: %s\n", k, truncate(fmt.Sprint(params[k]), 200))
 	}
 	return b.String()

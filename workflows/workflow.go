@@ -15,6 +15,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"go.temporal.io/sdk/temporal"
@@ -196,7 +197,7 @@ func environmentOf(rb runbooks.Runbook, params map[string]any) string {
 			}
 		}
 	}
-	return strings.Join(sortedStrings(names), ",")
+	return strings.Join(slices.Sorted(slices.Values(names)), ",")
 }
 
 func (r *run) planSteps(steps []runbooks.Step, parent string) {
