@@ -37,3 +37,46 @@ func TestResolve(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "v", v)
 }
+
+func TestSchemes(t *testing.T) {
+	ctx := context.Background()
+	t.Setenv("STAGEHAND_SCHEMES_TEST", "from-env")
+	kube := func(_ context.Context, ref string) (string, error) { return "from-kube:" + ref, nil }
+	r := Schemes(map[string]Resolver{"env": Env, "secret": kube})
+	v, err := r(ctx, "env:STAGEHAND_SCHEMES_TEST")
+	require.NoError(t, err)
+	assert.Equal(t, "from-env", v)
+	v, err = r(ctx, "secret:db/password")
+	require.NoError(t, err)
+	assert.Equal(t, "from-kube:secret:db/password", v)
+	_, err = r(ctx, "vault:x")
+	assert.EqualError(t, err, `cannot resolve "vault:x": this worker resolves only env:, secret: references`)
+
+	envOnly := Schemes(map[string]Resolver{"env": Env, "secret": nil})
+	_, err = envOnly(ctx, "secret:db/password")
+	assert.EqualError(t, err, `cannot resolve "secret:db/password": this worker resolves only env: references (secret:NAME/KEY needs `+"`secrets.kubernetes`"+` in the worker config)`)
+	_, err = envOnly(ctx, "no-scheme")
+	assert.ErrorContains(t, err, `cannot resolve "no-scheme"`)
+}
+
+func TestParseSecretRef(t *testing.T) {
+	name, key, err := ParseSecretRef("secret:portal-db/password")
+	require.NoError(t, err)
+	assert.Equal(t, "portal-db", name)
+	assert.Equal(t, "password", key)
+	_, key, err = ParseSecretRef("secret:registry.creds/.dockerconfig_json-1")
+	require.NoError(t, err)
+	assert.Equal(t, ".dockerconfig_json-1", key)
+	for ref, want := range map[string]string{
+		"env:X":               "not a secret:NAME/KEY reference",
+		"secret:portal":       "want secret:NAME/KEY",
+		"secret:/key":         "want secret:NAME/KEY",
+		"secret:portal/":      "want secret:NAME/KEY",
+		"secret:a/b/c":        "want secret:NAME/KEY",
+		"secret:Portal/key":   "not a valid Secret name",
+		"secret:portal/k e y": "not a valid Secret key",
+	} {
+		_, _, err := ParseSecretRef(ref)
+		assert.ErrorContains(t, err, want, ref)
+	}
+}

@@ -339,8 +339,12 @@ func TestServiceAccountRBACFromManifests(t *testing.T) {
 			t.Fatalf("unexpected manifest object %T", obj)
 		}
 	}
-	if roles != 2 {
-		t.Fatalf("rbac.yaml has %d Roles, want one per managed namespace (2)", roles)
+	if roles != 3 {
+		t.Fatalf("rbac.yaml has %d Roles, want one per managed namespace (2) and one for the worker's own Secrets", roles)
+	}
+	workerSecret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "portal-db"}, Data: map[string][]byte{"password": []byte("x")}}
+	if _, err := env.Client.CoreV1().Secrets("stagehand").Create(ctx, workerSecret, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
 	}
 	for _, ns := range []string{"backstage-sandbox", "backstage-prod"} {
 		if _, err := env.CreateDeployment(ctx, ns, "backstage", baseImage, 2); err != nil && !apierrors.IsAlreadyExists(err) {
@@ -393,6 +397,10 @@ func TestServiceAccountRBACFromManifests(t *testing.T) {
 			_, err := sa.CoreV1().Events("backstage-prod").List(ctx, metav1.ListOptions{})
 			return err
 		},
+		"get a Secret in the worker's namespace (secret:NAME/KEY)": func() error {
+			_, err := sa.CoreV1().Secrets("stagehand").Get(ctx, "portal-db", metav1.GetOptions{})
+			return err
+		},
 	}
 	for name, call := range allowed {
 		if err := call(); err != nil {
@@ -424,6 +432,14 @@ func TestServiceAccountRBACFromManifests(t *testing.T) {
 		},
 		"list secrets": func() error {
 			_, err := sa.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{})
+			return err
+		},
+		"get a Secret in a managed namespace": func() error {
+			_, err := sa.CoreV1().Secrets(ns).Get(ctx, "portal-db", metav1.GetOptions{})
+			return err
+		},
+		"list the worker's Secrets": func() error {
+			_, err := sa.CoreV1().Secrets("stagehand").List(ctx, metav1.ListOptions{})
 			return err
 		},
 		"get deployment outside managed namespaces": func() error {

@@ -25,6 +25,7 @@ import (
 	"github.com/stagehand-dev/stagehand/activities/kube"
 	"github.com/stagehand-dev/stagehand/activities/notify"
 	"github.com/stagehand-dev/stagehand/activities/registry"
+	"github.com/stagehand-dev/stagehand/activities/secrets"
 	"github.com/stagehand-dev/stagehand/activities/web"
 	"github.com/stagehand-dev/stagehand/runbooks"
 	"github.com/stagehand-dev/stagehand/worker/config"
@@ -61,6 +62,21 @@ func NewLogger(cfg config.Log, out io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(out, opts))
 	}
 	return slog.New(slog.NewTextHandler(out, opts))
+}
+
+// secretResolver resolves env:NAME from the worker's environment and, when
+// the config has secrets.kubernetes, secret:NAME/KEY from that
+// environment's cluster.
+func secretResolver(cfg config.Config, kubeActs *kube.Activities) (secrets.Resolver, error) {
+	byScheme := map[string]secrets.Resolver{"env": secrets.Env, "secret": nil}
+	if k := cfg.Secrets.Kubernetes; k != nil {
+		cluster := kubeActs.Clusters[k.Environment]
+		if cluster == nil {
+			return nil, fmt.Errorf("secrets.kubernetes: environment %s has no usable cluster (its kubeconfig is missing?)", k.Environment)
+		}
+		byScheme["secret"] = cluster.SecretResolver(k.Namespace)
+	}
+	return secrets.Schemes(byScheme), nil
 }
 
 // Options tune New; zero values are fine.
@@ -126,10 +142,14 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 	if err := os.MkdirAll(workDir, 0o755); err != nil {
 		return nil, fmt.Errorf("work directory: %w", err)
 	}
+	resolve, err := secretResolver(cfg, kubeActs)
+	if err != nil {
+		return nil, err
+	}
 	cat, err := registry.Catalogue(registry.Deps{
 		Kube:   kubeActs,
-		Git:    &git.Activities{WorkDir: filepath.Join(workDir, "git")},
-		Notify: &notify.Activities{},
+		Git:    &git.Activities{WorkDir: filepath.Join(workDir, "git"), Secrets: resolve},
+		Notify: &notify.Activities{Secrets: resolve},
 		Web:    &web.Activities{},
 	})
 	if err != nil {

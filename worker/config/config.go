@@ -31,9 +31,29 @@ type Config struct {
 	// Settings are team-wide, non-secret values runbooks read as .settings
 	// (git remote and provider, notification webhooks by reference, ...).
 	Settings map[string]any `yaml:"settings,omitempty"`
+	// Secrets says where secret:NAME/KEY references are read from; env:NAME
+	// references always come from the worker's environment.
+	Secrets Secrets `yaml:"secrets,omitempty"`
 	// path is where the file was read from; relative paths in it are
 	// resolved against its directory.
 	path string
+}
+
+// Secrets configures the secret:NAME/KEY references.
+type Secrets struct {
+	// Kubernetes reads them from Kubernetes Secrets; nil leaves secret:
+	// references unresolvable (they fail at use with a message saying so).
+	Kubernetes *KubernetesSecrets `yaml:"kubernetes,omitempty"`
+}
+
+// KubernetesSecrets names the cluster and namespace whose Secrets back
+// secret:NAME/KEY: NAME is a Secret in Namespace, KEY one key of its data.
+type KubernetesSecrets struct {
+	// Environment whose cluster holds the Secrets (its kubeconfig/context
+	// or inCluster settings are used).
+	Environment string `yaml:"environment"`
+	// Namespace of the Secrets, typically the worker's own namespace.
+	Namespace string `yaml:"namespace"`
 }
 
 // Temporal says where the worker connects and listens.
@@ -146,6 +166,20 @@ func (c *Config) Validate() error {
 		e := c.Environments[name]
 		if e.InCluster && (e.Kubeconfig != "" || e.Context != "") {
 			problems = append(problems, fmt.Sprintf("environments.%s: inCluster excludes kubeconfig and context", name))
+		}
+	}
+	if k := c.Secrets.Kubernetes; k != nil {
+		env, ok := c.Environments[k.Environment]
+		switch {
+		case k.Environment == "":
+			problems = append(problems, "secrets.kubernetes.environment is empty: name the environment whose cluster holds the Secrets")
+		case !ok:
+			problems = append(problems, fmt.Sprintf("secrets.kubernetes.environment %q is not one of the environments (%s)", k.Environment, strings.Join(c.EnvironmentNames(), ", ")))
+		case !env.InCluster && env.Kubeconfig == "" && env.Context == "":
+			problems = append(problems, fmt.Sprintf("secrets.kubernetes.environment %q has no cluster (set its kubeconfig, context or inCluster)", k.Environment))
+		}
+		if k.Namespace == "" {
+			problems = append(problems, "secrets.kubernetes.namespace is empty")
 		}
 	}
 	if len(problems) > 0 {

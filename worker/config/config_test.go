@@ -70,3 +70,20 @@ func TestShippedConfigsLoad(t *testing.T) {
 		require.NoError(t, cfg.Validate(), f)
 	}
 }
+
+func TestValidateSecretsKubernetes(t *testing.T) {
+	cfg := Defaults()
+	cfg.Environments = map[string]Environment{"sandbox": {Context: "sb"}, "bare": {URL: "http://x"}}
+	cfg.Secrets.Kubernetes = &KubernetesSecrets{Environment: "sandbox", Namespace: "stagehand"}
+	require.NoError(t, cfg.Validate())
+
+	for k, want := range map[KubernetesSecrets]string{
+		{Namespace: "stagehand"}:                      "secrets.kubernetes.environment is empty",
+		{Environment: "prod", Namespace: "stagehand"}: `secrets.kubernetes.environment "prod" is not one of the environments (bare, sandbox)`,
+		{Environment: "bare", Namespace: "stagehand"}: `secrets.kubernetes.environment "bare" has no cluster`,
+		{Environment: "sandbox"}:                      "secrets.kubernetes.namespace is empty",
+	} {
+		cfg.Secrets.Kubernetes = &k
+		assert.ErrorContains(t, cfg.Validate(), want)
+	}
+}
