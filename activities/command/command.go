@@ -208,6 +208,10 @@ type Activities struct {
 	// HeartbeatInterval is how often a running command heartbeats; default
 	// 5 s.
 	HeartbeatInterval time.Duration
+
+	// onHeartbeat sees every heartbeat; the SDK batches them for the
+	// server, so tests watch here.
+	onHeartbeat func(Progress)
 }
 
 func (a *Activities) tailLines() int {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
@@ -139,7 +140,9 @@ func TestRefusedBeforeRunning(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := runStep(t, a, c.with)
 			wantAppError(t, err, c.errType, c.want, "value-of-the-ref")
-			for _, dir := range []string{root, outside, filepath.Join(root, "sub")} {
+			// "." too: a command run without its dir would run in the
+			// worker's (here the test's) working directory.
+			for _, dir := range []string{root, outside, filepath.Join(root, "sub"), "."} {
 				if exists(t, filepath.Join(dir, "marker")) {
 					t.Fatalf("the command ran: %s/marker exists", dir)
 				}
@@ -460,4 +463,54 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// A running command heartbeats with its progress, so a silent worker is
+// noticed and people see the last line while it runs.
+func TestHeartbeatsCarryTheLastLine(t *testing.T) {
+	dir := t.TempDir()
+	var mu sync.Mutex
+	var seen []Progress
+	a := &Activities{HeartbeatInterval: 20 * time.Millisecond, Commands: map[string]Command{
+		"slow": {Argv: sh(`echo "resolving packages"; sleep 0.3; echo "linking"; sleep 0.3`), Dirs: []string{dir}},
+	}}
+	a.onHeartbeat = func(p Progress) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, p)
+	}
+	step := StepTypes(a)[0]
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	env.RegisterActivityWithOptions(step.Handler, activity.RegisterOptions{Name: step.Name})
+	// What reaches Temporal: the SDK sends the first heartbeat and
+	// batches the rest (every 30 s here), so at least one arrives.
+	var recorded int
+	env.SetOnActivityHeartbeatListener(func(_ *activity.Info, details converter.EncodedValues) {
+		var p Progress
+		if err := details.Get(&p); err != nil || p.Command != "slow" {
+			t.Errorf("heartbeat details %+v: %v", p, err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		recorded++
+	})
+	if _, err := env.ExecuteActivity(step.Name, activities.StepRequest{StepID: "slow", With: map[string]any{"command": "slow"}}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if recorded == 0 {
+		t.Error("no heartbeat reached the test server")
+	}
+	lastLines := map[string]bool{}
+	for _, p := range seen {
+		if p.Command != "slow" {
+			t.Errorf("heartbeat %+v names another command", p)
+		}
+		lastLines[p.LastLine] = true
+	}
+	if !lastLines["resolving packages"] || !lastLines["linking"] {
+		t.Errorf("heartbeats %+v, want the last line to go from %q to %q", seen, "resolving packages", "linking")
+	}
 }

@@ -112,10 +112,8 @@ loop:
 				kill("cancelled")
 			}
 		case <-ticker.C:
-			if activity.IsActivity(ctx) {
-				lines, last := out.progress()
-				activity.RecordHeartbeat(ctx, Progress{Command: p.name, Lines: lines, LastLine: last, ElapsedMs: time.Since(start).Milliseconds()})
-			}
+			lines, last := out.progress()
+			a.heartbeat(ctx, Progress{Command: p.name, Lines: lines, LastLine: last, ElapsedMs: time.Since(start).Milliseconds()})
 		}
 	}
 	elapsed := time.Since(start)
@@ -171,6 +169,15 @@ func tailSuffix(tail string) string {
 		return " (no output)"
 	}
 	return "; last output:\n" + tail
+}
+
+func (a *Activities) heartbeat(ctx context.Context, p Progress) {
+	if a.onHeartbeat != nil {
+		a.onHeartbeat(p)
+	}
+	if activity.IsActivity(ctx) {
+		activity.RecordHeartbeat(ctx, p)
+	}
 }
 
 // terminate asks the process group to stop, then kills what is left after
