@@ -14,7 +14,7 @@ var command = []activities.StepSpec{
 		Args: []activities.Arg{
 			req("command", TString, "the name of a command in the worker's commands list; any other is refused before anything runs"),
 			arg("args", TList, "extra arguments appended to the command's fixed argv; each must fully match the command's argPattern"),
-			arg("dir", TString, "the working directory (e.g. a git.checkout's dir output); must resolve inside one of the command's dirs; default its first"),
+			arg("dir", TString, "the working directory (e.g. a git.checkout's dir output; a relative path is taken from the command's first dir); must resolve, symbolic links followed, inside one of the command's dirs; default its first"),
 			arg("env", TMap, "VAR: secret reference (env:NAME, secret:NAME/KEY), only for the VARs the command's allowEnv lists"),
 			arg("timeout", TDuration, "kills the command (SIGTERM to its process group, then SIGKILL) after this long; default and upper bound: the command's timeout"),
 		},
