@@ -68,6 +68,12 @@ const (
 	ErrGitHubRateLimited = "GitHubRateLimited"
 	ErrGitHubUnavailable = "GitHubUnavailable"
 	ErrGitHubRejected    = "GitHubRejected"
+	ErrBranchExists      = "BranchExists"
+
+	// Commands (exec.run).
+	ErrCommandNotAllowed = "CommandNotAllowed"
+	ErrCommandFailed     = "CommandFailed"
+	ErrCommandTimeout    = "CommandTimeout"
 
 	// HTTP.
 	ErrSmokeCheckFailed = "SmokeCheckFailed"
@@ -161,6 +167,11 @@ var errorTypes = []ErrorType{
 	{ErrGitHubRateLimited, "GitHub's rate limit was hit; retried after the reset time", true, ScopeStep},
 	{ErrGitHubUnavailable, "GitHub could not be reached or answered 429/5xx", true, ScopeStep},
 	{ErrGitHubRejected, "GitHub answered with another unexpected 4xx status", false, ScopeStep},
+	{ErrBranchExists, "git.checkout was asked to create a branch that already exists on the remote at another commit", false, ScopeStep},
+
+	{ErrCommandNotAllowed, "the command is not in the worker's commands list, or its args, dir, env or timeout are outside what the list allows; nothing ran", false, ScopeStep},
+	{ErrCommandFailed, "the command could not start or exited non-zero (exit code and last output lines in the message)", false, ScopeStep},
+	{ErrCommandTimeout, "the command ran past its timeout and was killed with its whole process group (last output lines in the message)", false, ScopeStep},
 
 	{ErrSmokeCheckFailed, "smoke checks still failed when the step's own timeout ran out (each check's result in the message)", false, ScopeStep},
 	{ErrUnexpectedStatus, "the URL answered with a status not in expectStatus", true, ScopeStep},

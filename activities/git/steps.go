@@ -184,15 +184,12 @@ func (a *Activities) HeadCommit(ctx context.Context, in HeadCommitInput) (HeadCo
 	if err != nil {
 		return HeadCommitOutput{}, err
 	}
-	out, _, err := a.git(ctx, runOpts{env: rem.env(), red: red}, "ls-remote", "--", rem.addr, ref)
+	sha, found, err := a.lsRemote(ctx, rem, ref)
 	if err != nil {
-		return HeadCommitOutput{}, classifyRemote("read "+ref+" from "+rem.display(), err)
+		return HeadCommitOutput{}, err
 	}
-	for line := range strings.SplitSeq(out, "\n") {
-		sha, name, _ := strings.Cut(line, "\t")
-		if name == ref {
-			return HeadCommitOutput{SHA: sha, ShortSHA: short(sha)}, nil
-		}
+	if found {
+		return HeadCommitOutput{SHA: sha, ShortSHA: short(sha)}, nil
 	}
 	return HeadCommitOutput{}, nonRetryable(activities.ErrBranchNotFound, fmt.Sprintf("branch %s not found on %s", branch, rem.display()))
 }
@@ -203,5 +200,7 @@ func StepTypes(a *Activities) []activities.StepType {
 	return []activities.StepType{
 		activities.Implement(steps.Spec("git.merge"), a.Merge),
 		activities.Implement(steps.Spec("git.headCommit"), a.HeadCommit),
+		activities.Implement(steps.Spec("git.checkout"), a.Checkout),
+		activities.Implement(steps.Spec("git.commitPush"), a.CommitPush),
 	}
 }

@@ -6,6 +6,7 @@ package registry
 
 import (
 	"github.com/stagehand-dev/stagehand/activities"
+	"github.com/stagehand-dev/stagehand/activities/command"
 	"github.com/stagehand-dev/stagehand/activities/flux"
 	"github.com/stagehand-dev/stagehand/activities/generic"
 	"github.com/stagehand-dev/stagehand/activities/git"
@@ -29,6 +30,9 @@ type Deps struct {
 	Notify *notify.Activities
 	// Web runs HTTP smoke checks; nil uses a default HTTP client.
 	Web *web.Activities
+	// Command runs the worker's allowed commands (exec.run); nil allows
+	// none.
+	Command *command.Activities
 }
 
 // Catalogue returns every step type Stagehand offers, each built-in spec
@@ -58,6 +62,11 @@ func Catalogue(deps Deps) (*activities.Catalogue, error) {
 		webActs = &web.Activities{}
 	}
 	types = append(types, web.StepTypes(webActs)...)
+	commandActs := deps.Command
+	if commandActs == nil {
+		commandActs = &command.Activities{}
+	}
+	types = append(types, command.StepTypes(commandActs)...)
 	// The flux steps read the same clusters as the kube steps.
 	types = append(types, flux.StepTypes(&flux.Activities{Kube: kubeActs})...)
 	return activities.Bind(steps.All(), types...)

@@ -62,6 +62,58 @@ var git = []activities.StepSpec{
 		},
 		DefaultTimeout: 2 * time.Minute,
 	},
+	{
+		Name: "git.checkout",
+		Description: "Clone a remote into this run's work tree (a retry fetches and resets it instead) and check out a branch, " +
+			"tag or commit, optionally as a new branch; later steps run commands in its dir and git.commitPush it.",
+		Args: []activities.Arg{
+			req("remote", TString, "the git remote, a URL or a path"),
+			arg("ref", TString, "the branch, tag or commit sha to check out; default main"),
+			arg("branch", TString, "create this new branch at ref; fails with BranchExists if the remote has it at another commit"),
+			arg("tokenRef", TString, "a secret reference for an HTTPS token (env:NAME, secret:NAME/KEY)"),
+			arg("name", TString, "tells apart two work trees of one run; default the repository's name"),
+		},
+		Outputs: []activities.Output{
+			out("dir", TString, "the work tree's path: the dir of exec.run and git.commitPush steps"),
+			out("sha", TString, "the checked-out commit"),
+			out("shortSha", TString, "its first 8 characters"),
+			out("branch", TString, "the checked-out branch (the new one, or ref if it is a branch); empty for a tag or commit"),
+		},
+		Errors: []string{
+			activities.ErrSecretUnavailable, activities.ErrBranchNotFound, activities.ErrBranchExists,
+			activities.ErrRemoteNotFound, activities.ErrGitAuth, activities.ErrGitUnavailable, activities.ErrGitError,
+		},
+		DefaultTimeout: 15 * time.Minute,
+	},
+	{
+		Name: "git.commitPush",
+		Description: "Commit every change in a git.checkout work tree and push the branch (never forced). " +
+			"Nothing changed is a success with committed: false and nothing pushed; a retry finds its earlier commit and push.",
+		Args: []activities.Arg{
+			req("dir", TString, "the dir output of a git.checkout step of this run; any other directory is refused"),
+			req("message", TString, "the commit message"),
+			arg("authorName", TString, "the commit's author and committer name; default Stagehand"),
+			arg("authorEmail", TString, "the commit's author and committer email; default stagehand@localhost"),
+			arg("branch", TString, "the remote branch pushed to; default the checked-out branch"),
+			arg("remote", TString, "the remote pushed to; default the one the tree was checked out from"),
+			arg("tokenRef", TString, "a secret reference for an HTTPS token (env:NAME, secret:NAME/KEY)"),
+			arg("allowEmpty", TBool, "commit and push even when nothing changed"),
+		},
+		Outputs: []activities.Output{
+			out("sha", TString, "the commit (HEAD when nothing was committed)"),
+			out("shortSha", TString, "its first 8 characters"),
+			out("branch", TString, "the branch pushed to"),
+			out("committed", TBool, "a commit was made (by this attempt or an earlier one); false when nothing changed"),
+			out("pushed", TBool, "this attempt pushed; false when the remote branch had the commit already, or nothing was committed"),
+			out("changedFiles", TList, "the files the commit changed (at most 100)"),
+			out("changedCount", TInt, "how many files the commit changed"),
+		},
+		Errors: []string{
+			activities.ErrSecretUnavailable, activities.ErrRemoteNotFound, activities.ErrGitAuth,
+			activities.ErrGitUnavailable, activities.ErrGitError, activities.ErrPushRejected,
+		},
+		DefaultTimeout: 5 * time.Minute,
+	},
 }
 
 var web = []activities.StepSpec{

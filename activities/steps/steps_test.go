@@ -76,7 +76,7 @@ func TestEveryStepErrorTypeIsRaised(t *testing.T) {
 // activities.Err* constants its source uses.
 func TestAdaptersDeclareTheErrorTypesTheyRaise(t *testing.T) {
 	values := errorConstants(t)
-	for _, pkg := range []string{"generic", "kube", "flux", "git", "web", "notify"} {
+	for _, pkg := range []string{"generic", "kube", "flux", "git", "web", "notify", "command"} {
 		t.Run(pkg, func(t *testing.T) {
 			declared := map[string]bool{}
 			for _, e := range activities.CommonStepErrors {
@@ -105,6 +105,11 @@ func TestAdaptersDeclareTheErrorTypesTheyRaise(t *testing.T) {
 // adapter names the package that implements a step type.
 func adapter(step string) string {
 	if p, _, ok := strings.Cut(step, "."); ok {
+		// exec.run lives in activities/command: a package named exec
+		// would shadow os/exec, which it uses.
+		if p == "exec" {
+			return "command"
+		}
 		return p
 	}
 	return "generic"
