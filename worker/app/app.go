@@ -12,7 +12,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/stagehand-dev/stagehand/activities"
+	"github.com/stagehand-dev/stagehand/activities/command"
 	"github.com/stagehand-dev/stagehand/activities/git"
 	"github.com/stagehand-dev/stagehand/activities/kube"
 	"github.com/stagehand-dev/stagehand/activities/notify"
@@ -131,16 +131,13 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 		}
 		kubeActs.Clusters[name] = cluster
 	}
-	workDir := cfg.ResolvePath(cfg.WorkDir)
-	if workDir == "" {
-		base, err := os.UserCacheDir()
-		if err != nil {
-			base = os.TempDir()
-		}
-		workDir = filepath.Join(base, "stagehand")
-	}
+	workDir := cfg.WorkDirPath()
 	if err := os.MkdirAll(workDir, 0o755); err != nil {
 		return nil, fmt.Errorf("work directory: %w", err)
+	}
+	commands, err := cfg.ResolvedCommands()
+	if err != nil {
+		return nil, err
 	}
 	resolve, err := secretResolver(cfg, kubeActs)
 	if err != nil {
@@ -148,9 +145,11 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 	}
 	cat, err := registry.Catalogue(registry.Deps{
 		Kube:   kubeActs,
-		Git:    &git.Activities{WorkDir: filepath.Join(workDir, "git"), Secrets: resolve},
+		Git:    &git.Activities{WorkDir: cfg.GitWorkDir(), Secrets: resolve},
 		Notify: &notify.Activities{Secrets: resolve},
 		Web:    &web.Activities{},
+		Command: &command.Activities{Commands: commands, Resolve: resolve,
+			Logger: logger.With("component", "exec.run")},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("build step catalogue: %w", err)

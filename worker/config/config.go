@@ -9,13 +9,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/stagehand-dev/stagehand/activities/command"
 	"github.com/stagehand-dev/stagehand/workflows"
 )
 
@@ -34,6 +37,10 @@ type Config struct {
 	// Secrets says where secret:NAME/KEY references are read from; env:NAME
 	// references always come from the worker's environment.
 	Secrets Secrets `yaml:"secrets,omitempty"`
+	// Commands are the only programs exec.run may start, by the name runbooks
+	// use; a run cannot name anything else. A command without `dirs` may run
+	// in the worker's git checkouts (what git.checkout makes).
+	Commands map[string]command.Command `yaml:"commands,omitempty"`
 	// path is where the file was read from; relative paths in it are
 	// resolved against its directory.
 	path string
@@ -182,10 +189,62 @@ func (c *Config) Validate() error {
 			problems = append(problems, "secrets.kubernetes.namespace is empty")
 		}
 	}
+	if _, err := c.ResolvedCommands(); err != nil {
+		problems = append(problems, err.Error())
+	}
 	if len(problems) > 0 {
 		return fmt.Errorf("invalid config: %s", strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// WorkDirPath is the worker's work directory: workDir from the file, or the
+// user cache directory's stagehand folder.
+func (c *Config) WorkDirPath() string {
+	if d := c.ResolvePath(c.WorkDir); d != "" {
+		return d
+	}
+	base, err := os.UserCacheDir()
+	if err != nil {
+		base = os.TempDir()
+	}
+	return filepath.Join(base, "stagehand")
+}
+
+// GitWorkDir is where the git steps keep mirrors and checkouts.
+func (c *Config) GitWorkDir() string { return filepath.Join(c.WorkDirPath(), "git") }
+
+// CheckoutsDir is where git.checkout makes work trees (git.Activities'
+// TreesDir for GitWorkDir): the default `dirs` of a command.
+func (c *Config) CheckoutsDir() string { return filepath.Join(c.GitWorkDir(), "trees") }
+
+// ResolvedCommands returns the commands with their directories made
+// absolute (relative to the working directory, ~ expanded) and, where none
+// is given, the git checkouts; every entry is validated, all problems
+// reported at once.
+func (c *Config) ResolvedCommands() (map[string]command.Command, error) {
+	out := make(map[string]command.Command, len(c.Commands))
+	var problems []string
+	for _, name := range slices.Sorted(maps.Keys(c.Commands)) {
+		cmd := c.Commands[name]
+		dirs := make([]string, 0, len(cmd.Dirs))
+		for _, d := range cmd.Dirs {
+			dirs = append(dirs, c.ResolvePath(d))
+		}
+		if len(dirs) == 0 {
+			dirs = []string{c.CheckoutsDir()}
+		}
+		cmd.Dirs = dirs
+		if err := cmd.Validate(name); err != nil {
+			problems = append(problems, "commands: "+err.Error())
+			continue
+		}
+		out[name] = cmd
+	}
+	if len(problems) > 0 {
+		return nil, errors.New(strings.Join(problems, "; "))
+	}
+	return out, nil
 }
 
 // EnvironmentNames lists the environments in sorted order.

@@ -4,9 +4,12 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/stagehand-dev/stagehand/activities/command"
 )
 
 func write(t *testing.T, body string) string {
@@ -86,4 +89,32 @@ func TestValidateSecretsKubernetes(t *testing.T) {
 		cfg.Secrets.Kubernetes = &k
 		assert.ErrorContains(t, cfg.Validate(), want)
 	}
+}
+
+func TestCommands(t *testing.T) {
+	path := write(t, `
+workDir: /srv/stagehand
+commands:
+  yarn-install:
+    argv: [sh, -c, "true"]
+    timeout: 20m
+  bump:
+    argv: [sh]
+    argPattern: '[0-9.]+'
+    dirs: [/srv/portal]
+`)
+	cfg, err := Load(path)
+	require.NoError(t, err)
+	require.NoError(t, cfg.Validate())
+	cmds, err := cfg.ResolvedCommands()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"/srv/stagehand/git/trees"}, cmds["yarn-install"].Dirs, "no dirs: the git checkouts")
+	assert.Equal(t, 20*time.Minute, cmds["yarn-install"].Timeout)
+	assert.Equal(t, []string{"/srv/portal"}, cmds["bump"].Dirs)
+
+	cfg.Commands["bad name!"] = command.Command{Argv: []string{"/nonexistent/prog"}}
+	err = cfg.Validate()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `command name "bad name!"`)
+	assert.Contains(t, err.Error(), `"/nonexistent/prog" is not an executable file`)
 }
