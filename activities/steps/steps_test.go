@@ -76,7 +76,7 @@ func TestEveryStepErrorTypeIsRaised(t *testing.T) {
 // activities.Err* constants its source uses.
 func TestAdaptersDeclareTheErrorTypesTheyRaise(t *testing.T) {
 	values := errorConstants(t)
-	for _, pkg := range []string{"generic", "kube", "flux", "git", "web", "notify"} {
+	for _, pkg := range []string{"generic", "kube", "flux", "git", "web", "notify", "image"} {
 		t.Run(pkg, func(t *testing.T) {
 			declared := map[string]bool{}
 			for _, e := range activities.CommonStepErrors {
@@ -190,8 +190,9 @@ func TestSpecsLinkNoClientLibrary(t *testing.T) {
 		forbidden []string
 	}{
 		{"github.com/stagehand-dev/stagehand/activities/steps", []string{
-			"k8s.io/client-go", "k8s.io/apimachinery", "github.com/google/go-github",
+			"k8s.io/client-go", "k8s.io/apimachinery", "github.com/google/go-github", "github.com/docker/docker",
 			"github.com/stagehand-dev/stagehand/activities/kube", "github.com/stagehand-dev/stagehand/activities/git",
+			"github.com/stagehand-dev/stagehand/activities/image",
 			"github.com/stagehand-dev/stagehand/activities/registry",
 		}},
 		{"github.com/stagehand-dev/stagehand/starter", []string{
