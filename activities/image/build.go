@@ -64,7 +64,7 @@ func (a *Activities) Build(ctx context.Context, in BuildInput) (BuildOutput, err
 	if err != nil {
 		return BuildOutput{}, nonRetryable(activities.ErrInvalidArguments, err.Error())
 	}
-	entries, size, err := contextFiles(dir, dockerfile)
+	entries, size, err := contextFiles(dir, dockerfile, defaultContextLimits)
 	if err != nil {
 		return BuildOutput{}, nonRetryable(activities.ErrInvalidArguments, err.Error())
 	}

@@ -26,6 +26,24 @@ const (
 	maxIgnoreBytes  = 1 << 20 // .dockerignore
 )
 
+// contextLimits bounds one context; tests use small ones.
+type contextLimits struct {
+	bytes int64
+	files int
+}
+
+var defaultContextLimits = contextLimits{bytes: MaxContextBytes, files: MaxContextFiles}
+
+func sizeString(n int64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%d GiB", n>>30)
+	case n >= 1<<20:
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
 // contextRootsKey is the worker config key that lists the allowed roots;
 // refusals name it so the person reading the error knows what to change.
 const contextRootsKey = "docker.contextRoots"
@@ -104,7 +122,7 @@ type contextEntry struct {
 // the docker CLI), with the total size checked against the bounds before
 // anything is sent. Symlinks are sent as links, never followed, so a link
 // cannot pull in files from outside the context.
-func contextFiles(dir, dockerfile string) ([]contextEntry, int64, error) {
+func contextFiles(dir, dockerfile string, lim contextLimits) ([]contextEntry, int64, error) {
 	excludes, err := readDockerignore(dir)
 	if err != nil {
 		return nil, 0, err
@@ -154,11 +172,11 @@ func contextFiles(dir, dockerfile string) ([]contextEntry, int64, error) {
 			return nil // sockets, devices, pipes: nothing a build can use
 		}
 		entries = append(entries, contextEntry{rel: rel, abs: p, info: info})
-		if len(entries) > MaxContextFiles {
-			return fmt.Errorf("build context %s has more than %d files (use a .dockerignore)", dir, MaxContextFiles)
+		if len(entries) > lim.files {
+			return fmt.Errorf("build context %s has more than %d files (use a .dockerignore)", dir, lim.files)
 		}
-		if total > MaxContextBytes {
-			return fmt.Errorf("build context %s is larger than %d MiB (use a .dockerignore)", dir, MaxContextBytes>>20)
+		if total > lim.bytes {
+			return fmt.Errorf("build context %s is larger than %s (use a .dockerignore)", dir, sizeString(lim.bytes))
 		}
 		return nil
 	})

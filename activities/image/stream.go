@@ -56,6 +56,17 @@ func messageError(m jsonmessage.JSONMessage) string {
 	return m.ErrorMessage
 }
 
+// progressBar reports whether m is a progress update ("Downloading [=> ]
+// 1 MB/20 MB"): hundreds of those per layer say nothing in a log. Status
+// lines carry an empty progressDetail too, so the numbers decide.
+func progressBar(m jsonmessage.JSONMessage) bool {
+	return m.ProgressMessage != "" || (m.Progress != nil && (m.Progress.Current > 0 || m.Progress.Total > 0))
+}
+
+// builderNoiseRE matches the builders' bookkeeping lines (" ---> Running in
+// 5e6f", "--> 1356829d1d6"): logged, but not what explains a failure.
+var builderNoiseRE = regexp.MustCompile(`^\s*-{2,3}> `)
+
 // buildLog follows a build's output: the current Dockerfile step, that
 // step's last lines, the image id and the error, if the build fails. It is
 // read by the heartbeat goroutine while the stream is being decoded.
@@ -92,7 +103,7 @@ func (b *buildLog) handle(m jsonmessage.JSONMessage) (lines []string, newStep bo
 	switch {
 	case m.Stream != "":
 		text = m.Stream
-	case m.Status != "" && m.Progress == nil:
+	case m.Status != "" && !progressBar(m):
 		// Pull progress bars of FROM images are left out; their
 		// status lines ("Pulling fs layer", "Download complete") stay.
 		text = m.Status
@@ -100,6 +111,11 @@ func (b *buildLog) handle(m jsonmessage.JSONMessage) (lines []string, newStep bo
 			text = m.ID + ": " + text
 		}
 		text += "\n"
+		if b.partial != "" {
+			// A status record is a line of its own, not the end of
+			// the builder's unfinished one.
+			text = "\n" + text
+		}
 	}
 	if text != "" {
 		chunk := b.partial + text
@@ -149,7 +165,9 @@ func (b *buildLog) addLine(line string) (newStep bool) {
 		b.stepLines = nil
 		return true
 	}
-	b.stepLines = appendBounded(b.stepLines, short, maxTailLines)
+	if !builderNoiseRE.MatchString(line) {
+		b.stepLines = appendBounded(b.stepLines, short, maxTailLines)
+	}
 	return false
 }
 
@@ -244,7 +262,7 @@ func (p *pushLog) handle(m jsonmessage.JSONMessage) string {
 		}
 		return "error: " + strings.TrimSpace(msg)
 	}
-	if m.Status == "" || m.Progress != nil {
+	if m.Status == "" || progressBar(m) {
 		return ""
 	}
 	if sm := pushDigestRE.FindStringSubmatch(m.Status); sm != nil && p.digest == "" {
