@@ -2,6 +2,7 @@ package image
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -38,6 +39,10 @@ type BuildOutput struct {
 	Revision string            `json:"revision"`
 	Labels   map[string]string `json:"labels"`
 }
+
+// errRequestEnded stops the context writer when the engine is done with
+// the request before reading all of it.
+var errRequestEnded = errors.New("the build request ended")
 
 // heartbeatInterval keeps a quiet build step (a long RUN printing nothing)
 // well inside the specs' one-minute heartbeat timeout.
@@ -87,7 +92,12 @@ func (a *Activities) Build(ctx context.Context, in BuildInput) (BuildOutput, err
 		args[k] = &v
 	}
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(writeContext(pw, entries)) }()
+	sent := make(chan error, 1)
+	go func() {
+		err := writeContext(pw, entries)
+		pw.CloseWithError(err)
+		sent <- err
+	}()
 	log.Info("building image", "context", dir, "dockerfile", dockerfile, "files", len(entries), "bytes", size, "tags", in.Tags)
 	resp, err := cli.ImageBuild(ctx, pr, build.ImageBuildOptions{
 		Tags:        in.Tags,
@@ -100,7 +110,12 @@ func (a *Activities) Build(ctx context.Context, in BuildInput) (BuildOutput, err
 		Version:     build.BuilderV1,
 	})
 	if err != nil {
-		pr.CloseWithError(err)
+		pr.CloseWithError(errRequestEnded)
+		// A context that could not be read (a file vanished or shrank)
+		// explains the refusal better than the engine's half-read request.
+		if werr := <-sent; werr != nil && !errors.Is(werr, errRequestEnded) && ctx.Err() == nil {
+			return BuildOutput{}, nonRetryable(activities.ErrImageBuildFailed, fmt.Sprintf("send the build context %s: %v", dir, werr))
+		}
 		return BuildOutput{}, a.buildRequestError(ctx, first, err)
 	}
 	defer resp.Body.Close()

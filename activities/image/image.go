@@ -78,7 +78,7 @@ func (a *Activities) engine() (*client.Client, error) {
 	}
 	c, err := client.NewClientWithOpts(opts...)
 	if err != nil {
-		return nil, nonRetryable(activities.ErrEngineUnavailable, fmt.Sprintf("docker engine client for %q: %v", a.hostForMessages(), err))
+		return nil, retryable(activities.ErrEngineUnavailable, fmt.Sprintf("docker engine client for %q: %v", a.hostForMessages(), err))
 	}
 	a.cli = c
 	return c, nil

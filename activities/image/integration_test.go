@@ -83,6 +83,7 @@ func TestBuildAndPushIntoRegistry(t *testing.T) {
 	revision := "4f1c2d3e5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d"
 	repo := "backstage-portal/backend"
 	tag := f.env.RegistryAddr + "/" + repo + ":pr-42-4f1c2d3e-1764500000"
+	alias := f.env.RegistryAddr + "/" + repo + ":pr-42"
 	run := mustStep(t, f.a, "image.build", map[string]any{
 		"context":   dir,
 		"buildArgs": map[string]any{"GREETING": "hello"},
@@ -90,14 +91,19 @@ func TestBuildAndPushIntoRegistry(t *testing.T) {
 		"revision":  revision,
 		"version":   "1.42.0",
 		"source":    "https://github.com/example/portal",
-		"tags":      []any{tag},
+		"tags":      []any{tag, alias},
 	})
 	out := run.outputs
 	if out["built"] != true || !strings.HasPrefix(fmt.Sprint(out["imageId"]), "sha256:") || out["revision"] != revision {
 		t.Fatalf("build outputs %v", out)
 	}
-	if got := strs(out["tags"]); len(got) != 1 || got[0] != tag {
+	if got := strs(out["tags"]); len(got) != 2 || got[0] != tag || got[1] != alias {
 		t.Errorf("tags output %v", got)
+	}
+	for _, ref := range []string{tag, alias} {
+		if insp, err := f.env.Client().ImageInspect(context.Background(), ref); err != nil || insp.ID != out["imageId"] {
+			t.Errorf("%s: %v, %v; want it on %v", ref, insp.ID, err, out["imageId"])
+		}
 	}
 	labels, _ := out["labels"].(map[string]any)
 	if labels[LabelRevision] != revision || labels[LabelVersion] != "1.42.0" || labels["team"] != "platform" {

@@ -1,6 +1,8 @@
 package enginetest
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -9,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/image"
 )
 
@@ -97,6 +100,23 @@ func TestStopRemovesEverything(t *testing.T) {
 	e := New(t)
 	ctx := context.Background()
 	// A build leaves layers with read-only directories in vfs storage.
+	dockerfile := "FROM " + e.BaseImage + "\nRUN mkdir -p /ro/sub && touch /ro/sub/f && chmod 0555 /ro/sub /ro\n"
+	var tarBuf bytes.Buffer
+	tw := tar.NewWriter(&tarBuf)
+	if err := tw.WriteHeader(&tar.Header{Name: "Dockerfile", Mode: 0o644, Size: int64(len(dockerfile))}); err != nil {
+		t.Fatal(err)
+	}
+	tw.Write([]byte(dockerfile))
+	tw.Close()
+	resp, err := e.Client().ImageBuild(ctx, &tarBuf, build.ImageBuildOptions{Tags: []string{"localhost/readonly:test"}, Remove: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = drainStream(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatalf("build: %v", err)
+	}
 	dir := e.Dir
 	sock := strings.TrimPrefix(e.Host, "unix://")
 	if err := e.Stop(); err != nil {
@@ -114,5 +134,4 @@ func TestStopRemovesEverything(t *testing.T) {
 	if _, err := os.Stat(sock); !os.IsNotExist(err) {
 		t.Errorf("socket %s still there", sock)
 	}
-	_ = ctx
 }
