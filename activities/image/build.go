@@ -45,8 +45,9 @@ type BuildOutput struct {
 var errRequestEnded = errors.New("the build request ended")
 
 // heartbeatInterval keeps a quiet build step (a long RUN printing nothing)
-// well inside the specs' one-minute heartbeat timeout.
-const heartbeatInterval = 10 * time.Second
+// well inside the specs' one-minute heartbeat timeout. A variable so a
+// test can watch it work without waiting that long.
+var heartbeatInterval = 10 * time.Second
 
 // Build builds an image from a context directory and tags it. Everything
 // about the inputs is checked before the engine hears of the build.
@@ -122,7 +123,7 @@ func (a *Activities) Build(ctx context.Context, in BuildInput) (BuildOutput, err
 	defer pr.Close()
 
 	var bl buildLog
-	hb := startHeartbeats(ctx, heartbeatInterval)
+	hb := a.startHeartbeats(ctx, heartbeatInterval)
 	streamErr := decodeStream(resp.Body, func(m jsonmessage.JSONMessage) {
 		lines, newStep := bl.handle(m)
 		for _, l := range lines {

@@ -7,8 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/stagehand-dev/stagehand/activities"
 	"github.com/stagehand-dev/stagehand/internal/enginetest"
@@ -310,4 +313,37 @@ func TestTagThenPush(t *testing.T) {
 	wantAppError(t, run.err, activities.ErrImageNotFound, true, []string{"promote/app:missing"})
 	run = runStep(t, f.a, "image.push", map[string]any{"image": f.env.RegistryAddr + "/promote/app:missing"})
 	wantAppError(t, run.err, activities.ErrImageNotFound, true, []string{"promote/app:missing"})
+}
+
+// A RUN step that prints nothing for a while still heartbeats, naming the
+// step, so the one-minute heartbeat timeout does not mistake it for a lost
+// worker.
+func TestQuietStepKeepsHeartbeating(t *testing.T) {
+	f := newFixture(t)
+	old := heartbeatInterval
+	heartbeatInterval = 200 * time.Millisecond
+	t.Cleanup(func() { heartbeatInterval = old })
+	dir := f.context(t, "quiet", map[string]string{
+		"Dockerfile": "FROM " + f.env.BaseImage + "\nRUN sleep 3 && echo woke-up\n",
+	})
+	var mu sync.Mutex
+	var beats []BuildProgress
+	f.a.recordHeartbeat = func(_ context.Context, d any) {
+		mu.Lock()
+		defer mu.Unlock()
+		beats = append(beats, d.(BuildProgress))
+	}
+	mustStep(t, f.a, "image.build", map[string]any{"context": dir, "tags": []any{"localhost/quiet/app:v1"}})
+	mu.Lock()
+	defer mu.Unlock()
+	during := 0
+	for _, p := range beats {
+		if strings.Contains(p.Step, "RUN sleep 3") && !slices.Contains(p.Lines, "woke-up") {
+			during++
+		}
+	}
+	// 3 s at 200 ms is about 15.
+	if during < 3 {
+		t.Errorf("%d heartbeats during the quiet step, want several: %+v", during, beats)
+	}
 }

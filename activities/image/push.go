@@ -92,7 +92,7 @@ func (a *Activities) Push(ctx context.Context, in PushInput) (PushOutput, error)
 	}
 	defer rc.Close()
 	var pl pushLog
-	hb := startHeartbeats(ctx, heartbeatInterval)
+	hb := a.startHeartbeats(ctx, heartbeatInterval)
 	streamErr := decodeStream(rc, func(m jsonmessage.JSONMessage) {
 		if line := pl.handle(m); line != "" {
 			log.Info(red.clean(line))

@@ -21,7 +21,9 @@ func TestMain(m *testing.M) { Main(m) }
 // open registry takes anonymous requests and the other one only the Env's
 // credentials.
 func TestEngineAndRegistriesAreUp(t *testing.T) {
+	start := time.Now()
 	e := Shared(t)
+	t.Logf("engine, two registries and the base image ready in %v", time.Since(start).Round(time.Millisecond))
 	ctx := context.Background()
 	if !strings.HasPrefix(e.Host, "unix://") {
 		t.Errorf("Host %q is not a unix socket address", e.Host)
