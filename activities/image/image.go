@@ -175,17 +175,15 @@ func utf8Start(b byte) bool { return b&0xC0 != 0x80 }
 // at once when the details change (a new build step), and at least every
 // interval so that a quiet RUN step does not look like a lost worker.
 type heartbeater struct {
-	ctx      context.Context
-	interval time.Duration
-	mu       sync.Mutex
-	details  any
-	changed  chan struct{}
-	done     chan struct{}
-	wg       sync.WaitGroup
+	mu      sync.Mutex
+	details any
+	changed chan struct{}
+	done    chan struct{}
+	wg      sync.WaitGroup
 }
 
 func (a *Activities) startHeartbeats(ctx context.Context, interval time.Duration) *heartbeater {
-	h := &heartbeater{ctx: ctx, interval: interval, changed: make(chan struct{}, 1), done: make(chan struct{})}
+	h := &heartbeater{changed: make(chan struct{}, 1), done: make(chan struct{})}
 	if !activity.IsActivity(ctx) {
 		return h
 	}
