@@ -83,6 +83,14 @@ const (
 	// Notifications.
 	ErrNotifyRejected = "NotifyRejected"
 	ErrNotifyFailed   = "NotifyFailed"
+
+	// Images (Docker Engine API) and registries.
+	ErrImageBuildFailed       = "ImageBuildFailed"
+	ErrImagePushFailed        = "ImagePushFailed"
+	ErrImageNotFound          = "ImageNotFound"
+	ErrRegistryAuth           = "RegistryAuth"
+	ErrEngineUnavailable      = "EngineUnavailable"
+	ErrImageContextNotAllowed = "ImageContextNotAllowed"
 )
 
 // ErrorScope says who sees an error type.
@@ -179,6 +187,13 @@ var errorTypes = []ErrorType{
 
 	{ErrNotifyRejected, "every failing webhook answered 4xx (other than 429): resending will not help", false, ScopeStep},
 	{ErrNotifyFailed, "a webhook answered 5xx or 429, or could not be reached", true, ScopeStep},
+
+	{ErrImageBuildFailed, "the image build failed: a Dockerfile step failed (the step and its last output lines in the message), or the Dockerfile or a base image is unusable", false, ScopeStep},
+	{ErrImagePushFailed, "the engine could not push the image to the registry (connection, registry error); retried", true, ScopeStep},
+	{ErrImageNotFound, "the image to push or tag does not exist in the engine", false, ScopeStep},
+	{ErrRegistryAuth, "the registry refused the credentials, or refused access without them (401/denied)", false, ScopeStep},
+	{ErrEngineUnavailable, "the image engine (Docker Engine API: dockerd, podman's service) could not be reached", true, ScopeStep},
+	{ErrImageContextNotAllowed, "the build context is outside the worker's docker.contextRoots (after resolving symlinks and ..), or none are configured", false, ScopeStep},
 }
 
 var errorTypeByName = func() map[string]ErrorType {

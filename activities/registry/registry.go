@@ -10,6 +10,7 @@ import (
 	"github.com/stagehand-dev/stagehand/activities/flux"
 	"github.com/stagehand-dev/stagehand/activities/generic"
 	"github.com/stagehand-dev/stagehand/activities/git"
+	"github.com/stagehand-dev/stagehand/activities/image"
 	"github.com/stagehand-dev/stagehand/activities/kube"
 	"github.com/stagehand-dev/stagehand/activities/notify"
 	"github.com/stagehand-dev/stagehand/activities/steps"
@@ -33,6 +34,9 @@ type Deps struct {
 	// Command runs the worker's allowed commands (exec.run); nil allows
 	// none.
 	Command *command.Activities
+	// Image builds, tags and pushes images through the Docker Engine API;
+	// nil uses the zero Activities (DOCKER_HOST, no build context allowed).
+	Image *image.Activities
 }
 
 // Catalogue returns every step type Stagehand offers, each built-in spec
@@ -40,34 +44,25 @@ type Deps struct {
 // spec, or a handler's Go input or output disagrees with its spec, so a
 // worker with such a mismatch refuses to start.
 func Catalogue(deps Deps) (*activities.Catalogue, error) {
+	kubeActs := orZero(deps.Kube)
 	var types []activities.StepType
 	types = append(types, generic.StepTypes(&generic.Activities{})...)
-	kubeActs := deps.Kube
-	if kubeActs == nil {
-		kubeActs = &kube.Activities{}
-	}
 	types = append(types, kube.StepTypes(kubeActs)...)
-	gitActs := deps.Git
-	if gitActs == nil {
-		gitActs = &git.Activities{}
-	}
-	types = append(types, git.StepTypes(gitActs)...)
-	notifyActs := deps.Notify
-	if notifyActs == nil {
-		notifyActs = &notify.Activities{}
-	}
-	types = append(types, notify.StepTypes(notifyActs)...)
-	webActs := deps.Web
-	if webActs == nil {
-		webActs = &web.Activities{}
-	}
-	types = append(types, web.StepTypes(webActs)...)
-	commandActs := deps.Command
-	if commandActs == nil {
-		commandActs = &command.Activities{}
-	}
-	types = append(types, command.StepTypes(commandActs)...)
+	types = append(types, git.StepTypes(orZero(deps.Git))...)
+	types = append(types, notify.StepTypes(orZero(deps.Notify))...)
+	types = append(types, web.StepTypes(orZero(deps.Web))...)
+	types = append(types, command.StepTypes(orZero(deps.Command))...)
+	types = append(types, image.StepTypes(orZero(deps.Image))...)
 	// The flux steps read the same clusters as the kube steps.
 	types = append(types, flux.StepTypes(&flux.Activities{Kube: kubeActs})...)
 	return activities.Bind(steps.All(), types...)
+}
+
+// orZero is p, or a zero value when p is nil: an adapter without its
+// clients, whose handlers fail with a clear error if called.
+func orZero[T any](p *T) *T {
+	if p == nil {
+		return new(T)
+	}
+	return p
 }

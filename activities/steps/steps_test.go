@@ -76,7 +76,7 @@ func TestEveryStepErrorTypeIsRaised(t *testing.T) {
 // activities.Err* constants its source uses.
 func TestAdaptersDeclareTheErrorTypesTheyRaise(t *testing.T) {
 	values := errorConstants(t)
-	for _, pkg := range []string{"generic", "kube", "flux", "git", "web", "notify", "command"} {
+	for _, pkg := range []string{"generic", "kube", "flux", "git", "web", "notify", "command", "image"} {
 		t.Run(pkg, func(t *testing.T) {
 			declared := map[string]bool{}
 			for _, e := range activities.CommonStepErrors {
@@ -195,12 +195,14 @@ func TestSpecsLinkNoClientLibrary(t *testing.T) {
 		forbidden []string
 	}{
 		{"github.com/stagehand-dev/stagehand/activities/steps", []string{
-			"k8s.io/client-go", "k8s.io/apimachinery", "github.com/google/go-github",
+			"k8s.io/client-go", "k8s.io/apimachinery", "github.com/google/go-github", "github.com/docker/docker",
 			"github.com/stagehand-dev/stagehand/activities/kube", "github.com/stagehand-dev/stagehand/activities/git",
+			"github.com/stagehand-dev/stagehand/activities/image",
 			"github.com/stagehand-dev/stagehand/activities/registry",
 		}},
 		{"github.com/stagehand-dev/stagehand/starter", []string{
-			"k8s.io/client-go", "github.com/google/go-github",
+			"k8s.io/client-go", "github.com/google/go-github", "github.com/docker/docker",
+			"github.com/jackc/pgx", "github.com/go-sql-driver/mysql",
 			"github.com/stagehand-dev/stagehand/activities/registry",
 		}},
 	}
