@@ -22,6 +22,7 @@ import (
 	"github.com/stagehand-dev/stagehand/activities"
 	"github.com/stagehand-dev/stagehand/activities/command"
 	"github.com/stagehand-dev/stagehand/activities/git"
+	"github.com/stagehand-dev/stagehand/activities/image"
 	"github.com/stagehand-dev/stagehand/activities/kube"
 	"github.com/stagehand-dev/stagehand/activities/notify"
 	"github.com/stagehand-dev/stagehand/activities/registry"
@@ -150,6 +151,8 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 		Web:    &web.Activities{},
 		Command: &command.Activities{Commands: commands, Resolve: resolve,
 			Logger: logger.With("component", "exec.run")},
+		Image: &image.Activities{Host: cfg.Docker.Host, APIVersion: cfg.Docker.APIVersion,
+			ContextRoots: cfg.DockerContextRoots(), Resolve: resolve, Logger: logger.With("component", "image")},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("build step catalogue: %w", err)

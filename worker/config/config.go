@@ -41,9 +41,25 @@ type Config struct {
 	// use; a run cannot name anything else. A command without `dirs` may run
 	// in the worker's git checkouts (what git.checkout makes).
 	Commands map[string]command.Command `yaml:"commands,omitempty"`
+	// Docker is the engine the image steps drive.
+	Docker Docker `yaml:"docker,omitempty"`
 	// path is where the file was read from; relative paths in it are
 	// resolved against its directory.
 	path string
+}
+
+// Docker says which Docker Engine API the image steps use: Docker itself,
+// podman's service (`podman system service`) or a remote engine.
+type Docker struct {
+	// Host is the engine's address (unix:///run/podman/podman.sock,
+	// tcp://builder:2375); empty uses DOCKER_HOST and the client's default.
+	Host string `yaml:"host,omitempty"`
+	// APIVersion pins the API version; empty negotiates with the engine.
+	APIVersion string `yaml:"apiVersion,omitempty"`
+	// ContextRoots are the directories image.build may send as a build
+	// context; default: the git checkouts (what git.checkout makes). A run
+	// naming any other directory is refused before the engine is called.
+	ContextRoots []string `yaml:"contextRoots,omitempty"`
 }
 
 // Secrets configures the secret:NAME/KEY references.
@@ -134,6 +150,8 @@ type Getenv func(string) string
 
 // ApplyEnv overrides the file with TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
 // STAGEHAND_TASK_QUEUE, STAGEHAND_RUNBOOKS_DIR and STAGEHAND_LOG_LEVEL.
+// (DOCKER_HOST is the default of docker.host, not an override: the image
+// steps' client reads it when docker.host is empty.)
 func (c *Config) ApplyEnv(getenv Getenv) {
 	set := func(dst *string, key string) {
 		if v := getenv(key); v != "" {
@@ -217,6 +235,19 @@ func (c *Config) GitWorkDir() string { return filepath.Join(c.WorkDirPath(), "gi
 // CheckoutsDir is where git.checkout makes work trees (git.Activities'
 // TreesDir for GitWorkDir): the default `dirs` of a command.
 func (c *Config) CheckoutsDir() string { return filepath.Join(c.GitWorkDir(), "trees") }
+
+// DockerContextRoots is docker.contextRoots made absolute, or the git
+// checkouts when none is configured.
+func (c *Config) DockerContextRoots() []string {
+	if len(c.Docker.ContextRoots) == 0 {
+		return []string{c.CheckoutsDir()}
+	}
+	out := make([]string, 0, len(c.Docker.ContextRoots))
+	for _, d := range c.Docker.ContextRoots {
+		out = append(out, c.ResolvePath(d))
+	}
+	return out
+}
 
 // ResolvedCommands returns the commands with their directories made
 // absolute (relative to the working directory, ~ expanded) and, where none

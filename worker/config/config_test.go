@@ -118,3 +118,12 @@ commands:
 	assert.Contains(t, err.Error(), `command name "bad name!"`)
 	assert.Contains(t, err.Error(), `"/nonexistent/prog" is not an executable file`)
 }
+
+func TestDockerContextRoots(t *testing.T) {
+	cfg, err := Load(write(t, "workDir: /srv/stagehand\ndocker: {host: unix:///run/podman/podman.sock}\n"))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"/srv/stagehand/git/trees"}, cfg.DockerContextRoots(), "default: the git checkouts")
+	cfg.Docker.ContextRoots = []string{"/srv/builds", "~/ctx"}
+	home, _ := os.UserHomeDir()
+	assert.Equal(t, []string{"/srv/builds", filepath.Join(home, "ctx")}, cfg.DockerContextRoots())
+}
