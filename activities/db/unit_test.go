@@ -4,8 +4,8 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"strings"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -181,8 +181,12 @@ func TestCompareFailures(t *testing.T) {
 		}, nil, activities.ErrMigrationMissing, []string{"plugin catalog", "b.js"}},
 		{"held lock", map[string]PluginSnapshot{
 			"catalog": plugin("backstage_plugin_catalog", migs(1, "a.js", "b.js"), nil),
-			"auth":    func() PluginSnapshot { p := plugin("backstage_plugin_auth", migs(1, "auth1.js"), nil); p.Locked = true; return p }(),
-			"search":  plugin("backstage_plugin_search", migs(1, "s.js"), nil),
+			"auth": func() PluginSnapshot {
+				p := plugin("backstage_plugin_auth", migs(1, "auth1.js"), nil)
+				p.Locked = true
+				return p
+			}(),
+			"search": plugin("backstage_plugin_search", migs(1, "s.js"), nil),
 		}, nil, activities.ErrMigrationLocked, []string{"plugin auth", "knex_migrations_lock", "backstage_plugin_auth"}},
 		{"vanished database", map[string]PluginSnapshot{
 			"catalog": plugin("backstage_plugin_catalog", migs(1, "a.js", "b.js"), nil),

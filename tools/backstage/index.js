@@ -8,6 +8,11 @@
 // STAGEHAND_BACKSTAGE_WITHOUT=catalog leaves the catalog plugin out, so the
 // backend is ready but /api/catalog/* answers 404: the shape of a portal
 // whose plugin failed to load, used by failing-smoke tests.
+//
+// STAGEHAND_BACKSTAGE_CATALOG=v4 loads catalog-backend 4.0.0 (installed under
+// the alias @backstage/plugin-catalog-backend-v4) instead of 3.9.1: started on
+// a database 3.9.1 created, it applies two more Knex migrations in a new
+// batch, a real plugin upgrade for the database steps' tests.
 'use strict';
 
 const { createBackend } = require('@backstage/backend-defaults');
@@ -17,8 +22,20 @@ const without = new Set(
 );
 
 const backend = createBackend();
+const catalogs = {
+  '': '@backstage/plugin-catalog-backend',
+  v3: '@backstage/plugin-catalog-backend',
+  v4: '@backstage/plugin-catalog-backend-v4',
+};
+const catalog = catalogs[process.env.STAGEHAND_BACKSTAGE_CATALOG || ''];
+if (!catalog) {
+  console.error(
+    `unknown STAGEHAND_BACKSTAGE_CATALOG=${process.env.STAGEHAND_BACKSTAGE_CATALOG}: want v3 or v4`,
+  );
+  process.exit(2);
+}
 if (!without.has('catalog')) {
-  backend.add(require('@backstage/plugin-catalog-backend'));
+  backend.add(require(catalog));
 }
 if (!without.has('auth')) {
   backend.add(require('@backstage/plugin-auth-backend'));
