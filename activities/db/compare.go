@@ -25,6 +25,9 @@ type PluginDiff struct {
 	ColumnsChanged []string `json:"columnsChanged"`
 	IndexesAdded   []string `json:"indexesAdded"`
 	IndexesRemoved []string `json:"indexesRemoved"`
+	// OptionsChanged are storage parameters set or reset:
+	// "table: +autovacuum_vacuum_scale_factor=0.01" or "table: -...".
+	OptionsChanged []string `json:"optionsChanged"`
 	// NewPlugin: the plugin database did not exist before.
 	NewPlugin bool `json:"newPlugin"`
 }
@@ -32,7 +35,7 @@ type PluginDiff struct {
 func (d PluginDiff) empty() bool {
 	return len(d.NewMigrations) == 0 && len(d.TablesAdded) == 0 && len(d.TablesRemoved) == 0 &&
 		len(d.ColumnsAdded) == 0 && len(d.ColumnsRemoved) == 0 && len(d.ColumnsChanged) == 0 &&
-		len(d.IndexesAdded) == 0 && len(d.IndexesRemoved) == 0 && !d.NewPlugin
+		len(d.IndexesAdded) == 0 && len(d.IndexesRemoved) == 0 && len(d.OptionsChanged) == 0 && !d.NewPlugin
 }
 
 // Problem is one reason verifyMigrations fails.
@@ -183,7 +186,7 @@ func diffPlugin(before, after PluginSnapshot, existed bool) PluginDiff {
 		NewPlugin:     !existed,
 		NewMigrations: []NewMigration{}, TablesAdded: []string{}, TablesRemoved: []string{},
 		ColumnsAdded: []string{}, ColumnsRemoved: []string{}, ColumnsChanged: []string{},
-		IndexesAdded: []string{}, IndexesRemoved: []string{},
+		IndexesAdded: []string{}, IndexesRemoved: []string{}, OptionsChanged: []string{},
 	}
 	had := make(map[string]bool, len(before.Migrations))
 	for _, m := range before.Migrations {
@@ -217,6 +220,12 @@ func diffPlugin(before, after PluginSnapshot, existed bool) PluginDiff {
 		}
 		d.IndexesAdded = append(d.IndexesAdded, prefixed(t, minus(at.Indexes, bt.Indexes))...)
 		d.IndexesRemoved = append(d.IndexesRemoved, prefixed(t, minus(bt.Indexes, at.Indexes))...)
+		for _, o := range minus(at.Options, bt.Options) {
+			d.OptionsChanged = append(d.OptionsChanged, t+": +"+o)
+		}
+		for _, o := range minus(bt.Options, at.Options) {
+			d.OptionsChanged = append(d.OptionsChanged, t+": -"+o)
+		}
 	}
 	for _, t := range sortedKeys(before.Tables) {
 		if _, ok := after.Tables[t]; !ok && after.TablesTruncated == 0 {
@@ -277,6 +286,7 @@ func summarizeDiff(c Comparison, after Snapshot) []string {
 		add(len(d.ColumnsChanged), "columns changed")
 		add(len(d.IndexesAdded), "indexes added")
 		add(len(d.IndexesRemoved), "indexes removed")
+		add(len(d.OptionsChanged), "storage options changed")
 		lines = append(lines, name+": "+strings.Join(parts, ", "))
 	}
 	for _, p := range c.Problems {

@@ -97,7 +97,8 @@ func (d Database) pgListPlugins(ctx context.Context, conn *pgx.Conn) ([]string, 
 // The catalog queries fetch every table's columns and every index of the
 // given schemas at once: one round trip each, whatever the table count.
 const pgColumnsQuery = `
-SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull
+SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+       coalesce(c.reloptions, '{}'), coalesce(a.attoptions, '{}')
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -147,7 +148,8 @@ func pgReadSchemas(ctx context.Context, conn *pgx.Conn, b *builder, schemas []st
 	hasKnex := map[string]map[string]bool{} // schema → table → exists
 	var schema, table, column, typ string
 	var notNull bool
-	_, err = pgx.ForEachRow(rows, []any{&schema, &table, &column, &typ, &notNull}, func() error {
+	var relOptions, attOptions []string
+	_, err = pgx.ForEachRow(rows, []any{&schema, &table, &column, &typ, &notNull, &relOptions, &attOptions}, func() error {
 		if table == "knex_migrations" || table == "knex_migrations_lock" {
 			if hasKnex[schema] == nil {
 				hasKnex[schema] = map[string]bool{}
@@ -157,7 +159,14 @@ func pgReadSchemas(ctx context.Context, conn *pgx.Conn, b *builder, schemas []st
 		if notNull {
 			typ += " not null"
 		}
-		b.column(pluginOf(schema), tableKey(schema, table), column, typ)
+		p, key := pluginOf(schema), tableKey(schema, table)
+		b.column(p, key, column, typ)
+		for _, o := range relOptions {
+			b.option(p, key, o)
+		}
+		for _, o := range attOptions {
+			b.option(p, key, column+"."+o)
+		}
 		return nil
 	})
 	if err != nil {

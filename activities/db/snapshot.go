@@ -31,6 +31,10 @@ type Migration struct {
 type Table struct {
 	Columns map[string]string `json:"columns"`
 	Indexes []string          `json:"indexes,omitempty"`
+	// Options are PostgreSQL storage parameters of the table
+	// (autovacuum_vacuum_scale_factor=0.01) and of its columns
+	// (entity_id.n_distinct=-0.5): migrations tune them too.
+	Options []string `json:"options,omitempty"`
 	// ColumnsTruncated counts columns left out beyond MaxColumnsPerTable.
 	ColumnsTruncated int `json:"columnsTruncated,omitempty"`
 }
@@ -128,6 +132,15 @@ func (b *builder) index(p *PluginSnapshot, table, desc string) {
 	p.Tables[table] = t
 }
 
+func (b *builder) option(p *PluginSnapshot, table, opt string) {
+	t, ok := p.Tables[table]
+	if !ok || slices.Contains(t.Options, opt) || len(t.Options) >= MaxIndexesPerTable {
+		return
+	}
+	t.Options = append(t.Options, opt)
+	p.Tables[table] = t
+}
+
 func (b *builder) migration(p *PluginSnapshot, m Migration) {
 	p.Count++
 	p.Latest = m.Name
@@ -149,6 +162,7 @@ func (b *builder) finish(database, driver string, takenAt time.Time, pluginsTrun
 	for name, p := range b.plugins {
 		for k, t := range p.Tables {
 			slices.Sort(t.Indexes)
+			slices.Sort(t.Options)
 			p.Tables[k] = t
 		}
 		s.Plugins[name] = *p

@@ -99,7 +99,8 @@ func TestCompareUpgrade(t *testing.T) {
 	after := snap(map[string]PluginSnapshot{
 		"catalog": plugin("backstage_plugin_catalog", append(migs(1, "a.js", "b.js"), migs(2, "c.js", "d.js")...), map[string]Table{
 			"entities": {Columns: map[string]string{"id": "uuid not null", "name": "character varying(255)", "kind": "text"},
-				Indexes: []string{"entities_kind: btree (kind)", "entities_pkey: primary btree (id)"}},
+				Indexes: []string{"entities_kind: btree (kind)", "entities_pkey: primary btree (id)"},
+				Options: []string{"autovacuum_vacuum_scale_factor=0.01"}},
 			"fresh": {Columns: map[string]string{"y": "int"}},
 		}),
 		"auth":    plugin("backstage_plugin_auth", migs(1, "auth1.js"), map[string]Table{}),
@@ -125,6 +126,7 @@ func TestCompareUpgrade(t *testing.T) {
 	eq("columnsChanged", cat.ColumnsChanged, "entities.name: text -> character varying(255)")
 	eq("columnsRemoved", cat.ColumnsRemoved)
 	eq("indexesAdded", cat.IndexesAdded, "entities.entities_kind: btree (kind)")
+	eq("optionsChanged", cat.OptionsChanged, "entities: +autovacuum_vacuum_scale_factor=0.01")
 	if cat.NewPlugin || !c.Plugins["signals"].NewPlugin {
 		t.Errorf("newPlugin flags: catalog %v, signals %v", cat.NewPlugin, c.Plugins["signals"].NewPlugin)
 	}

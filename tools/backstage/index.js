@@ -15,6 +15,24 @@
 // batch, a real plugin upgrade for the database steps' tests.
 'use strict';
 
+const Module = require('node:module');
+
+// The catalog finds its Knex migrations with
+// resolvePackagePath('@backstage/plugin-catalog-backend', 'migrations'),
+// that is by package name, which would be 3.9.1's directory even when 4.0.0
+// runs. With v4 selected, every resolution of that name (code, package.json,
+// migrations) goes to the alias instead, so 4.0.0 runs with its own files.
+if (process.env.STAGEHAND_BACKSTAGE_CATALOG === 'v4') {
+  const name = '@backstage/plugin-catalog-backend';
+  const resolve = Module._resolveFilename;
+  Module._resolveFilename = function (request, ...rest) {
+    if (request === name || request.startsWith(name + '/')) {
+      request = name + '-v4' + request.slice(name.length);
+    }
+    return resolve.call(this, request, ...rest);
+  };
+}
+
 const { createBackend } = require('@backstage/backend-defaults');
 
 const without = new Set(
