@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -348,3 +349,17 @@ func decode[T any](t testing.TB, v any) T {
 }
 
 var engines = []string{"postgres", "mariadb"}
+
+func globTemp(pattern string) ([]string, error) {
+	return filepath.Glob(filepath.Join(os.TempDir(), pattern))
+}
+
+// closedPort is a port nothing listens on.
+func closedPort(t testing.TB) int {
+	t.Helper()
+	p, err := localenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

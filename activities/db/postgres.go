@@ -295,23 +295,73 @@ func (d Database) pgSnapshot(ctx context.Context, password string, red *redactor
 		}
 		return b, truncated, nil
 	}
+	// Each plugin database needs its own connection (a new server
+	// backend with cold catalog caches): that start-up, not the queries,
+	// is most of the time, so a few are read at once.
+	type result struct {
+		i   int
+		b   *builder
+		err error
+	}
+	results := make(chan result)
+	sem := make(chan struct{}, pgParallel)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	for i, dbname := range names {
-		progress(fmt.Sprintf("reading plugin database %s (%d/%d)", dbname, i+1, len(names)))
-		p := b.plugin(strings.TrimPrefix(dbname, prefix), dbname)
-		conn, err := d.pgConnect(ctx, dbname, password, red)
-		if err != nil {
-			return nil, 0, err
-		}
-		err = pgReadSchemas(ctx, conn, b, nil, func(string) *PluginSnapshot { return p }, func(schema, table string) string {
-			if schema == "public" {
-				return table
+		go func() {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				results <- result{i: i, err: ctx.Err()}
+				return
 			}
-			return schema + "." + table
-		})
-		conn.Close(context.WithoutCancel(ctx))
-		if err != nil {
-			return nil, 0, classify("read plugin database "+dbname, err, red)
+			defer func() { <-sem }()
+			sub := newBuilder()
+			err := d.pgReadDatabase(ctx, sub, dbname, strings.TrimPrefix(dbname, prefix), password, red)
+			results <- result{i: i, b: sub, err: err}
+		}()
+	}
+	subs := make([]*builder, len(names))
+	var firstErr error
+	for done := range len(names) {
+		r := <-results
+		if r.err != nil && firstErr == nil {
+			firstErr = r.err
+			cancel()
+		}
+		subs[r.i] = r.b
+		progress(fmt.Sprintf("read %d/%d plugin databases", done+1, len(names)))
+	}
+	if firstErr != nil {
+		return nil, 0, firstErr
+	}
+	for _, sub := range subs {
+		for name, p := range sub.plugins {
+			b.plugins[name] = p
 		}
 	}
 	return b, truncated, nil
+}
+
+// pgParallel bounds the plugin databases read at once: enough to overlap
+// connection start-up, few enough not to crowd a production server.
+const pgParallel = 4
+
+func (d Database) pgReadDatabase(ctx context.Context, b *builder, dbname, plugin, password string, red *redactor) error {
+	p := b.plugin(plugin, dbname)
+	conn, err := d.pgConnect(ctx, dbname, password, red)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	err = pgReadSchemas(ctx, conn, b, nil, func(string) *PluginSnapshot { return p }, func(schema, table string) string {
+		if schema == "public" {
+			return table
+		}
+		return schema + "." + table
+	})
+	if err != nil {
+		return classify("read plugin database "+dbname, err, red)
+	}
+	return nil
 }
