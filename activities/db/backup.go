@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -84,6 +85,9 @@ type RestoredPlugin struct {
 	Plugin   string `json:"plugin"`
 	Database string `json:"database"`
 	File     string `json:"file"`
+	// DroppedTables were created after the backup (e.g. by the newer
+	// version's migrations) and removed so the schema is the backup's.
+	DroppedTables []string `json:"droppedTables,omitempty"`
 }
 
 // RestoreOutput is the outputs of db.restore.
@@ -401,10 +405,11 @@ func (a *Activities) Restore(ctx context.Context, in RestoreInput) (RestoreOutpu
 	for i, f := range files {
 		heartbeat(ctx)(fmt.Sprintf("restoring %s (%d/%d)", f.Database, i+1, len(files)))
 		path := filepath.Join(a.BackupDir, filepath.FromSlash(f.File))
-		if err := d.restore(ctx, tools, priv, password, f.Database, path, red); err != nil {
+		dropped, err := d.restore(ctx, tools, priv, password, f.Database, path, red)
+		if err != nil {
 			return out, err
 		}
-		out.Restored = append(out.Restored, RestoredPlugin{Plugin: f.Plugin, Database: f.Database, File: f.File})
+		out.Restored = append(out.Restored, RestoredPlugin{Plugin: f.Plugin, Database: f.Database, File: f.File, DroppedTables: dropped})
 		out.Plugins = append(out.Plugins, f.Plugin)
 	}
 	return out, nil
@@ -554,16 +559,17 @@ func (d Database) dump(ctx context.Context, t tools, priv, password, dbname, to 
 	return nil
 }
 
-func (d Database) restore(ctx context.Context, t tools, priv, password, dbname, from string, red *redactor) error {
+func (d Database) restore(ctx context.Context, t tools, priv, password, dbname, from string, red *redactor) ([]string, error) {
 	var cmd *exec.Cmd
+	var dropped []string
 	if d.Driver == DriverMySQL {
 		defaults, err := d.mysqlDefaultsFile(priv, password)
 		if err != nil {
-			return nonRetryable(activities.ErrRestoreFailed, fmt.Sprintf("defaults file: %v", err))
+			return nil, nonRetryable(activities.ErrRestoreFailed, fmt.Sprintf("defaults file: %v", err))
 		}
 		f, err := os.Open(from)
 		if err != nil {
-			return nonRetryable(activities.ErrRestoreFailed, fmt.Sprintf("open %s: %v", filepath.Base(from), err))
+			return nil, nonRetryable(activities.ErrRestoreFailed, fmt.Sprintf("open %s: %v", filepath.Base(from), err))
 		}
 		defer f.Close()
 		// The dump starts with DROP DATABASE / CREATE DATABASE / USE
@@ -576,16 +582,81 @@ func (d Database) restore(ctx context.Context, t tools, priv, password, dbname, 
 		if d.schemaMode() {
 			target = d.Database
 		} else if err := d.pgEnsureDatabase(ctx, password, dbname, red); err != nil {
-			return err
+			return nil, err
+		}
+		// pg_restore --clean drops only what the dump holds: tables a newer
+		// version created after the backup would stay, and its migrations
+		// would fail on them when the upgrade is tried again.
+		var err error
+		if dropped, err = d.pgDropTablesNotInDump(ctx, t, password, target, dbname, from, red); err != nil {
+			return nil, err
 		}
 		args := append(d.pgConnArgs(), "--clean", "--if-exists", "--single-transaction", "--exit-on-error", "--dbname="+target, from)
 		cmd = exec.CommandContext(ctx, t.restore, args...)
 		cmd.Env = d.pgEnv(password)
 	}
 	if out, err := runTool(cmd); err != nil {
-		return toolError(activities.ErrRestoreFailed, "restore "+dbname, err, out, red)
+		return dropped, toolError(activities.ErrRestoreFailed, "restore "+dbname, err, out, red)
 	}
-	return nil
+	return dropped, nil
+}
+
+// tocTableRE matches a table entry of `pg_restore --list`:
+// "215; 1259 16386 TABLE public knex_migrations postgres".
+var tocTableRE = regexp.MustCompile(`^\d+; \d+ \d+ TABLE (\S+) (\S+) `)
+
+// pgDropTablesNotInDump drops, in one transaction, the tables of the
+// plugin's database (or schema) that the dump does not contain.
+func (d Database) pgDropTablesNotInDump(ctx context.Context, t tools, password, target, plugin, dump string, red *redactor) ([]string, error) {
+	cmd := exec.CommandContext(ctx, t.restore, "--list", dump)
+	list, err := runTool(cmd)
+	if err != nil {
+		return nil, toolError(activities.ErrRestoreFailed, "read the table of contents of "+filepath.Base(dump), err, list, red)
+	}
+	inDump := map[string]bool{}
+	for _, line := range strings.Split(string(list), "\n") {
+		if m := tocTableRE.FindStringSubmatch(line); m != nil {
+			inDump[m[1]+"."+m[2]] = true
+		}
+	}
+	if len(inDump) == 0 {
+		// An unreadable or empty list must not turn into "drop everything".
+		return nil, nonRetryable(activities.ErrRestoreFailed, fmt.Sprintf("%s lists no tables; refusing to restore it", filepath.Base(dump)))
+	}
+	conn, err := d.pgConnect(ctx, target, password, red)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var schemas []string
+	if d.schemaMode() {
+		schemas = []string{plugin}
+	}
+	rows, err := conn.Query(ctx, withSchemas(`SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND @SCHEMAS@ ORDER BY 1, 2`), schemas)
+	if err != nil {
+		return nil, classify("list tables of "+plugin, err, red)
+	}
+	var extra []string
+	var idents []string
+	var schema, table string
+	_, err = pgx.ForEachRow(rows, []any{&schema, &table}, func() error {
+		if !inDump[schema+"."+table] {
+			extra = append(extra, schema+"."+table)
+			idents = append(idents, pgx.Identifier{schema, table}.Sanitize())
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, classify("list tables of "+plugin, err, red)
+	}
+	if len(extra) == 0 {
+		return nil, nil
+	}
+	if _, err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+strings.Join(idents, ", ")+" CASCADE"); err != nil {
+		return nil, classify("drop tables created after the backup in "+plugin, err, red)
+	}
+	return extra, nil
 }
 
 // pgEnsureDatabase creates a plugin database that was dropped since the

@@ -94,7 +94,20 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 			if s := decode[Snapshot](t, mustStep(t, a, "db.snapshot", map[string]any{"database": "main"})); hasTable(s, table) {
 				t.Fatal("table still there after DROP")
 			}
+			// A table made after the backup (as a newer version's migration
+			// would) is gone after the restore too.
+			e.exec(t, catalogDB, "CREATE TABLE stagehand_after_backup (id int)")
 			res := decode[RestoreOutput](t, mustStep(t, a, "db.restore", map[string]any{"database": "main", "from": "upgrade-1"}))
+			if slices.Contains(e.tables(t, catalogDB), "stagehand_after_backup") {
+				t.Error("a table created after the backup survived the restore")
+			}
+			if name == "postgres" {
+				for _, r := range res.Restored {
+					if r.Plugin == "catalog" && !slices.Equal(r.DroppedTables, []string{"public.stagehand_after_backup"}) {
+						t.Errorf("catalog droppedTables %q, want the table made after the backup", r.DroppedTables)
+					}
+				}
+			}
 			if len(res.Restored) != len(out.Files) || !contains(res.Plugins, "catalog") {
 				t.Errorf("restore: %+v", res)
 			}

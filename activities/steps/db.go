@@ -79,7 +79,8 @@ var db = []activities.StepSpec{
 	{
 		Name: "db.restore",
 		Description: "Restore a db.backup: every dump's sha256 is checked against manifest.json first (a mismatch refuses " +
-			"the restore before anything is touched), then pg_restore --clean --if-exists --single-transaction, or the mysql client, per plugin. " +
+			"the restore before anything is touched), then pg_restore --clean --if-exists --single-transaction (after dropping tables made since "+
+			"the backup), or the mysql client on a dump that recreates the database, per plugin. " +
 			"Destructive: put it behind an approval gate.",
 		Args: []activities.Arg{
 			req("database", TString, "the name of a `databases:` entry of the worker config"),
@@ -87,7 +88,7 @@ var db = []activities.StepSpec{
 			arg("files", TList, "db.backup's `files` output, instead of from (or to restore only some plugins)"),
 		},
 		Outputs: []activities.Output{
-			out("restored", TList, "{plugin, database, file} per restored dump"),
+			out("restored", TList, "{plugin, database, file, droppedTables} per restored dump (droppedTables: created after the backup, removed)"),
 			out("plugins", TList, "the restored plugins"),
 		},
 		Errors: errs(dbErrors, []string{
