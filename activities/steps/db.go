@@ -79,7 +79,7 @@ var db = []activities.StepSpec{
 	{
 		Name: "db.restore",
 		Description: "Restore a db.backup: every dump's sha256 is checked against manifest.json first (a mismatch refuses " +
-			"the restore before anything is touched), then pg_restore --clean --if-exists --single-transaction (after dropping tables made since "+
+			"the restore before anything is touched), then pg_restore --clean --if-exists --single-transaction (after dropping tables made since " +
 			"the backup), or the mysql client on a dump that recreates the database, per plugin. " +
 			"Destructive: put it behind an approval gate.",
 		Args: []activities.Arg{
