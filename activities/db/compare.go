@@ -80,7 +80,7 @@ func Compare(before, after Snapshot, expect map[string]string) Comparison {
 	for _, name := range sortedKeys(after.Plugins) {
 		a := after.Plugins[name]
 		b, existed := before.Plugins[name]
-		d := diffPlugin(b, a, existed)
+		d := diffPlugin(b, a, existed, !before.SchemaOmitted && !after.SchemaOmitted)
 		if existed {
 			for _, m := range missingMigrations(b, a) {
 				c.Problems = append(c.Problems, Problem{activities.ErrMigrationMissing, name,
@@ -129,7 +129,7 @@ func Compare(before, after Snapshot, expect map[string]string) Comparison {
 	default:
 		c.RollbackReason = "no plugin applied migrations since the snapshot"
 	}
-	c.Summary = summarizeDiff(c, after)
+	c.Summary = summarizeDiff(c, after, before.SchemaOmitted || after.SchemaOmitted)
 	return c
 }
 
@@ -181,7 +181,7 @@ func missingMigrations(before, after PluginSnapshot) []Migration {
 	return out
 }
 
-func diffPlugin(before, after PluginSnapshot, existed bool) PluginDiff {
+func diffPlugin(before, after PluginSnapshot, existed, schema bool) PluginDiff {
 	d := PluginDiff{
 		NewPlugin:     !existed,
 		NewMigrations: []NewMigration{}, TablesAdded: []string{}, TablesRemoved: []string{},
@@ -196,6 +196,9 @@ func diffPlugin(before, after PluginSnapshot, existed bool) PluginDiff {
 		if !had[m.Name] {
 			d.NewMigrations = append(d.NewMigrations, NewMigration{Name: m.Name, Batch: m.Batch})
 		}
+	}
+	if !schema {
+		return d
 	}
 	for _, t := range sortedKeys(after.Tables) {
 		at := after.Tables[t]
@@ -253,7 +256,7 @@ func prefixed(table string, items []string) []string {
 	return out
 }
 
-func summarizeDiff(c Comparison, after Snapshot) []string {
+func summarizeDiff(c Comparison, after Snapshot, schemaOmitted bool) []string {
 	var lines []string
 	for _, name := range sortedKeys(c.Plugins) {
 		d := c.Plugins[name]
@@ -296,6 +299,9 @@ func summarizeDiff(c Comparison, after Snapshot) []string {
 	}
 	if len(lines) == 0 {
 		lines = append(lines, "no plugin databases")
+	}
+	if schemaOmitted {
+		lines = append(lines, "schema diff not available: a snapshot left its tables out (size bound)")
 	}
 	if !c.RollbackSafe {
 		lines = append(lines, "rollback NOT safe: "+c.RollbackReason)

@@ -1,6 +1,7 @@
 package db
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -16,6 +17,10 @@ const (
 	MaxTablesPerPlugin   = 300
 	MaxColumnsPerTable   = 200
 	MaxIndexesPerTable   = 50
+	// MaxSnapshotBytes bounds a snapshot's JSON: beyond it the table
+	// details are left out (SchemaOmitted) and only migrations and locks
+	// are kept, which is what the rollback decision needs.
+	MaxSnapshotBytes = 1 << 20
 )
 
 // Migration is one row of knex_migrations.
@@ -69,6 +74,9 @@ type Snapshot struct {
 	Driver   string   `json:"driver"`
 	// PluginsTruncated counts plugin databases left out beyond MaxPlugins.
 	PluginsTruncated int `json:"pluginsTruncated,omitempty"`
+	// SchemaOmitted: the tables were left out to keep the snapshot under
+	// MaxSnapshotBytes; a comparison then reports migrations only.
+	SchemaOmitted bool `json:"schemaOmitted,omitempty"`
 }
 
 // SnapshotInput is the `with` of db.snapshot.
@@ -167,7 +175,18 @@ func (b *builder) finish(database, driver string, takenAt time.Time, pluginsTrun
 		}
 		s.Plugins[name] = *p
 	}
+	if b, err := json.Marshal(s); err == nil && len(b) > MaxSnapshotBytes {
+		s.SchemaOmitted = true
+		for name, p := range s.Plugins {
+			p.TablesTruncated += len(p.Tables)
+			p.Tables = map[string]Table{}
+			s.Plugins[name] = p
+		}
+	}
 	s.Summary = summarize(s)
+	if s.SchemaOmitted {
+		s.Summary = append(s.Summary, fmt.Sprintf("(tables left out: the snapshot would exceed %d bytes)", MaxSnapshotBytes))
+	}
 	return s
 }
 

@@ -2,6 +2,7 @@ package db
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -292,3 +293,30 @@ func TestNotConfiguredDatabase(t *testing.T) {
 var timeZero = time.Time{}
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// A snapshot over the size bound keeps migrations and drops the tables;
+// comparing with it reports migrations, not a bogus schema diff.
+func TestSnapshotSizeBound(t *testing.T) {
+	b := newBuilder()
+	for i := range 40 {
+		p := b.plugin("p"+itoa(i), "backstage_plugin_p"+itoa(i))
+		for tbl := range 60 {
+			for c := range 40 {
+				b.column(p, "table_with_a_long_name_"+itoa(tbl), "column_with_a_long_name_"+itoa(c), "character varying(255) not null")
+			}
+		}
+		b.migration(p, Migration{Name: "m1.js", Batch: 1})
+	}
+	s := b.finish("x", "postgres", timeZero, 0)
+	if !s.SchemaOmitted || len(s.Plugins["p0"].Tables) != 0 || s.Plugins["p0"].TablesTruncated != 60 || s.Plugins["p0"].Count != 1 {
+		t.Fatalf("schemaOmitted %v, p0 tables %d (truncated %d), count %d", s.SchemaOmitted, len(s.Plugins["p0"].Tables), s.Plugins["p0"].TablesTruncated, s.Plugins["p0"].Count)
+	}
+	if b, _ := json.Marshal(s); len(b) > MaxSnapshotBytes {
+		t.Errorf("bounded snapshot is %d bytes", len(b))
+	}
+	full := snap(map[string]PluginSnapshot{"p0": plugin("backstage_plugin_p0", migs(1, "m1.js"), map[string]Table{"t": {Columns: map[string]string{"a": "int"}}})})
+	c := Compare(full, s, nil)
+	if d := c.Plugins["p0"]; len(d.TablesRemoved) != 0 || !strings.Contains(strings.Join(c.Summary, "\n"), "schema diff not available") {
+		t.Errorf("diff against an omitted schema: %+v, summary %q", d, c.Summary)
+	}
+}
