@@ -27,6 +27,7 @@ var db = []activities.StepSpec{
 			out("database", TString, "the database entry's name"),
 			out("driver", TString, "postgres or mysql"),
 			out("pluginsTruncated", TInt, "plugin databases left out beyond the bound (0 normally)"),
+			out("schemaOmitted", TBool, "tables were left out to keep the snapshot under 1 MiB (migrations and locks are complete)"),
 		},
 		Errors:           dbErrors,
 		DefaultTimeout:   5 * time.Minute,
