@@ -184,7 +184,7 @@ func (a *Activities) Backup(ctx context.Context, in BackupInput) (BackupOutput, 
 	if err != nil {
 		return BackupOutput{}, err
 	}
-	tools, err := d.findTools()
+	tools, err := d.findTools(activities.ErrBackupFailed)
 	if err != nil {
 		return BackupOutput{}, err
 	}
@@ -392,7 +392,7 @@ func (a *Activities) Restore(ctx context.Context, in RestoreInput) (RestoreOutpu
 	if err := verifyFiles(a.BackupDir, files); err != nil {
 		return RestoreOutput{}, nonRetryable(activities.ErrBackupChecksumMismatch, fmt.Sprintf("backup %s refused, nothing was restored: %v", key, err))
 	}
-	tools, err := d.findTools()
+	tools, err := d.findTools(activities.ErrRestoreFailed)
 	if err != nil {
 		return RestoreOutput{}, err
 	}
@@ -449,7 +449,9 @@ func (d Database) listPlugins(ctx context.Context, password string, red *redacto
 
 type tools struct{ dump, restore string }
 
-func (d Database) findTools() (tools, error) {
+// findTools finds the dump and restore programs; errType is the step's
+// (BackupFailed or RestoreFailed).
+func (d Database) findTools(errType string) (tools, error) {
 	look := func(names ...string) string {
 		for _, n := range names {
 			if p, err := exec.LookPath(n); err == nil {
@@ -462,13 +464,13 @@ func (d Database) findTools() (tools, error) {
 	if d.Driver == DriverMySQL {
 		t = tools{dump: look("mariadb-dump", "mysqldump"), restore: look("mariadb", "mysql")}
 		if t.dump == "" || t.restore == "" {
-			return t, nonRetryable(activities.ErrBackupFailed, "mariadb-dump/mysqldump and mariadb/mysql are needed on the worker: apt-get install -y mariadb-client")
+			return t, nonRetryable(errType, "mariadb-dump/mysqldump and mariadb/mysql are needed on the worker: apt-get install -y mariadb-client")
 		}
 		return t, nil
 	}
 	t = tools{dump: look("pg_dump"), restore: look("pg_restore")}
 	if t.dump == "" || t.restore == "" {
-		return t, nonRetryable(activities.ErrBackupFailed, "pg_dump and pg_restore are needed on the worker: apt-get install -y postgresql-client")
+		return t, nonRetryable(errType, "pg_dump and pg_restore are needed on the worker: apt-get install -y postgresql-client")
 	}
 	return t, nil
 }
