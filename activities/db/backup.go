@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -168,6 +169,11 @@ func (a *Activities) Backup(ctx context.Context, in BackupInput) (BackupOutput, 
 		return BackupOutput{}, err
 	}
 	progress := heartbeat(ctx)
+	unlock, err := lockDir(ctx, dir, progress)
+	if err != nil {
+		return BackupOutput{}, nonRetryable(activities.ErrBackupFailed, fmt.Sprintf("lock %s: %v", dir, err))
+	}
+	defer unlock()
 	if m, err := readManifest(dir); err == nil && m.Database == in.Database && m.Driver == d.Driver {
 		if verifyFiles(a.BackupDir, m.Files) == nil {
 			progress("backup " + key + " already complete")
@@ -734,4 +740,38 @@ func (l *limitedWriter) Write(p []byte) (int, error) {
 	l.n -= len(q)
 	_, err := l.w.Write(q)
 	return len(p), err
+}
+
+// lockDir takes an exclusive lock on a backup directory for one attempt.
+// An earlier attempt of the same step that the server gave up on (lost
+// heartbeat) may still be dumping into the same temp files until its
+// context is cancelled; the new attempt waits for it instead of writing
+// the same files at once.
+func lockDir(ctx context.Context, dir string, progress func(string)) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	waited := false
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, err
+		}
+		if !waited {
+			progress("waiting for another attempt to release " + dir)
+			waited = true
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+			progress("waiting for another attempt to release " + dir)
+		}
+	}
 }

@@ -320,3 +320,25 @@ func TestSnapshotSizeBound(t *testing.T) {
 		t.Errorf("diff against an omitted schema: %+v, summary %q", d, c.Summary)
 	}
 }
+
+// A second attempt on the same backup directory waits for the first to
+// release it.
+func TestBackupDirLock(t *testing.T) {
+	dir := t.TempDir()
+	unlock, err := lockDir(context.Background(), dir, func(string) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 1200*time.Millisecond)
+	defer cancel()
+	var waits int
+	if _, err := lockDir(ctx, dir, func(string) { waits++ }); err == nil || waits == 0 {
+		t.Fatalf("second lock while held: err %v after %d waits", err, waits)
+	}
+	unlock()
+	again, err := lockDir(context.Background(), dir, func(string) {})
+	if err != nil {
+		t.Fatalf("lock after release: %v", err)
+	}
+	again()
+}
