@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -117,11 +118,23 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 			snapAfter := decode[Snapshot](t, mustStep(t, a, "db.snapshot", map[string]any{"database": "main"}))
 			assertSameSchema(t, snapBefore, snapAfter)
 
-			// Restoring from the backup's files output works too.
-			res = decode[RestoreOutput](t, mustStep(t, a, "db.restore", map[string]any{"database": "main", "files": []any{mustJSON(t, out.Files[0])}}))
-			if len(res.Restored) != 1 {
+			// A dropped plugin database comes back from the backup's files
+			// output (just that plugin's file).
+			var authFile BackupFile
+			for _, f := range out.Files {
+				if f.Plugin == "auth" {
+					authFile = f
+				}
+			}
+			dropDatabase(t, e, "backstage_plugin_auth")
+			res = decode[RestoreOutput](t, mustStep(t, a, "db.restore", map[string]any{"database": "main", "files": []any{mustJSON(t, authFile)}}))
+			if len(res.Restored) != 1 || res.Plugins[0] != "auth" {
 				t.Errorf("restore from files: %+v", res)
 			}
+			if got := e.query(t, "backstage_plugin_auth", "SELECT COUNT(*) FROM knex_migrations")[0][0]; got != fmt.Sprint(snapBefore.Plugins["auth"].Count) {
+				t.Errorf("restored auth database has %s migrations, want %d", got, snapBefore.Plugins["auth"].Count)
+			}
+			assertSameSchema(t, snapBefore, decode[Snapshot](t, mustStep(t, a, "db.snapshot", map[string]any{"database": "main"})))
 
 			// A corrupted dump is refused, and nothing is touched: drop the
 			// table again, and after the refused restore it is still gone.
