@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.temporal.io/sdk/activity"
 
 	"github.com/stagehand-dev/stagehand/activities"
 )
@@ -44,11 +45,15 @@ type BackupFile struct {
 
 // Manifest is manifest.json.
 type Manifest struct {
-	Version   int          `json:"version"`
-	Database  string       `json:"database"`
-	Driver    string       `json:"driver"`
-	CreatedAt string       `json:"createdAt"`
-	Files     []BackupFile `json:"files"`
+	Version   int    `json:"version"`
+	Database  string `json:"database"`
+	Driver    string `json:"driver"`
+	CreatedAt string `json:"createdAt"`
+	// WorkflowID is the run that made the backup: only its retries may
+	// reuse the directory, so a key used twice never returns (or
+	// overwrites) another run's backup.
+	WorkflowID string       `json:"workflowId,omitempty"`
+	Files      []BackupFile `json:"files"`
 }
 
 // BackupInput is the `with` of db.backup.
@@ -174,7 +179,13 @@ func (a *Activities) Backup(ctx context.Context, in BackupInput) (BackupOutput, 
 		return BackupOutput{}, nonRetryable(activities.ErrBackupFailed, fmt.Sprintf("lock %s: %v", dir, err))
 	}
 	defer unlock()
-	if m, err := readManifest(dir); err == nil && m.Database == in.Database && m.Driver == d.Driver {
+	runID := workflowID(ctx)
+	if m, err := readManifest(dir); err == nil {
+		if m.Database != in.Database || m.Driver != d.Driver || m.WorkflowID != runID {
+			return BackupOutput{}, nonRetryable(activities.ErrBackupFailed, fmt.Sprintf(
+				"backup key %q already holds a complete backup of database %q made by run %q; refusing to reuse or overwrite it: use a key per run, e.g. upgrade-{{ .run.id }}",
+				key, m.Database, m.WorkflowID))
+		}
 		if verifyFiles(a.BackupDir, m.Files) == nil {
 			progress("backup " + key + " already complete")
 			return backupOutput(dir, key, m.Files, true), nil
@@ -222,7 +233,7 @@ func (a *Activities) Backup(ctx context.Context, in BackupInput) (BackupOutput, 
 		}
 		files = append(files, BackupFile{Plugin: plugin, Database: dbname, File: key + "/" + filepath.Base(final), Size: size, SHA256: sum})
 	}
-	m := Manifest{Version: 1, Database: in.Database, Driver: d.Driver, CreatedAt: time.Now().UTC().Format(time.RFC3339), Files: files}
+	m := Manifest{Version: 1, Database: in.Database, Driver: d.Driver, CreatedAt: time.Now().UTC().Format(time.RFC3339), WorkflowID: runID, Files: files}
 	if m.Files == nil {
 		m.Files = []BackupFile{}
 	}
@@ -774,4 +785,12 @@ func lockDir(ctx context.Context, dir string, progress func(string)) (func(), er
 			progress("waiting for another attempt to release " + dir)
 		}
 	}
+}
+
+// workflowID is the run an activity belongs to ("" outside an activity).
+func workflowID(ctx context.Context) string {
+	if activity.IsActivity(ctx) {
+		return activity.GetInfo(ctx).WorkflowExecution.ID
+	}
+	return ""
 }

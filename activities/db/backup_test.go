@@ -73,6 +73,22 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 			if !again.Reused || !reflect.DeepEqual(again.Files, out.Files) {
 				t.Errorf("retry: reused %v, files %+v", again.Reused, again.Files)
 			}
+			// Another run's backup under the same key is neither returned
+			// nor overwritten.
+			mb2 := strings.Replace(string(mb), `"workflowId": "`, `"workflowId": "another-run-`, 1)
+			otherDir := filepath.Join(a.BackupDir, "other-run")
+			if err := os.MkdirAll(otherDir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(otherDir, ManifestName), []byte(mb2), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err = runStep(t, a, "db.backup", map[string]any{"database": "main", "to": "other-run"})
+			wantAppError(t, err, "BackupFailed", true, "other-run", "another-run-", "refusing")
+			if b, _ := os.ReadFile(filepath.Join(otherDir, ManifestName)); string(b) != mb2 {
+				t.Error("another run's manifest was overwritten")
+			}
+
 			// A partial leftover (no manifest, a half-written temp file) is
 			// replaced by a complete backup.
 			partial := filepath.Join(a.BackupDir, "upgrade-2")
