@@ -61,7 +61,7 @@ var db = []activities.StepSpec{
 		Name: "db.backup",
 		Description: "Dump every plugin database (pg_dump -Fc, or mariadb-dump/mysqldump --single-transaction) into a directory " +
 			"of the worker's backup directory, with manifest.json holding each file's sha256. A retry with the same `to` " +
-			"returns the verified backup instead of dumping again.",
+			"returns the verified backup instead of dumping again; a key holding another run's backup is refused.",
 		Args: []activities.Arg{
 			req("database", TString, "the name of a `databases:` entry of the worker config"),
 			req("to", TString, "the backup's key: a relative directory inside the worker's backup directory, e.g. upgrade-{{ .run.id }}"),
