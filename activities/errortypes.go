@@ -91,6 +91,17 @@ const (
 	ErrRegistryAuth           = "RegistryAuth"
 	ErrEngineUnavailable      = "EngineUnavailable"
 	ErrImageContextNotAllowed = "ImageContextNotAllowed"
+
+	// Databases (Backstage plugin databases).
+	ErrDatabaseNotConfigured  = "DatabaseNotConfigured"
+	ErrDatabaseUnavailable    = "DatabaseUnavailable"
+	ErrDatabaseError          = "DatabaseError"
+	ErrPluginDatabaseMissing  = "PluginDatabaseMissing"
+	ErrMigrationMissing       = "MigrationMissing"
+	ErrMigrationLocked        = "MigrationLocked"
+	ErrBackupFailed           = "BackupFailed"
+	ErrBackupChecksumMismatch = "BackupChecksumMismatch"
+	ErrRestoreFailed          = "RestoreFailed"
 )
 
 // ErrorScope says who sees an error type.
@@ -194,6 +205,16 @@ var errorTypes = []ErrorType{
 	{ErrRegistryAuth, "the registry refused the credentials, or refused access without them (401/denied)", false, ScopeStep},
 	{ErrEngineUnavailable, "the image engine (Docker Engine API: dockerd, podman's service) could not be reached", true, ScopeStep},
 	{ErrImageContextNotAllowed, "the build context is outside the worker's docker.contextRoots (after resolving symlinks and ..), or none are configured", false, ScopeStep},
+
+	{ErrDatabaseNotConfigured, "the step names a database the worker's config does not have, or its entry is invalid", false, ScopeStep},
+	{ErrDatabaseUnavailable, "the database server could not be reached, timed out or is overloaded", true, ScopeStep},
+	{ErrDatabaseError, "the database refused the request (authentication, permissions, a failed query)", false, ScopeStep},
+	{ErrPluginDatabaseMissing, "a plugin database (or schema) that existed before, or that expect names, is gone", false, ScopeStep},
+	{ErrMigrationMissing, "a Knex migration recorded before is gone from knex_migrations, or an expected one was never applied (plugin and migration in the message)", false, ScopeStep},
+	{ErrMigrationLocked, "a plugin's knex_migrations_lock is held: a migration crashed or is still running", false, ScopeStep},
+	{ErrBackupFailed, "a dump could not be written (dump tool failed, disk, or a bad backup key)", false, ScopeStep},
+	{ErrBackupChecksumMismatch, "a backup file does not match its manifest's sha256 (or is missing); nothing was restored", false, ScopeStep},
+	{ErrRestoreFailed, "restoring a dump failed (the restore tool's message in the error)", false, ScopeStep},
 }
 
 var errorTypeByName = func() map[string]ErrorType {

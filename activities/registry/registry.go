@@ -7,6 +7,7 @@ package registry
 import (
 	"github.com/stagehand-dev/stagehand/activities"
 	"github.com/stagehand-dev/stagehand/activities/command"
+	"github.com/stagehand-dev/stagehand/activities/db"
 	"github.com/stagehand-dev/stagehand/activities/flux"
 	"github.com/stagehand-dev/stagehand/activities/generic"
 	"github.com/stagehand-dev/stagehand/activities/git"
@@ -37,6 +38,9 @@ type Deps struct {
 	// Image builds, tags and pushes images through the Docker Engine API;
 	// nil uses the zero Activities (DOCKER_HOST, no build context allowed).
 	Image *image.Activities
+	// DB reads, verifies, backs up and restores plugin databases; nil has
+	// no databases (the db steps then fail with DatabaseNotConfigured).
+	DB *db.Activities
 }
 
 // Catalogue returns every step type Stagehand offers, each built-in spec
@@ -53,6 +57,7 @@ func Catalogue(deps Deps) (*activities.Catalogue, error) {
 	types = append(types, web.StepTypes(orZero(deps.Web))...)
 	types = append(types, command.StepTypes(orZero(deps.Command))...)
 	types = append(types, image.StepTypes(orZero(deps.Image))...)
+	types = append(types, db.StepTypes(orZero(deps.DB))...)
 	// The flux steps read the same clusters as the kube steps.
 	types = append(types, flux.StepTypes(&flux.Activities{Kube: kubeActs})...)
 	return activities.Bind(steps.All(), types...)

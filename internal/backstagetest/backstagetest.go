@@ -1,6 +1,7 @@
 // Package backstagetest runs a real Backstage backend (tools/backstage:
 // backend-defaults with the catalog and the auth backend's guest provider)
-// on a real PostgreSQL for integration tests and the local demo. It writes
+// on a real PostgreSQL or MariaDB (MySQL protocol) for integration tests
+// and the local demo. It writes
 // an app-config from tools/backstage/app-config.template.yaml, starts
 // `node index.js` in its own process group, waits for the readiness
 // endpoint and kills the whole group on Stop.
@@ -31,6 +32,7 @@ import (
 	"time"
 
 	"github.com/stagehand-dev/stagehand/internal/localenv"
+	"github.com/stagehand-dev/stagehand/internal/mysqltest"
 	"github.com/stagehand-dev/stagehand/internal/pgtest"
 )
 
@@ -52,11 +54,28 @@ const (
 	FaultNoAuth Fault = "no-auth"
 )
 
+// Catalog versions of the catalog backend (tools/backstage installs both).
+const (
+	// CatalogV3 is @backstage/plugin-catalog-backend 3.9.1 (43 migrations),
+	// the default.
+	CatalogV3 = "v3"
+	// CatalogV4 is 4.0.0 (installed as an npm alias): started on a database
+	// 3.9.1 created it applies two more migrations in a new batch (45).
+	CatalogV4 = "v4"
+)
+
 // Options configures one backend.
 type Options struct {
 	// PG is the PostgreSQL server the plugins keep their databases on
-	// (one database per plugin: backstage_plugin_catalog, ...). Required.
+	// (one database per plugin: backstage_plugin_catalog, ...), with
+	// Knex client pg. Exactly one of PG and MySQL is required.
 	PG *pgtest.Server
+	// MySQL is a MariaDB server to use instead (Knex client mysql2), with
+	// its password-protected user.
+	MySQL *mysqltest.Server
+	// Catalog picks the catalog backend's version: CatalogV3 (default) or
+	// CatalogV4.
+	Catalog string
 	// Port to listen on; 0 picks a free one.
 	Port int
 	// RequireAuth keeps Backstage's default auth policy on, so plugin
@@ -99,8 +118,13 @@ const InstallHint = "run `make backstage-tools` (npm ci into tools/backstage)"
 
 // Start writes the config, starts the backend and waits until it is ready.
 func Start(ctx context.Context, opts Options) (*Server, error) {
-	if opts.PG == nil {
-		return nil, errors.New("backstagetest: Options.PG is required")
+	if (opts.PG == nil) == (opts.MySQL == nil) {
+		return nil, errors.New("backstagetest: exactly one of Options.PG and Options.MySQL is required")
+	}
+	switch opts.Catalog {
+	case "", CatalogV3, CatalogV4:
+	default:
+		return nil, fmt.Errorf("backstagetest: unknown Options.Catalog %q: want %q or %q", opts.Catalog, CatalogV3, CatalogV4)
 	}
 	dir, err := toolsDir(opts.Dir)
 	if err != nil {
@@ -132,12 +156,20 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		_ = os.RemoveAll(workDir)
 		return nil, fmt.Errorf("backstagetest: read config template: %w", err)
 	}
+	client, dbHost, dbPort, dbUser, dbPassword := "pg", "", 0, "", ""
+	if opts.PG != nil {
+		dbHost, dbPort, dbUser = opts.PG.Host, opts.PG.Port, opts.PG.User
+	} else {
+		client = "mysql2"
+		dbHost, dbPort, dbUser, dbPassword = opts.MySQL.Host, opts.MySQL.Port, opts.MySQL.User, opts.MySQL.Password
+	}
 	cfg := strings.NewReplacer(
 		"@PORT@", strconv.Itoa(port),
-		"@PGHOST@", opts.PG.Host,
-		"@PGPORT@", strconv.Itoa(opts.PG.Port),
-		"@PGUSER@", opts.PG.User,
-		"@PGPASSWORD@", "",
+		"@DBCLIENT@", client,
+		"@PGHOST@", dbHost,
+		"@PGPORT@", strconv.Itoa(dbPort),
+		"@PGUSER@", dbUser,
+		"@PGPASSWORD@", dbPassword,
 		"@DISABLE_AUTH_POLICY@", strconv.FormatBool(!opts.RequireAuth),
 		"@STATIC_TOKEN@", token,
 	).Replace(string(tmpl))
@@ -164,6 +196,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		"NODE_ENV=production",
 		"NODE_OPTIONS=--no-deprecation",
 		"STAGEHAND_BACKSTAGE_WITHOUT="+faultPlugins(opts.Fault),
+		"STAGEHAND_BACKSTAGE_CATALOG="+opts.Catalog,
 	)
 	cmd.Stdout = s.logs
 	cmd.Stderr = s.logs

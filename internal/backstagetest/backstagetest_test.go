@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagehand-dev/stagehand/internal/mysqltest"
 	"github.com/stagehand-dev/stagehand/internal/pgtest"
 )
 
@@ -50,5 +51,47 @@ func TestMissingInstallSaysHowToFix(t *testing.T) {
 	_, err = Start(context.Background(), Options{PG: &pgtest.Server{}, Dir: dir})
 	if err == nil || !strings.Contains(err.Error(), "make backstage-tools") {
 		t.Fatalf("Start = %v, want a hint naming make backstage-tools", err)
+	}
+}
+
+// TestOptionsNeedOneDatabaseAndAKnownCatalog: bad options are refused
+// before anything starts.
+func TestOptionsNeedOneDatabaseAndAKnownCatalog(t *testing.T) {
+	for _, tc := range []struct {
+		opts Options
+		want string
+	}{
+		{Options{}, "exactly one of Options.PG and Options.MySQL"},
+		{Options{PG: &pgtest.Server{}, MySQL: &mysqltest.Server{}}, "exactly one of Options.PG and Options.MySQL"},
+		{Options{PG: &pgtest.Server{}, Catalog: "v9"}, `unknown Options.Catalog "v9"`},
+	} {
+		if _, err := Start(context.Background(), tc.opts); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Start(%+v) = %v, want %q", tc.opts, err, tc.want)
+		}
+	}
+}
+
+// TestMySQLCatalogUpgrade: on MariaDB (Knex client mysql2, a password-
+// protected user), catalog 3.9.1 records 43 migrations and 4.0.0, started
+// on the same database, two more in a new batch.
+func TestMySQLCatalogUpgrade(t *testing.T) {
+	my := mysqltest.New(t)
+	migrations := func() string {
+		t.Helper()
+		out, err := my.Exec(context.Background(), "SELECT COUNT(*), MAX(batch) FROM backstage_plugin_catalog.knex_migrations")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(strings.Fields(out), " ")
+	}
+	s := New(t, Options{MySQL: my, Catalog: CatalogV3})
+	_ = s.Stop()
+	if got := migrations(); got != "43 1" {
+		t.Fatalf("catalog 3.9.1: migrations and batch %q, want \"43 1\"", got)
+	}
+	s = New(t, Options{MySQL: my, Catalog: CatalogV4})
+	_ = s.Stop()
+	if got := migrations(); got != "45 2" {
+		t.Fatalf("catalog 4.0.0: migrations and batch %q, want \"45 2\"", got)
 	}
 }

@@ -8,7 +8,30 @@
 // STAGEHAND_BACKSTAGE_WITHOUT=catalog leaves the catalog plugin out, so the
 // backend is ready but /api/catalog/* answers 404: the shape of a portal
 // whose plugin failed to load, used by failing-smoke tests.
+//
+// STAGEHAND_BACKSTAGE_CATALOG=v4 loads catalog-backend 4.0.0 (installed under
+// the alias @backstage/plugin-catalog-backend-v4) instead of 3.9.1: started on
+// a database 3.9.1 created, it applies two more Knex migrations in a new
+// batch, a real plugin upgrade for the database steps' tests.
 'use strict';
+
+const Module = require('node:module');
+
+// The catalog finds its Knex migrations with
+// resolvePackagePath('@backstage/plugin-catalog-backend', 'migrations'),
+// that is by package name, which would be 3.9.1's directory even when 4.0.0
+// runs. With v4 selected, every resolution of that name (code, package.json,
+// migrations) goes to the alias instead, so 4.0.0 runs with its own files.
+if (process.env.STAGEHAND_BACKSTAGE_CATALOG === 'v4') {
+  const name = '@backstage/plugin-catalog-backend';
+  const resolve = Module._resolveFilename;
+  Module._resolveFilename = function (request, ...rest) {
+    if (request === name || request.startsWith(name + '/')) {
+      request = name + '-v4' + request.slice(name.length);
+    }
+    return resolve.call(this, request, ...rest);
+  };
+}
 
 const { createBackend } = require('@backstage/backend-defaults');
 
@@ -17,8 +40,20 @@ const without = new Set(
 );
 
 const backend = createBackend();
+const catalogs = {
+  '': '@backstage/plugin-catalog-backend',
+  v3: '@backstage/plugin-catalog-backend',
+  v4: '@backstage/plugin-catalog-backend-v4',
+};
+const catalog = catalogs[process.env.STAGEHAND_BACKSTAGE_CATALOG || ''];
+if (!catalog) {
+  console.error(
+    `unknown STAGEHAND_BACKSTAGE_CATALOG=${process.env.STAGEHAND_BACKSTAGE_CATALOG}: want v3 or v4`,
+  );
+  process.exit(2);
+}
 if (!without.has('catalog')) {
-  backend.add(require('@backstage/plugin-catalog-backend'));
+  backend.add(require(catalog));
 }
 if (!without.has('auth')) {
   backend.add(require('@backstage/plugin-auth-backend'));
