@@ -21,6 +21,7 @@ import (
 
 	"github.com/stagehand-dev/stagehand/activities"
 	"github.com/stagehand-dev/stagehand/activities/command"
+	"github.com/stagehand-dev/stagehand/activities/db"
 	"github.com/stagehand-dev/stagehand/activities/git"
 	"github.com/stagehand-dev/stagehand/activities/image"
 	"github.com/stagehand-dev/stagehand/activities/kube"
@@ -151,6 +152,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 		Web:    &web.Activities{},
 		Command: &command.Activities{Commands: commands, Resolve: resolve,
 			Logger: logger.With("component", "exec.run")},
+		DB: &db.Activities{Databases: cfg.Databases, BackupDir: cfg.BackupDir(), Resolve: resolve},
 		Image: &image.Activities{Host: cfg.Docker.Host, APIVersion: cfg.Docker.APIVersion,
 			ContextRoots: cfg.DockerContextRoots(), Resolve: resolve, Logger: logger.With("component", "image")},
 	})

@@ -19,6 +19,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/stagehand-dev/stagehand/activities/command"
+	"github.com/stagehand-dev/stagehand/activities/db"
 	"github.com/stagehand-dev/stagehand/workflows"
 )
 
@@ -41,11 +42,23 @@ type Config struct {
 	// use; a run cannot name anything else. A command without `dirs` may run
 	// in the worker's git checkouts (what git.checkout makes).
 	Commands map[string]command.Command `yaml:"commands,omitempty"`
+	// Databases are the servers holding portals' plugin databases, by the
+	// name db steps (and environments' `database`) use.
+	Databases map[string]db.Database `yaml:"databases,omitempty"`
+	// Backups says where db.backup writes.
+	Backups Backups `yaml:"backups,omitempty"`
 	// Docker is the engine the image steps drive.
 	Docker Docker `yaml:"docker,omitempty"`
 	// path is where the file was read from; relative paths in it are
 	// resolved against its directory.
 	path string
+}
+
+// Backups configures db.backup and db.restore.
+type Backups struct {
+	// Dir is the directory backups are written to; a step's `to` is a key
+	// inside it. Default: <workDir>/backups.
+	Dir string `yaml:"dir,omitempty"`
 }
 
 // Docker says which Docker Engine API the image steps use: Docker itself,
@@ -112,6 +125,9 @@ type Environment struct {
 	// ImagePolicy names the Flux ImagePolicy that picks this environment's
 	// image ("name" or "namespace/name"), if Flux deploys it.
 	ImagePolicy string `yaml:"imagePolicy,omitempty" json:"imagePolicy,omitempty"`
+	// Database names the `databases:` entry of this environment's portal;
+	// runbooks pass it to the db steps as .environments.<name>.database.
+	Database string `yaml:"database,omitempty" json:"database,omitempty"`
 	// SmokeChecks are the web.smoke checks for this environment's URL.
 	SmokeChecks []map[string]any `yaml:"smokeChecks,omitempty" json:"smokeChecks,omitempty"`
 	// Extra holds team-specific values (approvers, smoke checks, ...) that
@@ -193,6 +209,19 @@ func (c *Config) Validate() error {
 			problems = append(problems, fmt.Sprintf("environments.%s: inCluster excludes kubeconfig and context", name))
 		}
 	}
+	for _, name := range slices.Sorted(maps.Keys(c.Databases)) {
+		if err := c.Databases[name].Validate(); err != nil {
+			problems = append(problems, fmt.Sprintf("databases.%s: %v", name, err))
+		}
+	}
+	for _, name := range c.EnvironmentNames() {
+		if d := c.Environments[name].Database; d != "" {
+			if _, ok := c.Databases[d]; !ok {
+				problems = append(problems, fmt.Sprintf("environments.%s.database %q is not one of the databases (%s)",
+					name, d, strings.Join(slices.Sorted(maps.Keys(c.Databases)), ", ")))
+			}
+		}
+	}
 	if k := c.Secrets.Kubernetes; k != nil {
 		env, ok := c.Environments[k.Environment]
 		switch {
@@ -227,6 +256,14 @@ func (c *Config) WorkDirPath() string {
 		base = os.TempDir()
 	}
 	return filepath.Join(base, "stagehand")
+}
+
+// BackupDir is backups.dir made absolute, or <workDir>/backups.
+func (c *Config) BackupDir() string {
+	if d := c.ResolvePath(c.Backups.Dir); d != "" {
+		return d
+	}
+	return filepath.Join(c.WorkDirPath(), "backups")
 }
 
 // GitWorkDir is where the git steps keep mirrors and checkouts.
@@ -320,6 +357,7 @@ func (c *Config) TemplateData() map[string]any {
 			"url":         e.URL,
 			"approvers":   stringsOrEmpty(e.Approvers),
 			"imagePolicy": e.ImagePolicy,
+			"database":    e.Database,
 			"smokeChecks": checksOrEmpty(e.SmokeChecks),
 		}
 		for k, v := range e.Extra {

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/stagehand-dev/stagehand/activities/command"
+	"github.com/stagehand-dev/stagehand/activities/db"
 )
 
 func write(t *testing.T, body string) string {
@@ -126,4 +127,28 @@ func TestDockerContextRoots(t *testing.T) {
 	cfg.Docker.ContextRoots = []string{"/srv/builds", "~/ctx"}
 	home, _ := os.UserHomeDir()
 	assert.Equal(t, []string{"/srv/builds", filepath.Join(home, "ctx")}, cfg.DockerContextRoots())
+}
+
+func TestDatabases(t *testing.T) {
+	cfg, err := Load(write(t, `
+workDir: /srv/stagehand
+databases:
+  portal: {driver: postgres, host: db.internal, port: 5432, user: backstage, passwordRef: env:PORTAL_DB_PASSWORD}
+environments:
+  sandbox: {namespace: backstage, database: portal}
+`))
+	require.NoError(t, err)
+	require.NoError(t, cfg.Validate())
+	assert.Equal(t, "/srv/stagehand/backups", cfg.BackupDir())
+	assert.Equal(t, "portal", cfg.TemplateData()["sandbox"].(map[string]any)["database"])
+
+	cfg.Databases["bad"] = db.Database{Driver: "oracle", Host: "x", User: "u", PasswordRef: "hunter2"}
+	cfg.Environments["prod"] = Environment{Database: "missing"}
+	err = cfg.Validate()
+	require.Error(t, err)
+	for _, want := range []string{`databases.bad: `, `driver "oracle"`, "passwordRef must be a reference",
+		`environments.prod.database "missing" is not one of the databases (bad, portal)`} {
+		assert.Contains(t, err.Error(), want)
+	}
+	assert.NotContains(t, err.Error(), "hunter2", "a literal password is never echoed")
 }
