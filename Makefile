@@ -102,13 +102,16 @@ test-unit: ## the fast tier: every unit test with nothing built (go test -short)
 # the interpreter against a hand-written workflow (one dev server: time and
 # history events of a 50-step run; throughput of 200 concurrent 10-step
 # runs), and the Kubernetes failure detection against `kubectl rollout
-# status` (one control plane). BENCH_RUNS sets the repetitions of the
+# status` (one control plane), and db.snapshot of 10 plugin databases with
+# 500 migrations against `pg_dump --schema-only` of the same databases (one
+# PostgreSQL; target under 2 s). BENCH_RUNS sets the repetitions of the
 # interpreter benchmarks (each throughput repetition is 400 runs).
 BENCH_RUNS ?= 5
 .PHONY: bench
-bench: temporal-cli kube-tools ## benchmarks: interpreter overhead and throughput, failure-detection latency
+bench: temporal-cli kube-tools ## benchmarks: interpreter overhead and throughput, failure-detection latency, db.snapshot
 	$(GO) test -run '^$$' -bench 'BenchmarkInterpreterOverhead|BenchmarkThroughput' -benchtime $(BENCH_RUNS)x -timeout 60m -v ./workflows/ | grep -v '^20[0-9][0-9]/'
 	$(GO) test -run '^$$' -bench . -benchtime 1x -v ./activities/kube/
+	$(GO) test -run '^$$' -bench BenchmarkSnapshot -benchtime $(BENCH_RUNS)x -v ./activities/db/
 
 # The patch demo (scripts/demo-up.sh): Temporal dev server + UI, the worker,
 # the local Kubernetes control plane, a real Backstage backend, a git remote
