@@ -201,6 +201,11 @@ type Activities struct {
 	// Logger receives every output line (with the step and command); nil
 	// drops them.
 	Logger *slog.Logger
+	// Scope narrows a configured root to what the current run may use; nil
+	// keeps every root as it is. The worker narrows the git checkouts root
+	// to the run's own work trees, so one run cannot run commands in (and
+	// change) another run's checkout before that one builds or pushes it.
+	Scope func(ctx context.Context, root string) string
 
 	// KillGrace is how long a process group has between SIGTERM and
 	// SIGKILL; default 5 s.
@@ -347,7 +352,7 @@ func (a *Activities) check(ctx context.Context, in RunInput) (plan, error) {
 	p.argv = append(append([]string{c.Argv[0]}, c.Argv[1:]...), in.Args...)
 
 	// Working directory.
-	dir, err := resolveDir(in.Command, c.Dirs, in.Dir)
+	dir, err := resolveDir(in.Command, scopeRoots(ctx, a.Scope, c.Dirs), in.Dir)
 	if err != nil {
 		return plan{}, err
 	}
@@ -416,6 +421,18 @@ func (a *Activities) check(ctx context.Context, in RunInput) (plan, error) {
 		p.env = append(p.env, k+"="+env[k])
 	}
 	return p, nil
+}
+
+// scopeRoots applies scope to every root (see Activities.Scope).
+func scopeRoots(ctx context.Context, scope func(context.Context, string) string, roots []string) []string {
+	if scope == nil {
+		return roots
+	}
+	out := make([]string, len(roots))
+	for i, r := range roots {
+		out[i] = scope(ctx, r)
+	}
+	return out
 }
 
 // resolveDir returns the real path of the run's directory, refusing one

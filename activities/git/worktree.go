@@ -49,6 +49,12 @@ func (a *Activities) TreesDir() string {
 	return filepath.Join(a.workDir(), "trees")
 }
 
+// RunTreesDir is the current run's directory under TreesDir, where every
+// work tree git.checkout makes for this run lives (ctx is an activity's).
+func (a *Activities) RunTreesDir(ctx context.Context) string {
+	return filepath.Join(a.TreesDir(), runKey(ctx))
+}
+
 // runKey names the current run's directory under TreesDir: readable, and
 // unique through a hash of the full workflow id.
 func runKey(ctx context.Context) string {
@@ -141,7 +147,7 @@ func (a *Activities) Checkout(ctx context.Context, in CheckoutInput) (CheckoutOu
 		}
 	}
 	name := orDefault(in.Name, defaultTreeName(rem.addr))
-	dir := filepath.Join(a.TreesDir(), runKey(ctx), name)
+	dir := filepath.Join(a.RunTreesDir(ctx), name)
 	defer a.lock(dir)()
 
 	if err := a.ensureTree(ctx, dir, rem, name); err != nil {
@@ -497,7 +503,7 @@ func (a *Activities) ownTree(ctx context.Context, dir string) (string, error) {
 		return nonRetryable(activities.ErrInvalidArguments,
 			fmt.Sprintf("dir %s is not a work tree git.checkout made in this run (%s)", dir, why))
 	}
-	runDir, err := filepath.EvalSymlinks(filepath.Join(a.TreesDir(), runKey(ctx)))
+	runDir, err := filepath.EvalSymlinks(a.RunTreesDir(ctx))
 	if err != nil {
 		return "", refuse("this run has checked out nothing")
 	}

@@ -52,7 +52,7 @@ var heartbeatInterval = 10 * time.Second
 // Build builds an image from a context directory and tags it. Everything
 // about the inputs is checked before the engine hears of the build.
 func (a *Activities) Build(ctx context.Context, in BuildInput) (BuildOutput, error) {
-	dir, err := resolveContext(in.Context, a.ContextRoots)
+	dir, err := resolveContext(in.Context, a.contextRoots(ctx))
 	if err != nil {
 		return BuildOutput{}, err
 	}
@@ -219,4 +219,16 @@ func imageLabels(insp image.InspectResponse) map[string]string {
 		return map[string]string{}
 	}
 	return insp.Config.Labels
+}
+
+// contextRoots are ContextRoots, narrowed by Scope for this run.
+func (a *Activities) contextRoots(ctx context.Context) []string {
+	if a.Scope == nil {
+		return a.ContextRoots
+	}
+	out := make([]string, len(a.ContextRoots))
+	for i, r := range a.ContextRoots {
+		out[i] = a.Scope(ctx, r)
+	}
+	return out
 }

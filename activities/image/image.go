@@ -39,6 +39,10 @@ type Activities struct {
 	// ContextRoots are the directories a build context may come from,
 	// compared after resolving symlinks. Empty refuses every build.
 	ContextRoots []string
+	// Scope narrows a context root to what the current run may use; nil
+	// keeps the roots as they are. The worker narrows the git checkouts to
+	// the run's own work trees, so a run builds only what it checked out.
+	Scope func(ctx context.Context, root string) string
 	// Resolve resolves passwordRef; nil resolves env:NAME only.
 	Resolve secrets.Resolver
 	// Logger receives the full build and push output (may be nil).

@@ -145,15 +145,25 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	gitActs := &git.Activities{WorkDir: cfg.GitWorkDir(), Secrets: resolve}
+	// Commands and builds allowed in the git checkouts may use only the
+	// current run's own work trees.
+	checkouts := cfg.CheckoutsDir()
+	scope := func(ctx context.Context, root string) string {
+		if root == checkouts {
+			return gitActs.RunTreesDir(ctx)
+		}
+		return root
+	}
 	cat, err := registry.Catalogue(registry.Deps{
 		Kube:   kubeActs,
-		Git:    &git.Activities{WorkDir: cfg.GitWorkDir(), Secrets: resolve},
+		Git:    gitActs,
 		Notify: &notify.Activities{Secrets: resolve},
 		Web:    &web.Activities{},
-		Command: &command.Activities{Commands: commands, Resolve: resolve,
+		Command: &command.Activities{Commands: commands, Resolve: resolve, Scope: scope,
 			Logger: logger.With("component", "exec.run")},
 		DB: &db.Activities{Databases: cfg.Databases, BackupDir: cfg.BackupDir(), Resolve: resolve},
-		Image: &image.Activities{Host: cfg.Docker.Host, APIVersion: cfg.Docker.APIVersion,
+		Image: &image.Activities{Host: cfg.Docker.Host, APIVersion: cfg.Docker.APIVersion, Scope: scope,
 			ContextRoots: cfg.DockerContextRoots(), Resolve: resolve, Logger: logger.With("component", "image")},
 	})
 	if err != nil {
