@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/stagehand-dev/stagehand/worker/app"
 	"github.com/stagehand-dev/stagehand/worker/config"
@@ -60,7 +61,7 @@ func run(args []string, stderr io.Writer, getenv config.Getenv) int {
 		runbooksDir = fs.String("runbooks-dir", "", "directory of extra runbooks (*.yaml)")
 		logLevel    = fs.String("log-level", "", "debug, info, warn or error")
 		logFormat   = fs.String("log-format", "", "text or json")
-		check       = fs.Bool("check", false, "validate the config, runbooks, clusters, the Temporal connection and the namespace's search attributes, then exit")
+		check       = fs.Bool("check", false, "validate the config and runbooks, connect to Temporal (search attributes), every configured database and the image engine, then exit (1 if any fails)")
 	)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -94,7 +95,20 @@ func run(args []string, stderr io.Writer, getenv config.Getenv) int {
 			fmt.Fprintf(stderr, "stagehand-worker: %v\n", err)
 			return 1
 		}
-		a.Stop()
+		defer a.Stop()
+		failed := false
+		for _, c := range a.CheckBackends(ctx, 15*time.Second) {
+			if c.Err != nil {
+				failed = true
+				fmt.Fprintf(stderr, "stagehand-worker: %s: FAILED: %v\n", c.What, c.Err)
+				continue
+			}
+			fmt.Fprintf(stderr, "stagehand-worker: %s: OK, %s\n", c.What, c.Detail)
+		}
+		if failed {
+			fmt.Fprintln(stderr, "stagehand-worker: configuration loaded, but the backends above that FAILED are unreachable or refuse the worker's credentials")
+			return 1
+		}
 		if a.SearchAttributesVerified {
 			fmt.Fprintf(stderr, "stagehand-worker: configuration OK; namespace %s has all %d search attributes (%s)\n",
 				cfg.Temporal.Namespace, len(workflows.SearchAttributes), strings.Join(workflows.SearchAttributeDefinitions, ", "))

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/stagehand-dev/stagehand/internal/devserver"
+	"github.com/stagehand-dev/stagehand/internal/enginetest"
+	"github.com/stagehand-dev/stagehand/internal/mysqltest"
 )
 
 func noEnv(string) string { return "" }
@@ -128,4 +131,40 @@ func linesAfter(out, prefix string) []string {
 		}
 	}
 	return got
+}
+
+// TestCheckConnectsToDatabasesAndEngine: --check connects to every
+// configured database with its resolved password and to the image engine,
+// reports each, and exits 1 naming the one that refuses the worker — without
+// ever printing a password.
+func TestCheckConnectsToDatabasesAndEngine(t *testing.T) {
+	srv := devserver.New(t)
+	maria := mysqltest.New(t)
+	engine := enginetest.Shared(t)
+	_, err := maria.Exec(context.Background(), "CREATE DATABASE backstage_plugin_catalog; CREATE DATABASE backstage_plugin_auth;")
+	require.NoError(t, err)
+	t.Setenv("CHECK_DB_PASSWORD", maria.Password)
+	t.Setenv("CHECK_WRONG_PASSWORD", "wrong-check-password")
+	cfg := filepath.Join(t.TempDir(), "worker.yaml")
+	write := func(body string) {
+		require.NoError(t, os.WriteFile(cfg, []byte(body), 0o600))
+	}
+	good := fmt.Sprintf(`docker: {host: %q}
+databases:
+  portal: {driver: mysql, host: %s, port: %d, user: %s, passwordRef: env:CHECK_DB_PASSWORD}
+`, engine.Host, maria.Host, maria.Port, maria.User)
+	write(good)
+	code, out := runReturns(t, "--config", cfg, "--address", srv.Address, "--check")
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, "database portal: OK, 2 plugin databases (backstage_plugin_auth, backstage_plugin_catalog)")
+	assert.Regexp(t, `image engine: OK, .*API 1\.\d+`, out)
+
+	write(good + fmt.Sprintf("  wrong: {driver: mysql, host: %s, port: %d, user: %s, passwordRef: env:CHECK_WRONG_PASSWORD}\n", maria.Host, maria.Port, maria.User))
+	code, out = runReturns(t, "--config", cfg, "--address", srv.Address, "--check")
+	assert.Equal(t, 1, code, out)
+	assert.Contains(t, out, "database wrong: FAILED")
+	assert.Contains(t, out, "Access denied")
+	assert.Contains(t, out, "database portal: OK")
+	assert.NotContains(t, out, "wrong-check-password")
+	assert.NotContains(t, out, maria.Password)
 }

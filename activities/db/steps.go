@@ -126,3 +126,15 @@ func (a *Activities) VerifyMigrations(ctx context.Context, in VerifyInput) (Veri
 		Summary: c.Summary, After: after,
 	}, nil
 }
+
+// Check connects to the named database as the steps would (its password
+// resolved from its reference) and lists its plugin databases or schemas,
+// for the worker's --check: a wrong host, password or grant shows up when
+// the worker is configured rather than in the middle of an upgrade.
+func (a *Activities) Check(ctx context.Context, name string) ([]string, error) {
+	d, password, red, err := a.database(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return d.listPlugins(ctx, password, red)
+}

@@ -236,3 +236,25 @@ func (h *heartbeater) stop() {
 	close(h.done)
 	h.wg.Wait()
 }
+
+// Check asks the configured engine for its version, for the worker's
+// --check: an engine that is not running shows up when the worker is
+// configured rather than at the first build.
+func (a *Activities) Check(ctx context.Context) (string, error) {
+	c, err := a.engine()
+	if err != nil {
+		return "", a.engineUnavailable("connect", err, &redactor{})
+	}
+	v, err := c.ServerVersion(ctx)
+	if err != nil {
+		return "", a.engineUnavailable("version", err, &redactor{})
+	}
+	return fmt.Sprintf("%s %s (API %s)", platformName(v.Platform.Name), v.Version, v.APIVersion), nil
+}
+
+func platformName(s string) string {
+	if s == "" {
+		return "engine"
+	}
+	return s
+}

@@ -42,6 +42,10 @@ type App struct {
 	Catalogue *activities.Catalogue
 	Library   *runbooks.Library
 	Logger    *slog.Logger
+	// DB and Image are the database and image steps' adapters, kept for
+	// CheckBackends.
+	DB    *db.Activities
+	Image *image.Activities
 	// SearchAttributesVerified is false when the server would not list the
 	// namespace's search attributes, so the start-up check could not run.
 	SearchAttributesVerified bool
@@ -155,6 +159,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 		}
 		return root
 	}
+	dbActs := &db.Activities{Databases: cfg.Databases, BackupDir: cfg.BackupDir(), Resolve: resolve}
+	imageActs := &image.Activities{Host: cfg.Docker.Host, APIVersion: cfg.Docker.APIVersion, Scope: scope,
+		ContextRoots: cfg.DockerContextRoots(), Resolve: resolve, Logger: logger.With("component", "image")}
 	cat, err := registry.Catalogue(registry.Deps{
 		Kube:   kubeActs,
 		Git:    gitActs,
@@ -162,9 +169,8 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 		Web:    &web.Activities{},
 		Command: &command.Activities{Commands: commands, Resolve: resolve, Scope: scope,
 			Logger: logger.With("component", "exec.run")},
-		DB: &db.Activities{Databases: cfg.Databases, BackupDir: cfg.BackupDir(), Resolve: resolve},
-		Image: &image.Activities{Host: cfg.Docker.Host, APIVersion: cfg.Docker.APIVersion, Scope: scope,
-			ContextRoots: cfg.DockerContextRoots(), Resolve: resolve, Logger: logger.With("component", "image")},
+		DB:    dbActs,
+		Image: imageActs,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("build step catalogue: %w", err)
@@ -206,7 +212,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 		"address", cfg.Temporal.Address, "namespace", cfg.Temporal.Namespace, "taskQueue", cfg.Temporal.TaskQueue,
 		"runbooks", strings.Join(lib.Names(), ","), "stepTypes", len(cat.Names()),
 		"environments", strings.Join(cfg.EnvironmentNames(), ","))
-	return &App{Config: cfg, Client: c, Worker: w, Catalogue: cat, Library: lib, Logger: logger,
+	return &App{Config: cfg, Client: c, Worker: w, Catalogue: cat, Library: lib, Logger: logger, DB: dbActs, Image: imageActs,
 		SearchAttributesVerified: verified, ownClient: own}, nil
 }
 
