@@ -508,6 +508,12 @@ func (d Database) pgEnv(password string) []string {
 	if d.SSLMode != "" {
 		env = append(env, "PGSSLMODE="+d.SSLMode)
 	}
+	if d.CAFile != "" {
+		env = append(env, "PGSSLROOTCERT="+d.CAFile)
+	}
+	if d.ClientCertFile != "" {
+		env = append(env, "PGSSLCERT="+d.ClientCertFile, "PGSSLKEY="+d.ClientKeyFile)
+	}
 	return env
 }
 
@@ -519,14 +525,30 @@ func (d Database) pgConnArgs() []string {
 	return []string{"--host", d.Host, "--port", strconv.Itoa(port), "--username", d.User, "--no-password"}
 }
 
-// mysqlDefaultsFile writes the password into a 0600 option file in the
-// private temp dir; clients read it with --defaults-extra-file, which must
-// be their first argument.
+// mysqlDefaultsFile writes the password and the TLS options into a 0600
+// option file in the private temp dir; clients read it with
+// --defaults-extra-file, which must be their first argument.
 func (d Database) mysqlDefaultsFile(priv, password string) (string, error) {
+	quote := func(s string) string { return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"` }
 	var b strings.Builder
 	b.WriteString("[client]\n")
 	if password != "" {
-		fmt.Fprintf(&b, "password=\"%s\"\n", strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(password))
+		fmt.Fprintf(&b, "password=%s\n", quote(password))
+	}
+	// The same meaning as the driver's tls parameter (mysqlConnector).
+	switch d.TLS {
+	case "true":
+		b.WriteString("ssl\nssl-verify-server-cert\n")
+	case "skip-verify", "preferred":
+		b.WriteString("ssl\n")
+	default:
+		b.WriteString("skip-ssl\n")
+	}
+	if d.CAFile != "" {
+		fmt.Fprintf(&b, "ssl-ca=%s\n", quote(d.CAFile))
+	}
+	if d.ClientCertFile != "" {
+		fmt.Fprintf(&b, "ssl-cert=%s\nssl-key=%s\n", quote(d.ClientCertFile), quote(d.ClientKeyFile))
 	}
 	p := filepath.Join(priv, "client.cnf")
 	if err := os.WriteFile(p, []byte(b.String()), 0o600); err != nil {
@@ -540,16 +562,7 @@ func (d Database) mysqlConnArgs(defaults string) []string {
 	if port == 0 {
 		port = 3306
 	}
-	args := []string{"--defaults-extra-file=" + defaults, "--host=" + d.Host, "--port=" + strconv.Itoa(port), "--user=" + d.User, "--protocol=TCP"}
-	switch d.TLS {
-	case "true":
-		args = append(args, "--ssl", "--ssl-verify-server-cert")
-	case "skip-verify", "preferred":
-		args = append(args, "--ssl")
-	default:
-		args = append(args, "--skip-ssl")
-	}
-	return args
+	return []string{"--defaults-extra-file=" + defaults, "--host=" + d.Host, "--port=" + strconv.Itoa(port), "--user=" + d.User, "--protocol=TCP"}
 }
 
 func (d Database) dump(ctx context.Context, t tools, priv, password, dbname, to string, red *redactor) error {

@@ -61,11 +61,35 @@ type Database struct {
 	// lists the others from (default postgres).
 	Database string `yaml:"database" json:"database"`
 	// SSLMode is PostgreSQL's sslmode (disable, require, verify-ca,
-	// verify-full); empty is pgx's default (prefer).
+	// verify-full); empty is pgx's default (prefer). The same mode reaches
+	// pg_dump/pg_restore as PGSSLMODE. With CAFile, require behaves as
+	// verify-ca (libpq's rule); verify-full also checks that the
+	// certificate names Host (an IP address needs an IP SAN).
 	SSLMode string `yaml:"sslmode" json:"sslmode"`
-	// TLS is go-sql-driver/mysql's tls parameter (false, true, skip-verify,
-	// preferred); empty is false.
+	// TLS is go-sql-driver/mysql's tls parameter: false (or empty): no TLS;
+	// true: TLS, the certificate verified against CAFile (or the system
+	// roots without it) and Host; skip-verify: TLS, certificate not
+	// checked; preferred: TLS when the server offers it, unchecked,
+	// plaintext otherwise. mariadb-dump/mariadb get the matching ssl,
+	// ssl-ca and ssl-verify-server-cert options through their 0600
+	// defaults file.
 	TLS string `yaml:"tls" json:"tls"`
+	// CAFile is a PEM bundle of the certificate authorities that sign the
+	// server's certificate (a private CA, or a cloud provider's bundle
+	// such as RDS's), used instead of the system roots. It needs a
+	// verifying mode: sslmode require, verify-ca or verify-full
+	// (PostgreSQL; sslrootcert/PGSSLROOTCERT) or tls true (MySQL; ssl-ca).
+	// Read when a step connects, so a rotated bundle is picked up without
+	// a restart.
+	CAFile string `yaml:"caFile" json:"caFile"`
+	// ClientCertFile and ClientKeyFile are a PEM client certificate and
+	// its unencrypted key, for servers that authenticate clients by
+	// certificate (mutual TLS); both or neither. They need TLS on
+	// (sslmode other than disable, or tls other than false). libpq
+	// (pg_dump) refuses a key file readable by group or others: keep it
+	// 0600.
+	ClientCertFile string `yaml:"clientCertFile" json:"clientCertFile"`
+	ClientKeyFile  string `yaml:"clientKeyFile" json:"clientKeyFile"`
 }
 
 func (d Database) prefix() string {
@@ -132,6 +156,7 @@ func (d Database) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("tls %q: want false, true, skip-verify or preferred", d.TLS))
 	}
+	errs = append(errs, d.validateTLSFiles()...)
 	return errors.Join(errs...)
 }
 
@@ -146,4 +171,35 @@ type Activities struct {
 	BackupDir string
 	// Resolve resolves PasswordRef; nil resolves env:NAME only.
 	Resolve secrets.Resolver
+}
+
+// validateTLSFiles checks that the certificate files go with a mode that
+// uses them: a CA bundle with a mode that skips verification, or a client
+// certificate with TLS off, would be silently ignored, and the operator
+// would believe the connection is verified (or authenticated) when it is
+// not. Whether the files are readable is left to use time, where the error
+// names the file.
+func (d Database) validateTLSFiles() []error {
+	var errs []error
+	if (d.ClientCertFile == "") != (d.ClientKeyFile == "") {
+		errs = append(errs, errors.New("clientCertFile and clientKeyFile go together: set both (mutual TLS) or neither"))
+	}
+	switch d.Driver {
+	case DriverPostgres:
+		verifying := d.SSLMode == "require" || d.SSLMode == "verify-ca" || d.SSLMode == "verify-full"
+		if d.CAFile != "" && !verifying {
+			errs = append(errs, fmt.Errorf("caFile needs sslmode verify-full, verify-ca or require (sslmode is %q, which does not verify the server)", d.SSLMode))
+		}
+		if d.ClientCertFile != "" && d.SSLMode == "disable" {
+			errs = append(errs, errors.New("clientCertFile needs TLS: sslmode is disable"))
+		}
+	case DriverMySQL:
+		if d.CAFile != "" && d.TLS != "true" {
+			errs = append(errs, fmt.Errorf("caFile needs tls true (tls is %q, which does not verify the server)", d.TLS))
+		}
+		if d.ClientCertFile != "" && (d.TLS == "" || d.TLS == "false") {
+			errs = append(errs, errors.New("clientCertFile needs TLS: set tls to true"))
+		}
+	}
+	return errs
 }

@@ -29,6 +29,14 @@ func (d Database) pgConfig(dbname, password string) (*pgx.ConnConfig, error) {
 	if d.SSLMode != "" {
 		kv = append(kv, "sslmode="+d.SSLMode)
 	}
+	// pgx reads the files while parsing: a missing or unreadable one is a
+	// configuration error naming the setting, before any connection.
+	if d.CAFile != "" {
+		kv = append(kv, "sslrootcert="+quoteConnValue(d.CAFile))
+	}
+	if d.ClientCertFile != "" {
+		kv = append(kv, "sslcert="+quoteConnValue(d.ClientCertFile), "sslkey="+quoteConnValue(d.ClientKeyFile))
+	}
 	cfg, err := pgx.ParseConfig(strings.Join(kv, " "))
 	if err != nil {
 		return nil, fmt.Errorf("postgres connection settings: %v", err)

@@ -58,8 +58,11 @@ type Server struct {
 	// DataDir is the server's data directory.
 	DataDir string
 
-	dir      string
-	progs    programs
+	dir   string
+	progs programs
+	// tlsArgs and require are set by StartTLS (tls.go).
+	tlsArgs  []string
+	require  string
 	cmd      *exec.Cmd
 	done     chan struct{}
 	waitErr  error
@@ -108,7 +111,11 @@ func findPrograms() (programs, error) {
 func asRoot() bool { return os.Geteuid() == 0 }
 
 // Start creates and starts a new server. The caller must Stop it.
-func Start(ctx context.Context) (*Server, error) {
+func Start(ctx context.Context) (*Server, error) { return start(ctx, nil) }
+
+// start is Start, with TLS configured before the server starts when
+// tlsOpts is set (StartTLS, tls.go).
+func start(ctx context.Context, tlsOpts *TLSOptions) (*Server, error) {
 	progs, err := findPrograms()
 	if err != nil {
 		return nil, err
@@ -156,6 +163,11 @@ func Start(ctx context.Context) (*Server, error) {
 	if out, err := s.run(ctx, progs.installDB, installArgs...); err != nil {
 		return nil, fmt.Errorf("mysqltest: mariadb-install-db: %w\n%s", err, tail(out, 2000))
 	}
+	if tlsOpts != nil {
+		if err := s.configureTLS(*tlsOpts); err != nil {
+			return nil, err
+		}
+	}
 	// A port picked by the kernel can be taken before mariadbd binds it
 	// (other tests start servers too), so retry on a fresh one.
 	var lastErr error
@@ -196,6 +208,7 @@ func (s *Server) startServer(ctx context.Context) error {
 	if asRoot() {
 		args = append(args, "--user=mysql")
 	}
+	args = append(args, s.tlsArgs...)
 	cmd := exec.Command(s.progs.server, args...)
 	cmd.Dir = s.dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -244,6 +257,9 @@ func (s *Server) createUser(ctx context.Context) error {
 	for _, h := range []string{"127.0.0.1", "localhost"} {
 		fmt.Fprintf(&sql, "CREATE USER '%s'@'%s' IDENTIFIED BY '%s';\n", s.User, h, s.Password)
 		fmt.Fprintf(&sql, "GRANT ALL PRIVILEGES ON *.* TO '%s'@'%s' WITH GRANT OPTION;\n", s.User, h)
+		if s.require != "" {
+			fmt.Fprintf(&sql, "ALTER USER '%s'@'%s' REQUIRE %s;\n", s.User, h, s.require)
+		}
 	}
 	cmd := exec.CommandContext(ctx, s.progs.client, "--no-defaults", "--socket="+s.Socket, "-u", "root")
 	cmd.Dir = s.dir

@@ -104,7 +104,11 @@ func isExecutable(p string) bool {
 }
 
 // Start creates and starts a new cluster. The caller must Stop it.
-func Start(ctx context.Context) (*Server, error) {
+func Start(ctx context.Context) (*Server, error) { return start(ctx, nil) }
+
+// start is Start, with TLS configured between initdb and the first start
+// when tlsOpts is set (StartTLS, tls.go).
+func start(ctx context.Context, tlsOpts *TLSOptions) (*Server, error) {
 	bindir, err := BinDir()
 	if err != nil {
 		return nil, err
@@ -125,6 +129,11 @@ func Start(ctx context.Context) (*Server, error) {
 	}
 	if out, err := s.run(ctx, "initdb", "-A", "trust", "-U", SuperUser, "-E", "UTF8", "--locale=C", "--no-sync", "-D", s.DataDir); err != nil {
 		return nil, fmt.Errorf("pgtest: initdb: %w\n%s", err, tail(out, 2000))
+	}
+	if tlsOpts != nil {
+		if err := s.configureTLS(*tlsOpts); err != nil {
+			return nil, err
+		}
 	}
 	// A port picked by the kernel can be taken again before postgres binds
 	// it (other tests start servers too), so retry a few times on a fresh one.
