@@ -442,7 +442,7 @@ func (d Database) listPlugins(ctx context.Context, password string, red *redacto
 		defer db.Close()
 		conn, err := db.Conn(ctx)
 		if err != nil {
-			return nil, classify(fmt.Sprintf("connect to MySQL on %s as %s", d.addr(), d.User), err, red)
+			return nil, classify(d.mysqlConnectWhat(), err, red)
 		}
 		defer conn.Close()
 		names, err := queryStrings(ctx, conn,

@@ -41,6 +41,18 @@ func (d Database) mysqlConnector(password string) (*mysql.Config, error) {
 	return cfg, nil
 }
 
+// mysqlConnectWhat says what a failed connection was doing. It says when
+// TLS was off: a server refuses an account that REQUIRE SSL with the same
+// "Access denied" as a wrong password, and the operator needs to tell the
+// two apart.
+func (d Database) mysqlConnectWhat() string {
+	what := fmt.Sprintf("connect to MySQL on %s as %s", d.addr(), d.User)
+	if d.TLS == "" || d.TLS == "false" {
+		what += " without TLS (tls: false)"
+	}
+	return what
+}
+
 // mysqlTLS is the TLS config of the driver's tls parameter values, with
 // CAFile's roots and the client certificate; nil for no TLS.
 func (d Database) mysqlTLS() (*tls.Config, error) {
@@ -103,7 +115,7 @@ func (d Database) mysqlSnapshot(ctx context.Context, password string, red *redac
 		return nil, 0, err
 	}
 	defer db.Close()
-	where := fmt.Sprintf("connect to MySQL on %s as %s", d.addr(), d.User)
+	where := d.mysqlConnectWhat()
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return nil, 0, classify(where, err, red)
