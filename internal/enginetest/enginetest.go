@@ -455,32 +455,19 @@ func unescapeMount(s string) string {
 	return b.String()
 }
 
-var (
-	sharedMu   sync.Mutex
-	sharedEnv  *Env
-	sharedErr  error
-	mainActive bool
-)
+var shared = localenv.Shared[*Env]{
+	Name:    "the image engine",
+	Needs:   "podman's Docker-API service and docker-registry",
+	Timeout: 2 * time.Minute,
+	Start:   Start,
+	Stop:    (*Env).Stop,
+}
 
 // Main runs a package's tests with a shared Env started lazily by Shared
 // and stopped after all tests finish. Use it from TestMain:
 //
 //	func TestMain(m *testing.M) { enginetest.Main(m) }
-func Main(m *testing.M) {
-	sharedMu.Lock()
-	mainActive = true
-	sharedMu.Unlock()
-	code := m.Run()
-	sharedMu.Lock()
-	if sharedEnv != nil {
-		if err := sharedEnv.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-		}
-		sharedEnv = nil
-	}
-	sharedMu.Unlock()
-	os.Exit(code)
-}
+func Main(m *testing.M) { os.Exit(shared.Main(m)) }
 
 // Shared returns the package's shared Env, starting it on first use. It
 // fails the test (never skips) when the engine cannot start; only under
@@ -488,45 +475,12 @@ func Main(m *testing.M) {
 // stopped when the calling test ends (and started again for the next).
 func Shared(t testing.TB) *Env {
 	t.Helper()
-	localenv.SkipIfShort(t, "podman's Docker-API service and docker-registry")
-	sharedMu.Lock()
-	defer sharedMu.Unlock()
-	if sharedEnv == nil && sharedErr == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		sharedEnv, sharedErr = Start(ctx)
-		if sharedErr == nil && !mainActive {
-			t.Cleanup(func() {
-				sharedMu.Lock()
-				defer sharedMu.Unlock()
-				if sharedEnv != nil {
-					_ = sharedEnv.Stop()
-					sharedEnv = nil
-				}
-			})
-		}
-	}
-	if sharedErr != nil {
-		t.Fatalf("start the image engine: %v", sharedErr)
-	}
-	return sharedEnv
+	return shared.Shared(t)
 }
 
 // New starts an Env owned by one test and stops it when the test ends;
 // under -short it skips the test instead.
 func New(t testing.TB) *Env {
 	t.Helper()
-	localenv.SkipIfShort(t, "podman's Docker-API service and docker-registry")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	e, err := Start(ctx)
-	if err != nil {
-		t.Fatalf("start the image engine: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := e.Stop(); err != nil {
-			t.Errorf("stop the image engine: %v", err)
-		}
-	})
-	return e
+	return shared.New(t)
 }

@@ -317,37 +317,26 @@ func tail(b []byte, n int) string {
 	return s
 }
 
-var (
-	sharedMu   sync.Mutex
-	sharedSrv  *Server
-	sharedErr  error
-	mainActive bool
-)
+var shared = localenv.Shared[*Server]{
+	Name:    "MariaDB",
+	Needs:   "a MariaDB server",
+	Timeout: 2 * time.Minute,
+	Start:   Start,
+	Stop:    (*Server).Stop,
+}
 
 // Main runs a package's tests with a shared server started lazily by
 // Shared and stopped after all tests finish; it returns the exit code so
 // TestMain can combine it with other harnesses' clean-up:
 //
 //	func TestMain(m *testing.M) { os.Exit(mysqltest.Main(m)) }
-func Main(m *testing.M) int {
-	sharedMu.Lock()
-	mainActive = true
-	sharedMu.Unlock()
-	code := m.Run()
-	StopShared()
-	return code
-}
+func Main(m *testing.M) int { return shared.Main(m) }
 
 // StopShared stops the shared server, if one was started. For TestMain
 // functions that combine several harnesses.
 func StopShared() {
-	sharedMu.Lock()
-	defer sharedMu.Unlock()
-	if sharedSrv != nil {
-		if err := sharedSrv.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-		}
-		sharedSrv = nil
+	if err := shared.StopShared(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 	}
 }
 
@@ -357,45 +346,12 @@ func StopShared() {
 // server is stopped when the calling test ends.
 func Shared(t testing.TB) *Server {
 	t.Helper()
-	localenv.SkipIfShort(t, "a MariaDB server")
-	sharedMu.Lock()
-	defer sharedMu.Unlock()
-	if sharedSrv == nil && sharedErr == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		sharedSrv, sharedErr = Start(ctx)
-		if sharedErr == nil && !mainActive {
-			t.Cleanup(func() {
-				sharedMu.Lock()
-				defer sharedMu.Unlock()
-				if sharedSrv != nil {
-					_ = sharedSrv.Stop()
-					sharedSrv = nil
-				}
-			})
-		}
-	}
-	if sharedErr != nil {
-		t.Fatalf("start MariaDB: %v", sharedErr)
-	}
-	return sharedSrv
+	return shared.Shared(t)
 }
 
 // New starts a server owned by one test and stops it when the test ends;
 // under -short it skips the test instead.
 func New(t testing.TB) *Server {
 	t.Helper()
-	localenv.SkipIfShort(t, "a MariaDB server")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	s, err := Start(ctx)
-	if err != nil {
-		t.Fatalf("start MariaDB: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := s.Stop(); err != nil {
-			t.Errorf("stop MariaDB: %v", err)
-		}
-	})
-	return s
+	return shared.New(t)
 }

@@ -229,32 +229,19 @@ func tail(b []byte, n int) string {
 	return s
 }
 
-var (
-	sharedMu   sync.Mutex
-	sharedSrv  *Server
-	sharedErr  error
-	mainActive bool
-)
+var shared = localenv.Shared[*Server]{
+	Name:    "PostgreSQL",
+	Needs:   "a PostgreSQL server",
+	Timeout: 2 * time.Minute,
+	Start:   Start,
+	Stop:    (*Server).Stop,
+}
 
 // Main runs a package's tests with a shared server started lazily by
 // Shared and stopped after all tests finish. Use it from TestMain:
 //
 //	func TestMain(m *testing.M) { pgtest.Main(m) }
-func Main(m *testing.M) {
-	sharedMu.Lock()
-	mainActive = true
-	sharedMu.Unlock()
-	code := m.Run()
-	sharedMu.Lock()
-	if sharedSrv != nil {
-		if err := sharedSrv.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-		}
-		sharedSrv = nil
-	}
-	sharedMu.Unlock()
-	os.Exit(code)
-}
+func Main(m *testing.M) { os.Exit(shared.Main(m)) }
 
 // Shared returns the package's shared server, starting it on first use.
 // It fails the test (never skips) when the server cannot start; only under
@@ -263,45 +250,12 @@ func Main(m *testing.M) {
 // is stopped when the calling test ends instead (and restarted for the next).
 func Shared(t testing.TB) *Server {
 	t.Helper()
-	localenv.SkipIfShort(t, "a PostgreSQL server")
-	sharedMu.Lock()
-	defer sharedMu.Unlock()
-	if sharedSrv == nil && sharedErr == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		sharedSrv, sharedErr = Start(ctx)
-		if sharedErr == nil && !mainActive {
-			t.Cleanup(func() {
-				sharedMu.Lock()
-				defer sharedMu.Unlock()
-				if sharedSrv != nil {
-					_ = sharedSrv.Stop()
-					sharedSrv = nil
-				}
-			})
-		}
-	}
-	if sharedErr != nil {
-		t.Fatalf("start PostgreSQL: %v", sharedErr)
-	}
-	return sharedSrv
+	return shared.Shared(t)
 }
 
 // New starts a server owned by one test and stops it when the test ends;
 // under -short it skips the test instead.
 func New(t testing.TB) *Server {
 	t.Helper()
-	localenv.SkipIfShort(t, "a PostgreSQL server")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	s, err := Start(ctx)
-	if err != nil {
-		t.Fatalf("start PostgreSQL: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := s.Stop(); err != nil {
-			t.Errorf("stop PostgreSQL: %v", err)
-		}
-	})
-	return s
+	return shared.New(t)
 }
