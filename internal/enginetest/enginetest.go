@@ -73,8 +73,8 @@ type Env struct {
 	// Dir is the scratch directory holding everything.
 	Dir string
 
-	podman     *process
-	registries []*process
+	podman     *localenv.Process
+	registries []*localenv.Process
 	client     *client.Client
 
 	stopOnce sync.Once
@@ -185,22 +185,22 @@ func (e *Env) startRegistry(ctx context.Context, path, name string, auth bool) (
 		if err := os.WriteFile(conf, []byte(content), 0o644); err != nil {
 			return "", err
 		}
-		p, err := startProcess("docker-registry "+name, filepath.Join(root, "registry.log"), nil, path, "serve", conf)
-		if err != nil {
+		p := &localenv.Process{Name: "docker-registry " + name, LogPath: filepath.Join(root, "registry.log"), Path: path, Args: []string{"serve", conf}}
+		if err := p.Start(); err != nil {
 			return "", err
 		}
 		e.registries = append(e.registries, p)
 		if lastErr = waitHTTP(ctx, p, "http://"+addr+"/v2/"); lastErr == nil {
 			return addr, nil
 		}
-		_ = p.stop(time.Second)
+		_ = p.Stop(time.Second)
 	}
 	return "", fmt.Errorf("enginetest: start the %s registry: %w", name, lastErr)
 }
 
 // waitHTTP waits until url answers (any status: 401 means an auth'd
 // registry is up) or the process exits.
-func waitHTTP(ctx context.Context, p *process, url string) error {
+func waitHTTP(ctx context.Context, p *localenv.Process, url string) error {
 	deadline := time.Now().Add(20 * time.Second)
 	hc := &http.Client{Timeout: time.Second}
 	for {
@@ -211,11 +211,11 @@ func waitHTTP(ctx context.Context, p *process, url string) error {
 				return nil
 			}
 		}
-		if !p.alive() {
-			return fmt.Errorf("%s exited:\n%s", p.name, p.logTail(20))
+		if !p.Running() {
+			return fmt.Errorf("%s exited:\n%s", p.Name, p.LogTail(20))
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("%s did not answer %s in time: %v\n%s", p.name, url, err, p.logTail(20))
+			return fmt.Errorf("%s did not answer %s in time: %v\n%s", p.Name, url, err, p.LogTail(20))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -273,9 +273,9 @@ runc = [%q]
 		"TMPDIR=" + filepath.Join(s, "tmp"),
 		"XDG_RUNTIME_DIR=" + filepath.Join(s, "run"),
 	}
-	p, err := startProcess("podman system service", filepath.Join(s, "podman.log"), env, progs.podman,
-		"system", "service", "--time=0", "unix://"+sock)
-	if err != nil {
+	p := &localenv.Process{Name: "podman system service", LogPath: filepath.Join(s, "podman.log"), Env: env, Path: progs.podman,
+		Args: []string{"system", "service", "--time=0", "unix://" + sock}}
+	if err := p.Start(); err != nil {
 		return err
 	}
 	e.podman = p
@@ -293,11 +293,11 @@ runc = [%q]
 		if err == nil {
 			return nil
 		}
-		if !p.alive() {
-			return fmt.Errorf("enginetest: podman system service exited:\n%s", p.logTail(30))
+		if !p.Running() {
+			return fmt.Errorf("enginetest: podman system service exited:\n%s", p.LogTail(30))
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("enginetest: podman system service did not answer on %s: %v\n%s", sock, err, p.logTail(30))
+			return fmt.Errorf("enginetest: podman system service did not answer on %s: %v\n%s", sock, err, p.LogTail(30))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -380,10 +380,10 @@ func (e *Env) Stop() error {
 			e.client.Close()
 		}
 		if e.podman != nil {
-			errs = append(errs, e.podman.stop(5*time.Second))
+			errs = append(errs, e.podman.Stop(5*time.Second))
 		}
 		for _, r := range e.registries {
-			errs = append(errs, r.stop(5*time.Second))
+			errs = append(errs, r.Stop(5*time.Second))
 		}
 		errs = append(errs, removeScratch(e.Dir))
 		e.stopErr = errors.Join(errs...)

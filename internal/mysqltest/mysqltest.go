@@ -274,13 +274,10 @@ func (s *Server) Exec(ctx context.Context, sql string) (string, error) {
 func (s *Server) Stop() error {
 	s.stopOnce.Do(func() {
 		if s.cmd != nil && s.cmd.Process != nil {
-			pgid := s.cmd.Process.Pid
-			_ = syscall.Kill(-pgid, syscall.SIGTERM)
-			select {
-			case <-s.done:
-			case <-time.After(30 * time.Second):
-				_ = syscall.Kill(-pgid, syscall.SIGKILL)
-				<-s.done
+			killed, err := localenv.StopGroup("mariadbd", s.cmd.Process.Pid, s.done, 30*time.Second)
+			if err != nil {
+				s.stopErr = fmt.Errorf("mysqltest: %w", err)
+			} else if killed {
 				s.stopErr = fmt.Errorf("mysqltest: mariadbd did not stop within 30s of SIGTERM; killed")
 			}
 		}
