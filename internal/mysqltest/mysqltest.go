@@ -154,7 +154,7 @@ func Start(ctx context.Context) (*Server, error) {
 		installArgs = append(installArgs, "--user=mysql")
 	}
 	if out, err := s.run(ctx, progs.installDB, installArgs...); err != nil {
-		return nil, fmt.Errorf("mysqltest: mariadb-install-db: %w\n%s", err, tail(out, 2000))
+		return nil, fmt.Errorf("mysqltest: mariadb-install-db: %w\n%s", err, localenv.Tail(out, 2000))
 	}
 	// A port picked by the kernel can be taken before mariadbd binds it
 	// (other tests start servers too), so retry on a fresh one.
@@ -221,7 +221,7 @@ func (s *Server) startServer(ctx context.Context) error {
 		select {
 		case <-done:
 			logs, _ := os.ReadFile(logFile)
-			return fmt.Errorf("mysqltest: mariadbd on port %d exited: %v\n%s\n--- mysqld.err ---\n%s", s.Port, waitErr, tail(out.Bytes(), 1000), tail(logs, 2000))
+			return fmt.Errorf("mysqltest: mariadbd on port %d exited: %v\n%s\n--- mysqld.err ---\n%s", s.Port, waitErr, localenv.Tail(out.Bytes(), 1000), localenv.Tail(logs, 2000))
 		case <-ctx.Done():
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			<-done
@@ -232,7 +232,7 @@ func (s *Server) startServer(ctx context.Context) error {
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			<-done
 			logs, _ := os.ReadFile(logFile)
-			return fmt.Errorf("mysqltest: mariadbd on port %d not ready after 60s\n--- mysqld.err ---\n%s", s.Port, tail(logs, 2000))
+			return fmt.Errorf("mysqltest: mariadbd on port %d not ready after 60s\n--- mysqld.err ---\n%s", s.Port, localenv.Tail(logs, 2000))
 		}
 	}
 }
@@ -250,7 +250,7 @@ func (s *Server) createUser(ctx context.Context) error {
 	cmd.Stdin = strings.NewReader(sql.String())
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("mysqltest: create user %s: %w\n%s", s.User, err, strings.ReplaceAll(tail(out, 1000), s.Password, "REDACTED"))
+		return fmt.Errorf("mysqltest: create user %s: %w\n%s", s.User, err, strings.ReplaceAll(localenv.Tail(out, 1000), s.Password, "REDACTED"))
 	}
 	return nil
 }
@@ -264,7 +264,7 @@ func (s *Server) Exec(ctx context.Context, sql string) (string, error) {
 	cmd.Stdin = strings.NewReader(sql)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return string(out), fmt.Errorf("mysqltest: %w: %s", err, tail(out, 1000))
+		return string(out), fmt.Errorf("mysqltest: %w: %s", err, localenv.Tail(out, 1000))
 	}
 	return string(out), nil
 }
@@ -304,14 +304,6 @@ func randomPassword() (string, error) {
 	}
 	// A recognisable prefix lets tests scan outputs for the password.
 	return "pw-" + hex.EncodeToString(b), nil
-}
-
-func tail(b []byte, n int) string {
-	s := strings.TrimSpace(string(b))
-	if len(s) > n {
-		s = "…" + s[len(s)-n:]
-	}
-	return s
 }
 
 var shared = localenv.Shared[*Server]{

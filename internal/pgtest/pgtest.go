@@ -26,7 +26,6 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -124,7 +123,7 @@ func Start(ctx context.Context) (*Server, error) {
 		return nil, err
 	}
 	if out, err := s.run(ctx, "initdb", "-A", "trust", "-U", SuperUser, "-E", "UTF8", "--locale=C", "--no-sync", "-D", s.DataDir); err != nil {
-		return nil, fmt.Errorf("pgtest: initdb: %w\n%s", err, tail(out, 2000))
+		return nil, fmt.Errorf("pgtest: initdb: %w\n%s", err, localenv.Tail(out, 2000))
 	}
 	// A port picked by the kernel can be taken again before postgres binds
 	// it (other tests start servers too), so retry a few times on a fresh one.
@@ -155,7 +154,7 @@ func (s *Server) startServer(ctx context.Context) error {
 	out, err := s.run(ctx, "pg_ctl", "start", "-w", "-t", "60", "-D", s.DataDir, "-l", logFile, "-o", opts)
 	if err != nil {
 		logs, _ := os.ReadFile(logFile)
-		return fmt.Errorf("pgtest: pg_ctl start on port %d: %w\n%s\n--- postgres.log ---\n%s", s.Port, err, tail(out, 1000), tail(logs, 2000))
+		return fmt.Errorf("pgtest: pg_ctl start on port %d: %w\n%s\n--- postgres.log ---\n%s", s.Port, err, localenv.Tail(out, 1000), localenv.Tail(logs, 2000))
 	}
 	return nil
 }
@@ -169,7 +168,7 @@ func (s *Server) Stop() error {
 		if out, err := s.run(ctx, "pg_ctl", "stop", "-w", "-m", "fast", "-D", s.DataDir); err != nil {
 			// An immediate stop still frees the port; the directory goes anyway.
 			_, _ = s.run(ctx, "pg_ctl", "stop", "-w", "-m", "immediate", "-D", s.DataDir)
-			s.stopErr = fmt.Errorf("pgtest: pg_ctl stop: %w\n%s", err, tail(out, 1000))
+			s.stopErr = fmt.Errorf("pgtest: pg_ctl stop: %w\n%s", err, localenv.Tail(out, 1000))
 		}
 		if err := os.RemoveAll(s.dir); err != nil && s.stopErr == nil {
 			s.stopErr = fmt.Errorf("pgtest: remove %s: %w", s.dir, err)
@@ -219,14 +218,6 @@ func (s *Server) run(ctx context.Context, prog string, args ...string) ([]byte, 
 	// -l is given (it is), so Wait returns once pg_ctl itself exits.
 	err := cmd.Run()
 	return buf.Bytes(), err
-}
-
-func tail(b []byte, n int) string {
-	s := strings.TrimSpace(string(b))
-	if len(s) > n {
-		s = "…" + s[len(s)-n:]
-	}
-	return s
 }
 
 var shared = localenv.Shared[*Server]{
