@@ -170,32 +170,32 @@ func (e *Env) startRegistry(ctx context.Context, path, name string, auth bool) (
 		}
 		authConf = fmt.Sprintf("auth:\n  htpasswd:\n    realm: enginetest\n    path: %s\n", htpasswd)
 	}
-	var lastErr error
-	for range 5 {
-		port, err := localenv.FreePort()
-		if err != nil {
-			return "", err
-		}
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	var addr string
+	err := localenv.OnFreePort(ctx, func(port int) error {
+		addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		conf := filepath.Join(root, "config.yml")
 		// The debug server and the health checker stay off: they would
 		// bind more ports and log noise.
 		content := fmt.Sprintf("version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n%s",
 			filepath.Join(root, "data"), addr, authConf)
 		if err := os.WriteFile(conf, []byte(content), 0o644); err != nil {
-			return "", err
+			return err
 		}
 		p := &localenv.Process{Name: "docker-registry " + name, LogPath: filepath.Join(root, "registry.log"), Path: path, Args: []string{"serve", conf}}
 		if err := p.Start(); err != nil {
-			return "", err
+			return err
 		}
 		e.registries = append(e.registries, p)
-		if lastErr = waitHTTP(ctx, p, "http://"+addr+"/v2/"); lastErr == nil {
-			return addr, nil
+		if err := waitHTTP(ctx, p, "http://"+addr+"/v2/"); err != nil {
+			_ = p.Stop(time.Second)
+			return err
 		}
-		_ = p.Stop(time.Second)
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("enginetest: start the %s registry: %w", name, err)
 	}
-	return "", fmt.Errorf("enginetest: start the %s registry: %w", name, lastErr)
+	return addr, nil
 }
 
 // waitHTTP waits until url answers (any status: 401 means an auth'd

@@ -156,24 +156,11 @@ func Start(ctx context.Context) (*Server, error) {
 	if out, err := s.run(ctx, progs.installDB, installArgs...); err != nil {
 		return nil, fmt.Errorf("mysqltest: mariadb-install-db: %w\n%s", err, localenv.Tail(out, 2000))
 	}
-	// A port picked by the kernel can be taken before mariadbd binds it
-	// (other tests start servers too), so retry on a fresh one.
-	var lastErr error
-	for range 5 {
-		port, err := localenv.FreePort()
-		if err != nil {
-			return nil, err
-		}
+	if err := localenv.OnFreePort(ctx, func(port int) error {
 		s.Port = port
-		if lastErr = s.startServer(ctx); lastErr == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	if lastErr != nil {
-		return nil, lastErr
+		return s.startServer(ctx)
+	}); err != nil {
+		return nil, err
 	}
 	if err := s.createUser(ctx); err != nil {
 		return nil, err

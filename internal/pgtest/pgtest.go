@@ -125,24 +125,14 @@ func Start(ctx context.Context) (*Server, error) {
 	if out, err := s.run(ctx, "initdb", "-A", "trust", "-U", SuperUser, "-E", "UTF8", "--locale=C", "--no-sync", "-D", s.DataDir); err != nil {
 		return nil, fmt.Errorf("pgtest: initdb: %w\n%s", err, localenv.Tail(out, 2000))
 	}
-	// A port picked by the kernel can be taken again before postgres binds
-	// it (other tests start servers too), so retry a few times on a fresh one.
-	var lastErr error
-	for range 5 {
-		port, err := localenv.FreePort()
-		if err != nil {
-			return nil, err
-		}
+	if err := localenv.OnFreePort(ctx, func(port int) error {
 		s.Port = port
-		if lastErr = s.startServer(ctx); lastErr == nil {
-			ok = true
-			return s, nil
-		}
-		if ctx.Err() != nil {
-			break
-		}
+		return s.startServer(ctx)
+	}); err != nil {
+		return nil, err
 	}
-	return nil, lastErr
+	ok = true
+	return s, nil
 }
 
 func (s *Server) startServer(ctx context.Context) error {
