@@ -275,18 +275,10 @@ func (s *Server) LogTail(n int) string { return s.logs.Tail(n) }
 func (s *Server) Stop() error {
 	s.stopOnce.Do(func() {
 		if s.cmd != nil && s.cmd.Process != nil {
-			pgid := s.cmd.Process.Pid
 			// SIGTERM lets Backstage close its database pools; SIGKILL
-			// after a grace period, since a stuck plugin must not hang tests.
-			_ = syscall.Kill(-pgid, syscall.SIGTERM)
-			select {
-			case <-s.done:
-			case <-time.After(10 * time.Second):
-				_ = syscall.Kill(-pgid, syscall.SIGKILL)
-				<-s.done
-			}
-			// Children that ignored SIGTERM while node exited.
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			// after a grace period, since a stuck plugin must not hang
+			// tests, and for children that ignored SIGTERM while node exited.
+			_, _ = localenv.StopGroup("node", s.cmd.Process.Pid, s.done, 10*time.Second)
 		}
 		_ = os.RemoveAll(s.workDir)
 	})

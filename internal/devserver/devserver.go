@@ -260,74 +260,35 @@ func (s *Server) Command(ctx context.Context, args ...string) *exec.Cmd {
 	return cmd
 }
 
+var shared = localenv.Shared[*Server]{
+	Name:  "the Temporal dev server",
+	Needs: "a Temporal dev server (bin/temporal)",
+	// No Timeout: StartWith bounds the wait itself (startTimeout).
+	Start:           Start,
+	Stop:            (*Server).Stop,
+	WithoutMain:     localenv.RequireMain,
+	RequireMainHint: "devserver.Shared needs the package's TestMain to stop the server: add `func TestMain(m *testing.M) { devserver.Main(m) }` (or use devserver.New(t) for a server of this test's own)",
+}
+
 // New starts a server for one test and stops it when the test ends; under
 // -short (the unit tier) it skips the test instead.
 func New(t testing.TB) *Server {
 	t.Helper()
-	localenv.SkipIfShort(t, "a Temporal dev server (bin/temporal)")
-	srv, err := Start(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := srv.Stop(); err != nil {
-			t.Error(err)
-		}
-	})
-	return srv
-}
-
-var shared struct {
-	mu     sync.Mutex
-	inMain bool
-	srv    *Server
-	err    error
-	tried  bool
+	return shared.New(t)
 }
 
 // Main is a TestMain body: it runs the package's tests, stops the server
 // that Shared started (if any), and exits with the tests' status.
-func Main(m *testing.M) {
-	shared.mu.Lock()
-	shared.inMain = true
-	shared.mu.Unlock()
-
-	code := m.Run()
-
-	shared.mu.Lock()
-	srv := shared.srv
-	shared.mu.Unlock()
-	if srv != nil {
-		if err := srv.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "devserver:", err)
-		}
-	}
-	os.Exit(code)
-}
+func Main(m *testing.M) { os.Exit(shared.Main(m)) }
 
 // Shared returns the test binary's one server, starting it on first use
 // (under -short it skips the test instead).
 // It needs TestMain to call Main, which stops the server at the end; without
-// that the server would outlive the tests.
+// that the server would outlive the tests. A failed start fails every test
+// sharing the server with the same cause rather than each retrying it.
 func Shared(t testing.TB) *Server {
 	t.Helper()
-	shared.mu.Lock()
-	defer shared.mu.Unlock()
-	if !shared.inMain {
-		t.Fatal("devserver.Shared needs the package's TestMain to stop the server: add `func TestMain(m *testing.M) { devserver.Main(m) }` (or use devserver.New(t) for a server of this test's own)")
-	}
-	// After the TestMain check, so a missing Main fails in both tiers.
-	localenv.SkipIfShort(t, "a Temporal dev server (bin/temporal)")
-	if !shared.tried {
-		shared.tried = true
-		shared.srv, shared.err = Start(context.Background())
-	}
-	if shared.err != nil {
-		// Every test sharing the server fails with the same cause rather
-		// than each retrying a start that already failed.
-		t.Fatal(shared.err)
-	}
-	return shared.srv
+	return shared.Shared(t)
 }
 
 func quietLogger() tlog.Logger {

@@ -73,8 +73,8 @@ type Env struct {
 	// Dir is the scratch directory holding everything.
 	Dir string
 
-	podman     *process
-	registries []*process
+	podman     *localenv.Process
+	registries []*localenv.Process
 	client     *client.Client
 
 	stopOnce sync.Once
@@ -170,37 +170,37 @@ func (e *Env) startRegistry(ctx context.Context, path, name string, auth bool) (
 		}
 		authConf = fmt.Sprintf("auth:\n  htpasswd:\n    realm: enginetest\n    path: %s\n", htpasswd)
 	}
-	var lastErr error
-	for range 5 {
-		port, err := localenv.FreePort()
-		if err != nil {
-			return "", err
-		}
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	var addr string
+	err := localenv.OnFreePort(ctx, func(port int) error {
+		addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		conf := filepath.Join(root, "config.yml")
 		// The debug server and the health checker stay off: they would
 		// bind more ports and log noise.
 		content := fmt.Sprintf("version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n%s",
 			filepath.Join(root, "data"), addr, authConf)
 		if err := os.WriteFile(conf, []byte(content), 0o644); err != nil {
-			return "", err
+			return err
 		}
-		p, err := startProcess("docker-registry "+name, filepath.Join(root, "registry.log"), nil, path, "serve", conf)
-		if err != nil {
-			return "", err
+		p := &localenv.Process{Name: "docker-registry " + name, LogPath: filepath.Join(root, "registry.log"), Path: path, Args: []string{"serve", conf}}
+		if err := p.Start(); err != nil {
+			return err
 		}
 		e.registries = append(e.registries, p)
-		if lastErr = waitHTTP(ctx, p, "http://"+addr+"/v2/"); lastErr == nil {
-			return addr, nil
+		if err := waitHTTP(ctx, p, "http://"+addr+"/v2/"); err != nil {
+			_ = p.Stop(time.Second)
+			return err
 		}
-		_ = p.stop(time.Second)
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("enginetest: start the %s registry: %w", name, err)
 	}
-	return "", fmt.Errorf("enginetest: start the %s registry: %w", name, lastErr)
+	return addr, nil
 }
 
 // waitHTTP waits until url answers (any status: 401 means an auth'd
 // registry is up) or the process exits.
-func waitHTTP(ctx context.Context, p *process, url string) error {
+func waitHTTP(ctx context.Context, p *localenv.Process, url string) error {
 	deadline := time.Now().Add(20 * time.Second)
 	hc := &http.Client{Timeout: time.Second}
 	for {
@@ -211,11 +211,11 @@ func waitHTTP(ctx context.Context, p *process, url string) error {
 				return nil
 			}
 		}
-		if !p.alive() {
-			return fmt.Errorf("%s exited:\n%s", p.name, p.logTail(20))
+		if !p.Running() {
+			return fmt.Errorf("%s exited:\n%s", p.Name, p.LogTail(20))
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("%s did not answer %s in time: %v\n%s", p.name, url, err, p.logTail(20))
+			return fmt.Errorf("%s did not answer %s in time: %v\n%s", p.Name, url, err, p.LogTail(20))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -273,9 +273,9 @@ runc = [%q]
 		"TMPDIR=" + filepath.Join(s, "tmp"),
 		"XDG_RUNTIME_DIR=" + filepath.Join(s, "run"),
 	}
-	p, err := startProcess("podman system service", filepath.Join(s, "podman.log"), env, progs.podman,
-		"system", "service", "--time=0", "unix://"+sock)
-	if err != nil {
+	p := &localenv.Process{Name: "podman system service", LogPath: filepath.Join(s, "podman.log"), Env: env, Path: progs.podman,
+		Args: []string{"system", "service", "--time=0", "unix://" + sock}}
+	if err := p.Start(); err != nil {
 		return err
 	}
 	e.podman = p
@@ -293,11 +293,11 @@ runc = [%q]
 		if err == nil {
 			return nil
 		}
-		if !p.alive() {
-			return fmt.Errorf("enginetest: podman system service exited:\n%s", p.logTail(30))
+		if !p.Running() {
+			return fmt.Errorf("enginetest: podman system service exited:\n%s", p.LogTail(30))
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("enginetest: podman system service did not answer on %s: %v\n%s", sock, err, p.logTail(30))
+			return fmt.Errorf("enginetest: podman system service did not answer on %s: %v\n%s", sock, err, p.LogTail(30))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -380,10 +380,10 @@ func (e *Env) Stop() error {
 			e.client.Close()
 		}
 		if e.podman != nil {
-			errs = append(errs, e.podman.stop(5*time.Second))
+			errs = append(errs, e.podman.Stop(5*time.Second))
 		}
 		for _, r := range e.registries {
-			errs = append(errs, r.stop(5*time.Second))
+			errs = append(errs, r.Stop(5*time.Second))
 		}
 		errs = append(errs, removeScratch(e.Dir))
 		e.stopErr = errors.Join(errs...)
@@ -455,32 +455,19 @@ func unescapeMount(s string) string {
 	return b.String()
 }
 
-var (
-	sharedMu   sync.Mutex
-	sharedEnv  *Env
-	sharedErr  error
-	mainActive bool
-)
+var shared = localenv.Shared[*Env]{
+	Name:    "the image engine",
+	Needs:   "podman's Docker-API service and docker-registry",
+	Timeout: 2 * time.Minute,
+	Start:   Start,
+	Stop:    (*Env).Stop,
+}
 
 // Main runs a package's tests with a shared Env started lazily by Shared
 // and stopped after all tests finish. Use it from TestMain:
 //
 //	func TestMain(m *testing.M) { enginetest.Main(m) }
-func Main(m *testing.M) {
-	sharedMu.Lock()
-	mainActive = true
-	sharedMu.Unlock()
-	code := m.Run()
-	sharedMu.Lock()
-	if sharedEnv != nil {
-		if err := sharedEnv.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-		}
-		sharedEnv = nil
-	}
-	sharedMu.Unlock()
-	os.Exit(code)
-}
+func Main(m *testing.M) { os.Exit(shared.Main(m)) }
 
 // Shared returns the package's shared Env, starting it on first use. It
 // fails the test (never skips) when the engine cannot start; only under
@@ -488,45 +475,12 @@ func Main(m *testing.M) {
 // stopped when the calling test ends (and started again for the next).
 func Shared(t testing.TB) *Env {
 	t.Helper()
-	localenv.SkipIfShort(t, "podman's Docker-API service and docker-registry")
-	sharedMu.Lock()
-	defer sharedMu.Unlock()
-	if sharedEnv == nil && sharedErr == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		sharedEnv, sharedErr = Start(ctx)
-		if sharedErr == nil && !mainActive {
-			t.Cleanup(func() {
-				sharedMu.Lock()
-				defer sharedMu.Unlock()
-				if sharedEnv != nil {
-					_ = sharedEnv.Stop()
-					sharedEnv = nil
-				}
-			})
-		}
-	}
-	if sharedErr != nil {
-		t.Fatalf("start the image engine: %v", sharedErr)
-	}
-	return sharedEnv
+	return shared.Shared(t)
 }
 
 // New starts an Env owned by one test and stops it when the test ends;
 // under -short it skips the test instead.
 func New(t testing.TB) *Env {
 	t.Helper()
-	localenv.SkipIfShort(t, "podman's Docker-API service and docker-registry")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	e, err := Start(ctx)
-	if err != nil {
-		t.Fatalf("start the image engine: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := e.Stop(); err != nil {
-			t.Errorf("stop the image engine: %v", err)
-		}
-	})
-	return e
+	return shared.New(t)
 }

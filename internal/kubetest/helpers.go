@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -147,11 +146,23 @@ func RolledOut(d *appsv1.Deployment) bool {
 		s.ReadyReplicas == want && s.AvailableReplicas == want
 }
 
-var (
-	sharedMu  sync.Mutex
-	sharedEnv *Env
-	sharedErr error
-)
+var shared = localenv.Shared[*Env]{
+	Name:    "the Kubernetes control plane",
+	Needs:   "a Kubernetes control plane (bin/kube)",
+	Timeout: 3 * time.Minute,
+	Start: func(ctx context.Context) (*Env, error) {
+		logf := func(string, ...any) {}
+		if testing.Verbose() {
+			logf = func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+		}
+		return Start(ctx, Options{Logf: logf, Sim: SharedSimOptions})
+	},
+	Stop: (*Env).Stop,
+	// The ~10 s start-up is paid once per binary, not per test.
+	WithoutMain: localenv.LeaveRunning,
+	// Components that cannot be stopped would outlive the tests.
+	StopFailsMain: true,
+}
 
 // Shared returns the package's shared control plane, starting it on first use.
 // Every test of a package gets the same Env, so the ~10 s start-up is paid
@@ -163,22 +174,7 @@ var (
 // skips before starting anything.
 func Shared(t testing.TB) *Env {
 	t.Helper()
-	localenv.SkipIfShort(t, "a Kubernetes control plane (bin/kube)")
-	sharedMu.Lock()
-	defer sharedMu.Unlock()
-	if sharedEnv == nil && sharedErr == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		logf := func(string, ...any) {}
-		if testing.Verbose() {
-			logf = func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
-		}
-		sharedEnv, sharedErr = Start(ctx, Options{Logf: logf, Sim: SharedSimOptions})
-	}
-	if sharedErr != nil {
-		t.Fatalf("shared control plane: %v", sharedErr)
-	}
-	return sharedEnv
+	return shared.Shared(t)
 }
 
 // SharedSimOptions configures the simulator of the plane Shared starts; set it
@@ -187,21 +183,7 @@ var SharedSimOptions podsim.Options
 
 // Main runs the package's tests and then stops the shared control plane, if
 // one was started. Use it as `os.Exit(kubetest.Main(m))` in TestMain.
-func Main(m *testing.M) int {
-	code := m.Run()
-	sharedMu.Lock()
-	defer sharedMu.Unlock()
-	if sharedEnv != nil {
-		if err := sharedEnv.Stop(); err != nil {
-			fmt.Fprintf(os.Stderr, "kubetest: stopping shared control plane: %v\n", err)
-			if code == 0 {
-				code = 1
-			}
-		}
-		sharedEnv = nil
-	}
-	return code
-}
+func Main(m *testing.M) int { return shared.Main(m) }
 
 // WaitForPod watches the pods in ns matching labelSelector until one satisfies
 // cond, and returns it.

@@ -95,10 +95,10 @@ type Env struct {
 	opts        Options
 	ownStateDir bool
 	token       string
-	etcd        *process
-	apiserver   *process
-	controllers *process
-	scheduler   *process
+	etcd        *localenv.Process
+	apiserver   *localenv.Process
+	controllers *localenv.Process
+	scheduler   *localenv.Process
 	simCancel   context.CancelFunc
 	simDone     chan error
 	stopOnce    sync.Once
@@ -180,7 +180,7 @@ func (e *Env) start(ctx context.Context, binDir string) error {
 	logPath := func(name string) string { return filepath.Join(e.StateDir, "logs", name+".log") }
 	etcdURL := "http://127.0.0.1:" + strconv.Itoa(etcdClient)
 	peerURL := "http://127.0.0.1:" + strconv.Itoa(etcdPeer)
-	e.etcd = &process{name: "etcd", path: filepath.Join(binDir, "etcd"), logPath: logPath("etcd"), args: []string{
+	e.etcd = &localenv.Process{Name: "etcd", Path: filepath.Join(binDir, "etcd"), LogPath: logPath("etcd"), Args: []string{
 		"--name=kubetest",
 		"--data-dir=" + filepath.Join(e.StateDir, "etcd"),
 		"--listen-client-urls=" + etcdURL,
@@ -193,7 +193,7 @@ func (e *Env) start(ctx context.Context, binDir string) error {
 		"--unsafe-no-fsync",
 	}}
 	certDir := filepath.Join(e.StateDir, "certs")
-	e.apiserver = &process{name: "kube-apiserver", path: filepath.Join(binDir, "kube-apiserver"), logPath: logPath("kube-apiserver"), args: []string{
+	e.apiserver = &localenv.Process{Name: "kube-apiserver", Path: filepath.Join(binDir, "kube-apiserver"), LogPath: logPath("kube-apiserver"), Args: []string{
 		"--etcd-servers=" + etcdURL,
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",
@@ -211,7 +211,7 @@ func (e *Env) start(ctx context.Context, binDir string) error {
 		"--profiling=false",
 	}}
 
-	if err := e.etcd.start(); err != nil {
+	if err := e.etcd.Start(); err != nil {
 		return fmt.Errorf("kubetest: %w", err)
 	}
 	if err := waitHTTP(ctx, e.etcd, etcdURL+"/health", nil, 30*time.Second); err != nil {
@@ -247,7 +247,7 @@ func (e *Env) start(ctx context.Context, binDir string) error {
 		return fmt.Errorf("kubetest: client: %w", err)
 	}
 
-	e.controllers = &process{name: "kube-controller-manager", path: filepath.Join(binDir, "kube-controller-manager"), logPath: logPath("kube-controller-manager"), args: []string{
+	e.controllers = &localenv.Process{Name: "kube-controller-manager", Path: filepath.Join(binDir, "kube-controller-manager"), LogPath: logPath("kube-controller-manager"), Args: []string{
 		"--kubeconfig=" + e.Kubeconfig,
 		"--controllers=" + strings.Join(Controllers, ","),
 		"--leader-elect=false",
@@ -258,15 +258,15 @@ func (e *Env) start(ctx context.Context, binDir string) error {
 		"--concurrent-deployment-syncs=10",
 		"--concurrent-replicaset-syncs=10",
 	}}
-	e.scheduler = &process{name: "kube-scheduler", path: filepath.Join(binDir, "kube-scheduler"), logPath: logPath("kube-scheduler"), args: []string{
+	e.scheduler = &localenv.Process{Name: "kube-scheduler", Path: filepath.Join(binDir, "kube-scheduler"), LogPath: logPath("kube-scheduler"), Args: []string{
 		"--kubeconfig=" + e.Kubeconfig,
 		"--authentication-kubeconfig=" + e.Kubeconfig,
 		"--authorization-kubeconfig=" + e.Kubeconfig,
 		"--leader-elect=false",
 		"--secure-port=0",
 	}}
-	for _, p := range []*process{e.controllers, e.scheduler} {
-		if err := p.start(); err != nil {
+	for _, p := range []*localenv.Process{e.controllers, e.scheduler} {
+		if err := p.Start(); err != nil {
 			return fmt.Errorf("kubetest: %w", err)
 		}
 	}
@@ -294,9 +294,9 @@ func (e *Env) start(ctx context.Context, binDir string) error {
 			return err
 		}
 	}
-	for _, p := range []*process{e.controllers, e.scheduler} {
-		if !p.running() {
-			return fmt.Errorf("kubetest: %s exited: %v\n%s", p.name, p.exitError(), p.logTail(30))
+	for _, p := range []*localenv.Process{e.controllers, e.scheduler} {
+		if !p.Running() {
+			return fmt.Errorf("kubetest: %s exited: %v\n%s", p.Name, p.ExitErr(), p.LogTail(30))
 		}
 	}
 	e.opts.Logf("kubetest: control plane ready in %s (state %s)", time.Since(started).Round(time.Millisecond), e.StateDir)
@@ -330,11 +330,11 @@ func (e *Env) Stop() error {
 			}
 		}
 		// Reverse start order: clients first, etcd last.
-		for _, p := range []*process{e.scheduler, e.controllers, e.apiserver, e.etcd} {
+		for _, p := range []*localenv.Process{e.scheduler, e.controllers, e.apiserver, e.etcd} {
 			if p == nil {
 				continue
 			}
-			if err := p.stop(10 * time.Second); err != nil {
+			if err := p.Stop(10 * time.Second); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -355,7 +355,7 @@ func (e *Env) Stop() error {
 // SIGKILL after 1 s): a graceful apiserver shutdown waits about 10 s for the
 // controllers' watches to drain, and an outage is abrupt anyway.
 func (e *Env) StopAPIServer() error {
-	if err := e.apiserver.stop(time.Second); err != nil {
+	if err := e.apiserver.Stop(time.Second); err != nil {
 		return fmt.Errorf("kubetest: stop kube-apiserver: %w", err)
 	}
 	return nil
@@ -363,7 +363,7 @@ func (e *Env) StopAPIServer() error {
 
 // StartAPIServer starts kube-apiserver (again) and waits until it is ready.
 func (e *Env) StartAPIServer() error {
-	if err := e.apiserver.start(); err != nil {
+	if err := e.apiserver.Start(); err != nil {
 		return fmt.Errorf("kubetest: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -376,7 +376,7 @@ func (e *Env) StartAPIServer() error {
 }
 
 // APIServerRunning reports whether kube-apiserver is currently running.
-func (e *Env) APIServerRunning() bool { return e.apiserver != nil && e.apiserver.running() }
+func (e *Env) APIServerRunning() bool { return e.apiserver != nil && e.apiserver.Running() }
 
 // LogPath returns the log file of a component: "etcd", "kube-apiserver",
 // "kube-controller-manager" or "kube-scheduler".
@@ -416,9 +416,9 @@ func (e *Env) waitFor(ctx context.Context, timeout time.Duration, what string, c
 		}
 		select {
 		case <-ctx.Done():
-			for _, p := range []*process{e.controllers, e.scheduler} {
-				if p != nil && !p.running() {
-					return fmt.Errorf("kubetest: waiting for %s: %s exited: %v\n%s", what, p.name, p.exitError(), p.logTail(30))
+			for _, p := range []*localenv.Process{e.controllers, e.scheduler} {
+				if p != nil && !p.Running() {
+					return fmt.Errorf("kubetest: waiting for %s: %s exited: %v\n%s", what, p.Name, p.ExitErr(), p.LogTail(30))
 				}
 			}
 			return fmt.Errorf("kubetest: waiting for %s: %w", what, errors.Join(ctx.Err(), last))
@@ -453,7 +453,7 @@ func findBinDir(dir string) (string, error) {
 }
 
 // waitHTTP polls url until it answers 200, failing early if p exits.
-func waitHTTP(ctx context.Context, p *process, url string, header http.Header, timeout time.Duration) error {
+func waitHTTP(ctx context.Context, p *localenv.Process, url string, header http.Header, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	client := &http.Client{
@@ -483,10 +483,10 @@ func waitHTTP(ctx context.Context, p *process, url string, header http.Header, t
 			last = err.Error()
 		}
 		select {
-		case <-p.exitedCh():
-			return fmt.Errorf("%s exited: %v\n%s", p.name, p.exitError(), p.logTail(30))
+		case <-p.Exited():
+			return fmt.Errorf("%s exited: %v\n%s", p.Name, p.ExitErr(), p.LogTail(30))
 		case <-ctx.Done():
-			return fmt.Errorf("%s: %s (last: %s)\n%s", url, ctx.Err(), last, p.logTail(30))
+			return fmt.Errorf("%s: %s (last: %s)\n%s", url, ctx.Err(), last, p.LogTail(30))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

@@ -4,6 +4,7 @@
 package localenv
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -63,4 +64,23 @@ func FreePort() (int, error) {
 		return 0, err
 	}
 	return ports[0], nil
+}
+
+// OnFreePort runs start with a free port until it succeeds, at most five
+// times: a port picked by the kernel can be taken again before the server
+// binds it (other test packages start servers at the same time), so a
+// failed start is retried on a fresh port. It gives up early once ctx ends
+// and returns the last start's error.
+func OnFreePort(ctx context.Context, start func(port int) error) error {
+	var lastErr error
+	for range 5 {
+		port, err := FreePort()
+		if err != nil {
+			return err
+		}
+		if lastErr = start(port); lastErr == nil || ctx.Err() != nil {
+			break
+		}
+	}
+	return lastErr
 }

@@ -1,6 +1,9 @@
 package localenv
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -33,5 +36,32 @@ func TestFreePortsAreDistinct(t *testing.T) {
 			t.Fatalf("bad or repeated port %d in %v", p, ports)
 		}
 		seen[p] = true
+	}
+}
+
+// OnFreePort retries a failed start on another port, five times at most,
+// and not at all once the context has ended.
+func TestOnFreePortRetries(t *testing.T) {
+	var ports []int
+	err := OnFreePort(context.Background(), func(port int) error {
+		ports = append(ports, port)
+		if len(ports) < 3 {
+			return errors.New("address already in use")
+		}
+		return nil
+	})
+	if err != nil || len(ports) != 3 || ports[0] <= 0 {
+		t.Fatalf("got %v after ports %v; want success on the third", err, ports)
+	}
+	calls := 0
+	err = OnFreePort(context.Background(), func(int) error { calls++; return fmt.Errorf("try %d", calls) })
+	if calls != 5 || err == nil || err.Error() != "try 5" {
+		t.Fatalf("always failing: %d calls, %v; want 5 calls and the last error", calls, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	calls = 0
+	if err := OnFreePort(ctx, func(int) error { calls++; return errors.New("no") }); err == nil || calls != 1 {
+		t.Fatalf("after ctx ended: %d calls, %v; want 1 call and its error", calls, err)
 	}
 }

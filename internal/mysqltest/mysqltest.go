@@ -161,31 +161,18 @@ func start(ctx context.Context, tlsOpts *TLSOptions) (*Server, error) {
 		installArgs = append(installArgs, "--user=mysql")
 	}
 	if out, err := s.run(ctx, progs.installDB, installArgs...); err != nil {
-		return nil, fmt.Errorf("mysqltest: mariadb-install-db: %w\n%s", err, tail(out, 2000))
+		return nil, fmt.Errorf("mysqltest: mariadb-install-db: %w\n%s", err, localenv.Tail(out, 2000))
 	}
 	if tlsOpts != nil {
 		if err := s.configureTLS(*tlsOpts); err != nil {
 			return nil, err
 		}
 	}
-	// A port picked by the kernel can be taken before mariadbd binds it
-	// (other tests start servers too), so retry on a fresh one.
-	var lastErr error
-	for range 5 {
-		port, err := localenv.FreePort()
-		if err != nil {
-			return nil, err
-		}
+	if err := localenv.OnFreePort(ctx, func(port int) error {
 		s.Port = port
-		if lastErr = s.startServer(ctx); lastErr == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	if lastErr != nil {
-		return nil, lastErr
+		return s.startServer(ctx)
+	}); err != nil {
+		return nil, err
 	}
 	if err := s.createUser(ctx); err != nil {
 		return nil, err
@@ -234,7 +221,7 @@ func (s *Server) startServer(ctx context.Context) error {
 		select {
 		case <-done:
 			logs, _ := os.ReadFile(logFile)
-			return fmt.Errorf("mysqltest: mariadbd on port %d exited: %v\n%s\n--- mysqld.err ---\n%s", s.Port, waitErr, tail(out.Bytes(), 1000), tail(logs, 2000))
+			return fmt.Errorf("mysqltest: mariadbd on port %d exited: %v\n%s\n--- mysqld.err ---\n%s", s.Port, waitErr, localenv.Tail(out.Bytes(), 1000), localenv.Tail(logs, 2000))
 		case <-ctx.Done():
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			<-done
@@ -245,7 +232,7 @@ func (s *Server) startServer(ctx context.Context) error {
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			<-done
 			logs, _ := os.ReadFile(logFile)
-			return fmt.Errorf("mysqltest: mariadbd on port %d not ready after 60s\n--- mysqld.err ---\n%s", s.Port, tail(logs, 2000))
+			return fmt.Errorf("mysqltest: mariadbd on port %d not ready after 60s\n--- mysqld.err ---\n%s", s.Port, localenv.Tail(logs, 2000))
 		}
 	}
 }
@@ -266,7 +253,7 @@ func (s *Server) createUser(ctx context.Context) error {
 	cmd.Stdin = strings.NewReader(sql.String())
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("mysqltest: create user %s: %w\n%s", s.User, err, strings.ReplaceAll(tail(out, 1000), s.Password, "REDACTED"))
+		return fmt.Errorf("mysqltest: create user %s: %w\n%s", s.User, err, strings.ReplaceAll(localenv.Tail(out, 1000), s.Password, "REDACTED"))
 	}
 	return nil
 }
@@ -280,7 +267,7 @@ func (s *Server) Exec(ctx context.Context, sql string) (string, error) {
 	cmd.Stdin = strings.NewReader(sql)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return string(out), fmt.Errorf("mysqltest: %w: %s", err, tail(out, 1000))
+		return string(out), fmt.Errorf("mysqltest: %w: %s", err, localenv.Tail(out, 1000))
 	}
 	return string(out), nil
 }
@@ -290,13 +277,10 @@ func (s *Server) Exec(ctx context.Context, sql string) (string, error) {
 func (s *Server) Stop() error {
 	s.stopOnce.Do(func() {
 		if s.cmd != nil && s.cmd.Process != nil {
-			pgid := s.cmd.Process.Pid
-			_ = syscall.Kill(-pgid, syscall.SIGTERM)
-			select {
-			case <-s.done:
-			case <-time.After(30 * time.Second):
-				_ = syscall.Kill(-pgid, syscall.SIGKILL)
-				<-s.done
+			killed, err := localenv.StopGroup("mariadbd", s.cmd.Process.Pid, s.done, 30*time.Second)
+			if err != nil {
+				s.stopErr = fmt.Errorf("mysqltest: %w", err)
+			} else if killed {
 				s.stopErr = fmt.Errorf("mysqltest: mariadbd did not stop within 30s of SIGTERM; killed")
 			}
 		}
@@ -325,45 +309,26 @@ func randomPassword() (string, error) {
 	return "pw-" + hex.EncodeToString(b), nil
 }
 
-func tail(b []byte, n int) string {
-	s := strings.TrimSpace(string(b))
-	if len(s) > n {
-		s = "…" + s[len(s)-n:]
-	}
-	return s
+var shared = localenv.Shared[*Server]{
+	Name:    "MariaDB",
+	Needs:   "a MariaDB server",
+	Timeout: 2 * time.Minute,
+	Start:   Start,
+	Stop:    (*Server).Stop,
 }
-
-var (
-	sharedMu   sync.Mutex
-	sharedSrv  *Server
-	sharedErr  error
-	mainActive bool
-)
 
 // Main runs a package's tests with a shared server started lazily by
 // Shared and stopped after all tests finish; it returns the exit code so
 // TestMain can combine it with other harnesses' clean-up:
 //
 //	func TestMain(m *testing.M) { os.Exit(mysqltest.Main(m)) }
-func Main(m *testing.M) int {
-	sharedMu.Lock()
-	mainActive = true
-	sharedMu.Unlock()
-	code := m.Run()
-	StopShared()
-	return code
-}
+func Main(m *testing.M) int { return shared.Main(m) }
 
 // StopShared stops the shared server, if one was started. For TestMain
 // functions that combine several harnesses.
 func StopShared() {
-	sharedMu.Lock()
-	defer sharedMu.Unlock()
-	if sharedSrv != nil {
-		if err := sharedSrv.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-		}
-		sharedSrv = nil
+	if err := shared.StopShared(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 	}
 }
 
@@ -373,45 +338,12 @@ func StopShared() {
 // server is stopped when the calling test ends.
 func Shared(t testing.TB) *Server {
 	t.Helper()
-	localenv.SkipIfShort(t, "a MariaDB server")
-	sharedMu.Lock()
-	defer sharedMu.Unlock()
-	if sharedSrv == nil && sharedErr == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		sharedSrv, sharedErr = Start(ctx)
-		if sharedErr == nil && !mainActive {
-			t.Cleanup(func() {
-				sharedMu.Lock()
-				defer sharedMu.Unlock()
-				if sharedSrv != nil {
-					_ = sharedSrv.Stop()
-					sharedSrv = nil
-				}
-			})
-		}
-	}
-	if sharedErr != nil {
-		t.Fatalf("start MariaDB: %v", sharedErr)
-	}
-	return sharedSrv
+	return shared.Shared(t)
 }
 
 // New starts a server owned by one test and stops it when the test ends;
 // under -short it skips the test instead.
 func New(t testing.TB) *Server {
 	t.Helper()
-	localenv.SkipIfShort(t, "a MariaDB server")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	s, err := Start(ctx)
-	if err != nil {
-		t.Fatalf("start MariaDB: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := s.Stop(); err != nil {
-			t.Errorf("stop MariaDB: %v", err)
-		}
-	})
-	return s
+	return shared.New(t)
 }

@@ -26,7 +26,6 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -128,31 +127,21 @@ func start(ctx context.Context, tlsOpts *TLSOptions) (*Server, error) {
 		return nil, err
 	}
 	if out, err := s.run(ctx, "initdb", "-A", "trust", "-U", SuperUser, "-E", "UTF8", "--locale=C", "--no-sync", "-D", s.DataDir); err != nil {
-		return nil, fmt.Errorf("pgtest: initdb: %w\n%s", err, tail(out, 2000))
+		return nil, fmt.Errorf("pgtest: initdb: %w\n%s", err, localenv.Tail(out, 2000))
 	}
 	if tlsOpts != nil {
 		if err := s.configureTLS(*tlsOpts); err != nil {
 			return nil, err
 		}
 	}
-	// A port picked by the kernel can be taken again before postgres binds
-	// it (other tests start servers too), so retry a few times on a fresh one.
-	var lastErr error
-	for range 5 {
-		port, err := localenv.FreePort()
-		if err != nil {
-			return nil, err
-		}
+	if err := localenv.OnFreePort(ctx, func(port int) error {
 		s.Port = port
-		if lastErr = s.startServer(ctx); lastErr == nil {
-			ok = true
-			return s, nil
-		}
-		if ctx.Err() != nil {
-			break
-		}
+		return s.startServer(ctx)
+	}); err != nil {
+		return nil, err
 	}
-	return nil, lastErr
+	ok = true
+	return s, nil
 }
 
 func (s *Server) startServer(ctx context.Context) error {
@@ -164,7 +153,7 @@ func (s *Server) startServer(ctx context.Context) error {
 	out, err := s.run(ctx, "pg_ctl", "start", "-w", "-t", "60", "-D", s.DataDir, "-l", logFile, "-o", opts)
 	if err != nil {
 		logs, _ := os.ReadFile(logFile)
-		return fmt.Errorf("pgtest: pg_ctl start on port %d: %w\n%s\n--- postgres.log ---\n%s", s.Port, err, tail(out, 1000), tail(logs, 2000))
+		return fmt.Errorf("pgtest: pg_ctl start on port %d: %w\n%s\n--- postgres.log ---\n%s", s.Port, err, localenv.Tail(out, 1000), localenv.Tail(logs, 2000))
 	}
 	return nil
 }
@@ -178,7 +167,7 @@ func (s *Server) Stop() error {
 		if out, err := s.run(ctx, "pg_ctl", "stop", "-w", "-m", "fast", "-D", s.DataDir); err != nil {
 			// An immediate stop still frees the port; the directory goes anyway.
 			_, _ = s.run(ctx, "pg_ctl", "stop", "-w", "-m", "immediate", "-D", s.DataDir)
-			s.stopErr = fmt.Errorf("pgtest: pg_ctl stop: %w\n%s", err, tail(out, 1000))
+			s.stopErr = fmt.Errorf("pgtest: pg_ctl stop: %w\n%s", err, localenv.Tail(out, 1000))
 		}
 		if err := os.RemoveAll(s.dir); err != nil && s.stopErr == nil {
 			s.stopErr = fmt.Errorf("pgtest: remove %s: %w", s.dir, err)
@@ -230,40 +219,19 @@ func (s *Server) run(ctx context.Context, prog string, args ...string) ([]byte, 
 	return buf.Bytes(), err
 }
 
-func tail(b []byte, n int) string {
-	s := strings.TrimSpace(string(b))
-	if len(s) > n {
-		s = "…" + s[len(s)-n:]
-	}
-	return s
+var shared = localenv.Shared[*Server]{
+	Name:    "PostgreSQL",
+	Needs:   "a PostgreSQL server",
+	Timeout: 2 * time.Minute,
+	Start:   Start,
+	Stop:    (*Server).Stop,
 }
-
-var (
-	sharedMu   sync.Mutex
-	sharedSrv  *Server
-	sharedErr  error
-	mainActive bool
-)
 
 // Main runs a package's tests with a shared server started lazily by
 // Shared and stopped after all tests finish. Use it from TestMain:
 //
 //	func TestMain(m *testing.M) { pgtest.Main(m) }
-func Main(m *testing.M) {
-	sharedMu.Lock()
-	mainActive = true
-	sharedMu.Unlock()
-	code := m.Run()
-	sharedMu.Lock()
-	if sharedSrv != nil {
-		if err := sharedSrv.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-		}
-		sharedSrv = nil
-	}
-	sharedMu.Unlock()
-	os.Exit(code)
-}
+func Main(m *testing.M) { os.Exit(shared.Main(m)) }
 
 // Shared returns the package's shared server, starting it on first use.
 // It fails the test (never skips) when the server cannot start; only under
@@ -272,45 +240,12 @@ func Main(m *testing.M) {
 // is stopped when the calling test ends instead (and restarted for the next).
 func Shared(t testing.TB) *Server {
 	t.Helper()
-	localenv.SkipIfShort(t, "a PostgreSQL server")
-	sharedMu.Lock()
-	defer sharedMu.Unlock()
-	if sharedSrv == nil && sharedErr == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		sharedSrv, sharedErr = Start(ctx)
-		if sharedErr == nil && !mainActive {
-			t.Cleanup(func() {
-				sharedMu.Lock()
-				defer sharedMu.Unlock()
-				if sharedSrv != nil {
-					_ = sharedSrv.Stop()
-					sharedSrv = nil
-				}
-			})
-		}
-	}
-	if sharedErr != nil {
-		t.Fatalf("start PostgreSQL: %v", sharedErr)
-	}
-	return sharedSrv
+	return shared.Shared(t)
 }
 
 // New starts a server owned by one test and stops it when the test ends;
 // under -short it skips the test instead.
 func New(t testing.TB) *Server {
 	t.Helper()
-	localenv.SkipIfShort(t, "a PostgreSQL server")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	s, err := Start(ctx)
-	if err != nil {
-		t.Fatalf("start PostgreSQL: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := s.Stop(); err != nil {
-			t.Errorf("stop PostgreSQL: %v", err)
-		}
-	})
-	return s
+	return shared.New(t)
 }
