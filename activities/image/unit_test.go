@@ -193,8 +193,8 @@ func TestPushStream(t *testing.T) {
 
 func TestPushErrorClassification(t *testing.T) {
 	a := &Activities{}
-	red := &redactor{}
-	red.add("hunter2-secret")
+	red := newRedactor()
+	red.Add("hunter2-secret")
 	cases := []struct {
 		msg  string
 		want string
