@@ -339,7 +339,7 @@ func TestCacheRepoRecoversFromCorruption(t *testing.T) {
 	repo := gittest.New(t)
 	repo.Commit("pr-42", "feature", map[string]string{"feature.txt": "new\n"})
 	a := newActivities(t)
-	dir, err := a.cacheRepo(context.Background(), remote{addr: repo.Origin, red: &redactor{}})
+	dir, err := a.cacheRepo(context.Background(), remote{addr: repo.Origin, red: newRedactor()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -397,7 +397,7 @@ func TestParseRemote(t *testing.T) {
 		{"https://deploy@git.example.com/portal.git", "", "https://deploy@git.example.com/portal.git", ""},
 	}
 	for _, c := range cases {
-		r, err := parseRemote(c.raw, c.token, &redactor{})
+		r, err := parseRemote(c.raw, c.token, newRedactor())
 		if err != nil {
 			t.Errorf("%s: %v", c.raw, err)
 			continue
