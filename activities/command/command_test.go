@@ -15,62 +15,18 @@ import (
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
-	"go.temporal.io/sdk/temporal"
-	"go.temporal.io/sdk/testsuite"
 
 	"github.com/stagehand-dev/stagehand/activities"
 	"github.com/stagehand-dev/stagehand/internal/localenv"
+	"github.com/stagehand-dev/stagehand/internal/steptest"
 )
 
-// runStep runs exec.run the way a worker does: through the catalogue
-// adapter, registered under its name in a test activity environment.
+// runStep runs exec.run the way a worker does (see steptest).
 func runStep(t testing.TB, a *Activities, with map[string]any) (map[string]any, error) {
 	t.Helper()
-	step := StepTypes(a)[0]
-	var suite testsuite.WorkflowTestSuite
-	env := suite.NewTestActivityEnvironment()
-	env.RegisterActivityWithOptions(step.Handler, activity.RegisterOptions{Name: step.Name})
-	val, err := env.ExecuteActivity(step.Name, activities.StepRequest{StepID: "bump", With: with})
-	if err != nil {
-		return nil, err
-	}
-	var res activities.StepResult
-	if err := val.Get(&res); err != nil {
-		t.Fatal(err)
-	}
-	return res.Outputs, nil
-}
-
-// wantAppError checks the error type, that it is non-retryable, and that
-// the message contains every want and none of the forbidden strings.
-func wantAppError(t testing.TB, err error, errType string, want []string, forbidden ...string) {
-	t.Helper()
-	if err == nil {
-		t.Fatalf("want a %s error, got success", errType)
-	}
-	var ae *temporal.ApplicationError
-	if !errors.As(err, &ae) {
-		t.Fatalf("error %v is not an ApplicationError", err)
-	}
-	if ae.Type() != errType {
-		t.Errorf("error type %q, want %q (%v)", ae.Type(), errType, err)
-	}
-	if !ae.NonRetryable() {
-		t.Errorf("%s is retryable, want non-retryable (%v)", errType, err)
-	}
-	msg := err.Error()
-	for _, w := range want {
-		if !strings.Contains(msg, w) {
-			t.Errorf("error %q does not contain %q", msg, w)
-		}
-	}
-	for _, f := range forbidden {
-		if strings.Contains(msg, f) {
-			t.Errorf("error %q contains %q", msg, f)
-		}
-	}
+	run := steptest.RunStep(t, StepTypes(a), "exec.run", with, steptest.StepID("bump"))
+	return run.Outputs, run.Err
 }
 
 func sh(script string) []string { return []string{"/bin/sh", "-c", script, "sh"} }
@@ -139,7 +95,7 @@ func TestRefusedBeforeRunning(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := runStep(t, a, c.with)
-			wantAppError(t, err, c.errType, c.want, "value-of-the-ref")
+			steptest.WantAppError(t, err, c.errType, true, c.want, "value-of-the-ref")
 			// "." too: a command run without its dir would run in the
 			// worker's (here the test's) working directory.
 			for _, dir := range []string{root, outside, filepath.Join(root, "sub"), "."} {
@@ -226,7 +182,7 @@ func TestTimeoutKillsTheProcessGroup(t *testing.T) {
 	start := time.Now()
 	_, err := runStep(t, a, map[string]any{"command": "stubborn", "timeout": "1s"})
 	elapsed := time.Since(start)
-	wantAppError(t, err, activities.ErrCommandTimeout, []string{`"stubborn" timed out after 1s`, "started"})
+	steptest.WantAppError(t, err, activities.ErrCommandTimeout, true, []string{`"stubborn" timed out after 1s`, "started"})
 	if elapsed > 10*time.Second {
 		t.Errorf("the step took %s: the kill did not work", elapsed)
 	}
@@ -367,7 +323,7 @@ func TestSecretsAreScrubbed(t *testing.T) {
 	}
 
 	_, err = runStep(t, a, with("3"))
-	wantAppError(t, err, activities.ErrCommandFailed, []string{"exited with code 3", "fixed=*** npm=***"}, fixed, perRun)
+	steptest.WantAppError(t, err, activities.ErrCommandFailed, true, []string{"exited with code 3", "fixed=*** npm=***"}, fixed, perRun)
 }
 
 func TestNonZeroExitFails(t *testing.T) {
@@ -376,8 +332,7 @@ func TestNonZeroExitFails(t *testing.T) {
 		"build": {Argv: sh(`echo "yarn build: compiling"; echo "error TS2304: Cannot find name 'foo'" >&2; exit 7`), Dirs: []string{dir}},
 	}}
 	_, err := runStep(t, a, map[string]any{"command": "build"})
-	wantAppError(t, err, activities.ErrCommandFailed,
-		[]string{`command "build" exited with code 7`, "yarn build: compiling\nerror TS2304: Cannot find name 'foo'"})
+	steptest.WantAppError(t, err, activities.ErrCommandFailed, true, []string{`command "build" exited with code 7`, "yarn build: compiling\nerror TS2304: Cannot find name 'foo'"})
 }
 
 func TestValidate(t *testing.T) {
@@ -479,25 +434,19 @@ func TestHeartbeatsCarryTheLastLine(t *testing.T) {
 		defer mu.Unlock()
 		seen = append(seen, p)
 	}
-	step := StepTypes(a)[0]
-	var suite testsuite.WorkflowTestSuite
-	env := suite.NewTestActivityEnvironment()
-	env.RegisterActivityWithOptions(step.Handler, activity.RegisterOptions{Name: step.Name})
 	// What reaches Temporal: the SDK sends the first heartbeat and
 	// batches the rest (every 30 s here), so at least one arrives.
 	var recorded int
-	env.SetOnActivityHeartbeatListener(func(_ *activity.Info, details converter.EncodedValues) {
-		var p Progress
-		if err := details.Get(&p); err != nil || p.Command != "slow" {
-			t.Errorf("heartbeat details %+v: %v", p, err)
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		recorded++
-	})
-	if _, err := env.ExecuteActivity(step.Name, activities.StepRequest{StepID: "slow", With: map[string]any{"command": "slow"}}); err != nil {
-		t.Fatal(err)
-	}
+	steptest.MustStep(t, StepTypes(a), "exec.run", map[string]any{"command": "slow"}, steptest.StepID("slow"),
+		steptest.OnHeartbeat(func(details converter.EncodedValues) {
+			var p Progress
+			if err := details.Get(&p); err != nil || p.Command != "slow" {
+				t.Errorf("heartbeat details %+v: %v", p, err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			recorded++
+		}))
 	mu.Lock()
 	defer mu.Unlock()
 	if recorded == 0 {

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +17,7 @@ import (
 	"go.temporal.io/sdk/activity"
 
 	"github.com/stagehand-dev/stagehand/activities"
+	"github.com/stagehand-dev/stagehand/activities/secrets"
 )
 
 // Progress is the heartbeat detail of a running command.
@@ -249,7 +249,7 @@ func procStat(pid int) (state byte, pgrp int, ok bool) {
 // output collects a command's lines: each goes to the log, the last n stay
 // in a ring for the result, and secret values are replaced in both.
 type output struct {
-	secrets []string
+	red     *secrets.Redactor
 	log     func(string)
 	bufSize int
 
@@ -262,28 +262,16 @@ type output struct {
 }
 
 func newOutput(n int, secretValues []string) *output {
-	o := &output{ring: make([]string, n)}
-	longest := 0
-	for _, s := range secretValues {
-		if s != "" {
-			o.secrets = append(o.secrets, s)
-			longest = max(longest, len(s))
-		}
-	}
-	// Longest first, so a secret that contains another is replaced whole.
-	slices.SortFunc(o.secrets, func(x, y string) int { return len(y) - len(x) })
+	// Every non-empty value counts: the command's environment is the
+	// operator's choice, and a short value echoed is still a leak.
+	red := secrets.NewRedactor("***", 1)
+	red.Add(secretValues...)
 	// A line is cut at maxLineBytes only after scrubbing, so the buffer
 	// must also hold a secret that starts just before the cut.
-	o.bufSize = maxLineBytes + min(longest, 64<<10) + 1
-	return o
+	return &output{ring: make([]string, n), red: red, bufSize: maxLineBytes + min(red.Longest(), 64<<10) + 1}
 }
 
-func (o *output) scrub(s string) string {
-	for _, v := range o.secrets {
-		s = strings.ReplaceAll(s, v, "***")
-	}
-	return s
-}
+func (o *output) scrub(s string) string { return o.red.Clean(s) }
 
 // read consumes the pipe line by line until EOF. A very long line is cut
 // (the rest of it dropped) so one minified bundle on stdout cannot make

@@ -22,6 +22,7 @@ import (
 	"go.temporal.io/sdk/activity"
 
 	"github.com/stagehand-dev/stagehand/activities"
+	"github.com/stagehand-dev/stagehand/activities/secrets"
 )
 
 // ManifestName is the file in a backup directory that lists its dumps with
@@ -433,7 +434,7 @@ func (a *Activities) Restore(ctx context.Context, in RestoreInput) (RestoreOutpu
 }
 
 // listPlugins lists the plugin databases (or schemas) by prefix.
-func (d Database) listPlugins(ctx context.Context, password string, red *redactor) ([]string, error) {
+func (d Database) listPlugins(ctx context.Context, password string, red *secrets.Redactor) ([]string, error) {
 	if d.Driver == DriverMySQL {
 		db, err := d.mysqlOpen(password)
 		if err != nil {
@@ -565,7 +566,7 @@ func (d Database) mysqlConnArgs(defaults string) []string {
 	return []string{"--defaults-extra-file=" + defaults, "--host=" + d.Host, "--port=" + strconv.Itoa(port), "--user=" + d.User, "--protocol=TCP"}
 }
 
-func (d Database) dump(ctx context.Context, t tools, priv, password, dbname, to string, red *redactor) error {
+func (d Database) dump(ctx context.Context, t tools, priv, password, dbname, to string, red *secrets.Redactor) error {
 	var cmd *exec.Cmd
 	if d.Driver == DriverMySQL {
 		defaults, err := d.mysqlDefaultsFile(priv, password)
@@ -591,7 +592,7 @@ func (d Database) dump(ctx context.Context, t tools, priv, password, dbname, to 
 	return nil
 }
 
-func (d Database) restore(ctx context.Context, t tools, priv, password, dbname, from string, red *redactor) ([]string, error) {
+func (d Database) restore(ctx context.Context, t tools, priv, password, dbname, from string, red *secrets.Redactor) ([]string, error) {
 	var cmd *exec.Cmd
 	var dropped []string
 	if d.Driver == DriverMySQL {
@@ -639,7 +640,7 @@ var tocTableRE = regexp.MustCompile(`^\d+; \d+ \d+ TABLE (\S+) (\S+) `)
 
 // pgDropTablesNotInDump drops, in one transaction, the tables of the
 // plugin's database (or schema) that the dump does not contain.
-func (d Database) pgDropTablesNotInDump(ctx context.Context, t tools, password, target, plugin, dump string, red *redactor) ([]string, error) {
+func (d Database) pgDropTablesNotInDump(ctx context.Context, t tools, password, target, plugin, dump string, red *secrets.Redactor) ([]string, error) {
 	cmd := exec.CommandContext(ctx, t.restore, "--list", dump)
 	list, err := runTool(cmd)
 	if err != nil {
@@ -693,7 +694,7 @@ WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND @SCHEMAS@ ORDER BY 1,
 
 // pgEnsureDatabase creates a plugin database that was dropped since the
 // backup, so pg_restore has something to restore into.
-func (d Database) pgEnsureDatabase(ctx context.Context, password, dbname string, red *redactor) error {
+func (d Database) pgEnsureDatabase(ctx context.Context, password, dbname string, red *secrets.Redactor) error {
 	conn, err := d.pgConnect(ctx, d.adminDatabase(), password, red)
 	if err != nil {
 		return err
@@ -721,7 +722,7 @@ func runTool(cmd *exec.Cmd) ([]byte, error) {
 	return buf.Bytes(), err
 }
 
-func toolError(errType, what string, err error, out []byte, red *redactor) error {
+func toolError(errType, what string, err error, out []byte, red *secrets.Redactor) error {
 	text := strings.TrimSpace(string(out))
 	if len(text) > maxToolOutput {
 		text = "…" + text[len(text)-maxToolOutput:]
@@ -730,7 +731,7 @@ func toolError(errType, what string, err error, out []byte, red *redactor) error
 	if text != "" {
 		msg += ": " + text
 	}
-	msg = red.clean(msg)
+	msg = red.Clean(msg)
 	if isUnavailableText(text) {
 		return retryable(activities.ErrDatabaseUnavailable, msg)
 	}

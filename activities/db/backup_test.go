@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/stagehand-dev/stagehand/internal/steptest"
 )
 
 // TestBackupRestoreRoundTrip: back up every plugin database, drop a table,
@@ -84,7 +86,7 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, err = runStep(t, a, "db.backup", map[string]any{"database": "main", "to": "other-run"})
-			wantAppError(t, err, "BackupFailed", true, "other-run", "another-run-", "refusing")
+			steptest.WantAppError(t, err, "BackupFailed", true, []string{"other-run", "another-run-", "refusing"})
 			if b, _ := os.ReadFile(filepath.Join(otherDir, ManifestName)); string(b) != mb2 {
 				t.Error("another run's manifest was overwritten")
 			}
@@ -171,7 +173,7 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 			e.exec(t, catalogDB, "DROP TABLE "+table)
 			dropped := decode[Snapshot](t, mustStep(t, a, "db.snapshot", map[string]any{"database": "main"}))
 			_, err = runStep(t, a, "db.restore", map[string]any{"database": "main", "from": "upgrade-2"})
-			wantAppError(t, err, "BackupChecksumMismatch", true, filepath.Base(dump), "nothing was restored")
+			steptest.WantAppError(t, err, "BackupChecksumMismatch", true, []string{filepath.Base(dump), "nothing was restored"})
 			unchanged := decode[Snapshot](t, mustStep(t, a, "db.snapshot", map[string]any{"database": "main"}))
 			if hasTable(unchanged, table) {
 				t.Error("the refused restore touched the database: the dropped table is back")

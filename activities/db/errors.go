@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 	"syscall"
 
 	"github.com/go-sql-driver/mysql"
@@ -13,6 +12,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/stagehand-dev/stagehand/activities"
+	"github.com/stagehand-dev/stagehand/activities/secrets"
 )
 
 // Errors carry no cause: a cause is serialised into workflow history with
@@ -32,30 +32,15 @@ func retryable(errType, msg string) error {
 	return temporal.NewApplicationError(msg, errType)
 }
 
-// redactor removes the literal password from any text that leaves the
+// newRedactor scrubs the literal password from any text that leaves the
 // activity. Drivers do not echo passwords, but a DSN in an error message,
-// a dump tool's stderr or a server's log line might.
-type redactor struct{ secrets []string }
-
-func (r *redactor) add(s string) {
-	if len(s) >= 3 {
-		r.secrets = append(r.secrets, s)
-	}
-}
-
-func (r *redactor) clean(s string) string {
-	if r == nil {
-		return s
-	}
-	for _, v := range r.secrets {
-		s = strings.ReplaceAll(s, v, "REDACTED")
-	}
-	return s
-}
+// a dump tool's stderr or a server's log line might. Passwords may be
+// short, so only values under 3 bytes are left alone.
+func newRedactor() *secrets.Redactor { return secrets.NewRedactor("REDACTED", 3) }
 
 // classify turns a driver error into the step's error: msg says what was
 // being done ("connect to backstage_plugin_catalog on 127.0.0.1:5432").
-func classify(msg string, err error, red *redactor) error {
+func classify(msg string, err error, red *secrets.Redactor) error {
 	if err == nil {
 		return nil
 	}
@@ -63,7 +48,7 @@ func classify(msg string, err error, red *redactor) error {
 	if errors.As(err, &appErr) {
 		return err
 	}
-	text := red.clean(fmt.Sprintf("%s: %v", msg, err))
+	text := red.Clean(fmt.Sprintf("%s: %v", msg, err))
 	if errors.Is(err, context.Canceled) {
 		return errors.New(text)
 	}

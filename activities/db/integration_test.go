@@ -12,26 +12,21 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	_ "github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
-	"go.temporal.io/sdk/activity"
-	"go.temporal.io/sdk/temporal"
-	"go.temporal.io/sdk/testsuite"
 
-	"github.com/stagehand-dev/stagehand/activities"
 	"github.com/stagehand-dev/stagehand/internal/backstagetest"
 	"github.com/stagehand-dev/stagehand/internal/localenv"
 	"github.com/stagehand-dev/stagehand/internal/mysqltest"
 	"github.com/stagehand-dev/stagehand/internal/pgtest"
+	"github.com/stagehand-dev/stagehand/internal/steptest"
 )
 
 // The password of the MariaDB user reaches the steps through this
@@ -262,75 +257,16 @@ func (e *engine) ph(n int) string {
 	return "?"
 }
 
-// runStep runs a step type the way a worker does: through the catalogue
-// adapter, registered under its name in a test activity environment.
+// runStep runs a step type the way a worker does (see steptest).
 func runStep(t testing.TB, a *Activities, name string, with map[string]any) (map[string]any, error) {
 	t.Helper()
-	var step activities.StepType
-	for _, s := range StepTypes(a) {
-		if s.Name == name {
-			step = s
-		}
-	}
-	if step.Handler == nil {
-		t.Fatalf("no step type %s", name)
-	}
-	var suite testsuite.WorkflowTestSuite
-	env := suite.NewTestActivityEnvironment()
-	env.RegisterActivityWithOptions(step.Handler, activity.RegisterOptions{Name: name})
-	val, err := env.ExecuteActivity(name, activities.StepRequest{StepID: "db", With: with})
-	if err != nil {
-		return nil, err
-	}
-	var res activities.StepResult
-	if err := val.Get(&res); err != nil {
-		t.Fatal(err)
-	}
-	return res.Outputs, nil
+	run := steptest.RunStep(t, StepTypes(a), name, with, steptest.StepID("db"))
+	return run.Outputs, run.Err
 }
 
 func mustStep(t testing.TB, a *Activities, name string, with map[string]any) map[string]any {
 	t.Helper()
-	out, err := runStep(t, a, name, with)
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	return out
-}
-
-// wantAppError checks the error type, retryability and that the message
-// names everything in want.
-func wantAppError(t testing.TB, err error, errType string, nonRetryable bool, want ...string) string {
-	t.Helper()
-	if err == nil {
-		t.Fatalf("want a %s error, got success", errType)
-	}
-	var ae *temporal.ApplicationError
-	if !errors.As(err, &ae) {
-		t.Fatalf("error %v is not an ApplicationError", err)
-	}
-	if ae.Type() != errType {
-		t.Errorf("error type %q, want %q (%v)", ae.Type(), errType, err)
-	}
-	if ae.NonRetryable() != nonRetryable {
-		t.Errorf("nonRetryable %v, want %v (%v)", ae.NonRetryable(), nonRetryable, err)
-	}
-	msg := fullText(err)
-	for _, w := range want {
-		if !strings.Contains(msg, w) {
-			t.Errorf("error %q does not name %q", msg, w)
-		}
-	}
-	return msg
-}
-
-func fullText(err error) string {
-	var b strings.Builder
-	for e := err; e != nil; e = errors.Unwrap(e) {
-		b.WriteString(e.Error())
-		b.WriteString("\n")
-	}
-	return b.String()
+	return steptest.MustStep(t, StepTypes(a), name, with, steptest.StepID("db")).Outputs
 }
 
 // decode turns outputs into a typed value through JSON, as a later step

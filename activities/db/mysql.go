@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/stagehand-dev/stagehand/activities/secrets"
 )
 
 // mysqlConnector builds a connector; the password sits in the driver's
@@ -109,7 +111,7 @@ func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``")
 // read-only, consistent-snapshot transaction: information_schema gives
 // every table's columns and indexes at once, and the Knex tables of all
 // plugins come back in one UNION query each.
-func (d Database) mysqlSnapshot(ctx context.Context, password string, red *redactor, progress func(string)) (*builder, int, error) {
+func (d Database) mysqlSnapshot(ctx context.Context, password string, red *secrets.Redactor, progress func(string)) (*builder, int, error) {
 	db, err := d.mysqlOpen(password)
 	if err != nil {
 		return nil, 0, err

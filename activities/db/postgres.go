@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/stagehand-dev/stagehand/activities/secrets"
 )
 
 // pgConfig builds a pgx connection config for one database. The password
@@ -72,7 +74,7 @@ func (d Database) adminDatabase() string {
 }
 
 // pgConnect opens a connection to dbname on d.
-func (d Database) pgConnect(ctx context.Context, dbname, password string, red *redactor) (*pgx.Conn, error) {
+func (d Database) pgConnect(ctx context.Context, dbname, password string, red *secrets.Redactor) (*pgx.Conn, error) {
 	cfg, err := d.pgConfig(dbname, password)
 	if err != nil {
 		return nil, notConfigured(err.Error())
@@ -270,7 +272,7 @@ func indexDesc(name, def string, primary, unique bool) string {
 }
 
 // pgSnapshot reads every plugin database (or schema) of d.
-func (d Database) pgSnapshot(ctx context.Context, password string, red *redactor, progress func(string)) (*builder, int, error) {
+func (d Database) pgSnapshot(ctx context.Context, password string, red *secrets.Redactor, progress func(string)) (*builder, int, error) {
 	b := newBuilder()
 	admin, err := d.pgConnect(ctx, d.adminDatabase(), password, red)
 	if err != nil {
@@ -355,7 +357,7 @@ func (d Database) pgSnapshot(ctx context.Context, password string, red *redactor
 // connection start-up, few enough not to crowd a production server.
 const pgParallel = 4
 
-func (d Database) pgReadDatabase(ctx context.Context, b *builder, dbname, plugin, password string, red *redactor) error {
+func (d Database) pgReadDatabase(ctx context.Context, b *builder, dbname, plugin, password string, red *secrets.Redactor) error {
 	p := b.plugin(plugin, dbname)
 	conn, err := d.pgConnect(ctx, dbname, password, red)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/stagehand-dev/stagehand/activities"
+	"github.com/stagehand-dev/stagehand/internal/steptest"
 )
 
 // TestPasswordNeverLeaks: with a real password-protected MariaDB user, the
@@ -52,7 +53,7 @@ func TestPasswordNeverLeaks(t *testing.T) {
 			with["to"] = "wrong-password"
 		}
 		_, err := runStep(t, a, step, with)
-		msg := wantAppError(t, err, activities.ErrDatabaseError, true, "Access denied", e.my.User)
+		msg := steptest.WantAppError(t, err, activities.ErrDatabaseError, true, []string{"Access denied", e.my.User})
 		if strings.Contains(msg, wrong) || strings.Contains(msg, pw) {
 			t.Errorf("%s: the error echoes a password: %s", step, msg)
 		}
@@ -64,7 +65,7 @@ func TestPasswordNeverLeaks(t *testing.T) {
 	// An unset reference names the reference, not a value.
 	a.Databases["unset"] = Database{Driver: DriverMySQL, Host: e.db.Host, Port: e.db.Port, User: e.db.User, PasswordRef: "env:STAGEHAND_DBTEST_UNSET"}
 	_, err := runStep(t, a, "db.snapshot", map[string]any{"database": "unset"})
-	wantAppError(t, err, activities.ErrSecretUnavailable, true, "env:STAGEHAND_DBTEST_UNSET")
+	steptest.WantAppError(t, err, activities.ErrSecretUnavailable, true, []string{"env:STAGEHAND_DBTEST_UNSET"})
 }
 
 // TestUnreachableServerIsRetryable: nothing listens on the port, so the
@@ -74,7 +75,7 @@ func TestUnreachableServerIsRetryable(t *testing.T) {
 		t.Run(driver, func(t *testing.T) {
 			a := &Activities{Databases: map[string]Database{"gone": {Driver: driver, Host: "127.0.0.1", Port: closedPort(t), User: "u"}}}
 			_, err := runStep(t, a, "db.snapshot", map[string]any{"database": "gone"})
-			wantAppError(t, err, activities.ErrDatabaseUnavailable, false, "127.0.0.1")
+			steptest.WantAppError(t, err, activities.ErrDatabaseUnavailable, false, []string{"127.0.0.1"})
 		})
 	}
 }

@@ -24,8 +24,8 @@ func StepTypes(a *Activities) []activities.StepType {
 }
 
 // database looks up a configured database and resolves its password.
-func (a *Activities) database(ctx context.Context, name string) (Database, string, *redactor, error) {
-	red := &redactor{}
+func (a *Activities) database(ctx context.Context, name string) (Database, string, *secrets.Redactor, error) {
+	red := newRedactor()
 	if name == "" {
 		return Database{}, "", red, nonRetryable(activities.ErrInvalidArguments, "database is required: the name of a `databases:` entry of the worker config")
 	}
@@ -43,7 +43,7 @@ func (a *Activities) database(ctx context.Context, name string) (Database, strin
 			return Database{}, "", red, nonRetryable(activities.ErrSecretUnavailable, fmt.Sprintf("database %q: password: %v", name, err))
 		}
 		password = v
-		red.add(v)
+		red.Add(v)
 	}
 	return d, password, red, nil
 }
@@ -65,7 +65,7 @@ func (a *Activities) Snapshot(ctx context.Context, in SnapshotInput) (Snapshot, 
 	return d.snapshot(ctx, in.Database, password, red, heartbeat(ctx))
 }
 
-func (d Database) snapshot(ctx context.Context, name, password string, red *redactor, progress func(string)) (Snapshot, error) {
+func (d Database) snapshot(ctx context.Context, name, password string, red *secrets.Redactor, progress func(string)) (Snapshot, error) {
 	takenAt := time.Now()
 	var b *builder
 	var truncated int
@@ -119,7 +119,7 @@ func (a *Activities) VerifyMigrations(ctx context.Context, in VerifyInput) (Veri
 	}
 	c := Compare(in.Before, after, in.Expect)
 	if errType, msg := c.Failure(); errType != "" {
-		return VerifyOutput{}, nonRetryable(errType, fmt.Sprintf("database %q: %s", in.Database, red.clean(msg)))
+		return VerifyOutput{}, nonRetryable(errType, fmt.Sprintf("database %q: %s", in.Database, red.Clean(msg)))
 	}
 	return VerifyOutput{
 		Plugins: c.Plugins, RollbackSafe: c.RollbackSafe, RollbackReason: c.RollbackReason,

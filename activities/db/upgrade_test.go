@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/stagehand-dev/stagehand/internal/steptest"
 )
 
 // TestUpgradeReportsBackstageMigrations: Backstage's catalog 3.9.1 made the
@@ -146,7 +148,7 @@ func TestVerifyFailsNamingTheProblem(t *testing.T) {
 			t.Run("held lock", func(t *testing.T) {
 				e.exec(t, "backstage_plugin_catalog", "UPDATE knex_migrations_lock SET is_locked = 1")
 				defer e.exec(t, "backstage_plugin_catalog", "UPDATE knex_migrations_lock SET is_locked = 0")
-				wantAppError(t, verify(), "MigrationLocked", true, "plugin catalog", "knex_migrations_lock", "backstage_plugin_catalog")
+				steptest.WantAppError(t, verify(), "MigrationLocked", true, []string{"plugin catalog", "knex_migrations_lock", "backstage_plugin_catalog"})
 			})
 			t.Run("deleted migration row", func(t *testing.T) {
 				row := e.query(t, "backstage_plugin_catalog", "SELECT id, name, batch, migration_time FROM knex_migrations ORDER BY id LIMIT 1 OFFSET 5")[0]
@@ -154,11 +156,11 @@ func TestVerifyFailsNamingTheProblem(t *testing.T) {
 				defer e.exec(t, "backstage_plugin_catalog",
 					fmt.Sprintf("INSERT INTO knex_migrations (id, name, batch, migration_time) SELECT %s, %s, %s, migration_time FROM knex_migrations ORDER BY id LIMIT 1",
 						e.ph(1), e.ph(2), e.ph(3)), row[0], row[1], row[2])
-				wantAppError(t, verify(), "MigrationMissing", true, "plugin catalog", row[1])
+				steptest.WantAppError(t, verify(), "MigrationMissing", true, []string{"plugin catalog", row[1]})
 			})
 			t.Run("dropped plugin database", func(t *testing.T) {
 				dropDatabase(t, e, probe)
-				wantAppError(t, verify(), "PluginDatabaseMissing", true, "plugin probe", probe)
+				steptest.WantAppError(t, verify(), "PluginDatabaseMissing", true, []string{"plugin probe", probe})
 			})
 			if err := verify(); err == nil {
 				t.Fatal("verify passed although the probe database is gone")

@@ -2,10 +2,11 @@ package git
 
 import (
 	"regexp"
-	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
+
+	"github.com/stagehand-dev/stagehand/activities/secrets"
 )
 
 // Errors carry no cause: a cause is serialised into workflow history with
@@ -37,19 +38,12 @@ func RedactURLs(s string) string {
 
 // redactor scrubs a message of URL user-info and of the literal values of
 // the secrets this activity resolved.
-type redactor struct{ secrets []string }
+type redactor struct{ values *secrets.Redactor }
 
-func (r *redactor) add(secret string) {
-	// Very short values would blank out ordinary words; tokens are long.
-	if len(secret) >= 4 {
-		r.secrets = append(r.secrets, secret)
-	}
-}
+// newRedactor: very short values would blank out ordinary words; tokens
+// are long.
+func newRedactor() *redactor { return &redactor{values: secrets.NewRedactor("REDACTED", 4)} }
 
-func (r *redactor) clean(s string) string {
-	s = RedactURLs(s)
-	for _, v := range r.secrets {
-		s = strings.ReplaceAll(s, v, "REDACTED")
-	}
-	return s
-}
+func (r *redactor) add(secret string) { r.values.Add(secret) }
+
+func (r *redactor) clean(s string) string { return r.values.Clean(RedactURLs(s)) }

@@ -50,7 +50,7 @@ func (a *Activities) mergeGitHub(ctx context.Context, in MergeInput) (MergeOutpu
 	if err != nil {
 		return MergeOutput{}, err
 	}
-	red := &redactor{}
+	red := newRedactor()
 	red.add(token)
 	client, err := github.NewClient(
 		github.WithHTTPClient(a.httpClient()),

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/stagehand-dev/stagehand/activities"
+	"github.com/stagehand-dev/stagehand/internal/steptest"
 )
 
 const (
@@ -186,7 +187,7 @@ func TestGitHubMergeErrors(t *testing.T) {
 			f := c.fake
 			api := newFakeGitHub(t, f)
 			_, err := runStep(t, newActivities(t), "git.merge", githubWith(api, c.with))
-			wantAppError(t, err, c.errType, c.permanent, c.want, testToken)
+			steptest.WantAppError(t, err, c.errType, c.permanent, c.want, testToken)
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			if len(f.puts) != c.puts {
@@ -210,7 +211,7 @@ func TestGitHubMergeLostToConcurrentMerge(t *testing.T) {
 func TestGitHubMergeNetworkErrorIsRetryable(t *testing.T) {
 	t.Setenv("STAGEHAND_TEST_GITHUB_TOKEN", testToken)
 	_, err := runStep(t, newActivities(t), "git.merge", githubWith("http://127.0.0.1:1/api/v3/", nil))
-	wantAppError(t, err, activities.ErrGitHubUnavailable, false, []string{"get pull request o/r#42", "connection refused"}, testToken)
+	steptest.WantAppError(t, err, activities.ErrGitHubUnavailable, false, []string{"get pull request o/r#42", "connection refused"}, testToken)
 }
 
 func TestGitHubMergeInvalidArguments(t *testing.T) {
@@ -231,11 +232,11 @@ func TestGitHubMergeInvalidArguments(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := runStep(t, newActivities(t), "git.merge", githubWith(api, c.with))
-			wantAppError(t, err, activities.ErrInvalidArguments, true, []string{c.want}, testToken)
+			steptest.WantAppError(t, err, activities.ErrInvalidArguments, true, []string{c.want}, testToken)
 		})
 	}
 	_, err := runStep(t, newActivities(t), "git.merge", githubWith(api, map[string]any{"tokenRef": "env:STAGEHAND_TEST_UNSET"}))
-	wantAppError(t, err, activities.ErrSecretUnavailable, true, []string{"env:STAGEHAND_TEST_UNSET"})
+	steptest.WantAppError(t, err, activities.ErrSecretUnavailable, true, []string{"env:STAGEHAND_TEST_UNSET"})
 	_, err = runStep(t, newActivities(t), "git.merge", githubWith(api, map[string]any{"tokenRef": "secret:github/token"}))
-	wantAppError(t, err, activities.ErrSecretUnavailable, true, []string{"only env:NAME"})
+	steptest.WantAppError(t, err, activities.ErrSecretUnavailable, true, []string{"only env:NAME"})
 }

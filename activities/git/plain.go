@@ -32,7 +32,7 @@ func (a *Activities) mergePlain(ctx context.Context, in MergeInput) (MergeOutput
 	if in.Repo != "" || in.APIURL != "" {
 		return MergeOutput{}, nonRetryable(activities.ErrInvalidArguments, "repo and apiURL belong to provider github")
 	}
-	red := &redactor{}
+	red := newRedactor()
 	token := ""
 	if in.TokenRef != "" {
 		var err error

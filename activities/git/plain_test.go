@@ -13,6 +13,7 @@ import (
 
 	"github.com/stagehand-dev/stagehand/activities"
 	"github.com/stagehand-dev/stagehand/internal/gittest"
+	"github.com/stagehand-dev/stagehand/internal/steptest"
 )
 
 func mergeWith(repo *gittest.Repo, extra map[string]any) map[string]any {
@@ -88,7 +89,7 @@ func TestMergeConflictNamesFiles(t *testing.T) {
 	mainHead := repo.Commit("main", "change line 2 on main", map[string]string{"app.txt": "line 1\nline two from main\nline 3\n"})
 
 	_, err := runStep(t, newActivities(t), "git.merge", mergeWith(repo, nil))
-	wantAppError(t, err, activities.ErrMergeConflict, true, []string{"app.txt", "1 file"})
+	steptest.WantAppError(t, err, activities.ErrMergeConflict, true, []string{"app.txt", "1 file"})
 	if h := repo.Head("main"); h != mainHead {
 		t.Errorf("origin main moved to %s after a conflict", h)
 	}
@@ -158,7 +159,7 @@ func TestMergePushRaceGivesUp(t *testing.T) {
 		repo.Commit("main", "busy", map[string]string{"busy.txt": strings.Repeat("x", attempt) + "\n"})
 	}
 	_, err := runStep(t, a, "git.merge", mergeWith(repo, nil))
-	wantAppError(t, err, activities.ErrBranchMoving, false, []string{"rejected 2 times"})
+	steptest.WantAppError(t, err, activities.ErrBranchMoving, false, []string{"rejected 2 times"})
 	if n := repo.Count("main", "--merges"); n != 0 {
 		t.Errorf("%d merge commits, want 0", n)
 	}
@@ -205,7 +206,7 @@ func TestMergeExpectHead(t *testing.T) {
 	prHead := repo.Commit("pr-42", "feature", map[string]string{"feature.txt": "new\n"})
 	mainHead := repo.Head("main")
 	_, err := runStep(t, newActivities(t), "git.merge", mergeWith(repo, map[string]any{"expectHead": "0123abcd"}))
-	wantAppError(t, err, activities.ErrHeadMoved, true, []string{prHead[:8], "0123abcd"})
+	steptest.WantAppError(t, err, activities.ErrHeadMoved, true, []string{prHead[:8], "0123abcd"})
 	if repo.Head("main") != mainHead {
 		t.Error("merged despite HeadMoved")
 	}
@@ -218,23 +219,23 @@ func TestMergeExpectHead(t *testing.T) {
 func TestMergeMissingBranches(t *testing.T) {
 	repo := gittest.New(t)
 	_, err := runStep(t, newActivities(t), "git.merge", mergeWith(repo, nil))
-	wantAppError(t, err, activities.ErrBranchNotFound, true, []string{"pr-42", repo.Origin})
+	steptest.WantAppError(t, err, activities.ErrBranchNotFound, true, []string{"pr-42", repo.Origin})
 
 	repo.Commit("pr-42", "feature", map[string]string{"feature.txt": "new\n"})
 	_, err = runStep(t, newActivities(t), "git.merge", mergeWith(repo, map[string]any{"targetBranch": "develop"}))
-	wantAppError(t, err, activities.ErrBranchNotFound, true, []string{"target branch develop"})
+	steptest.WantAppError(t, err, activities.ErrBranchNotFound, true, []string{"target branch develop"})
 }
 
 func TestMergeUnreachableRemote(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "no-such-repo.git")
 	_, err := runStep(t, newActivities(t), "git.merge", map[string]any{"provider": "git", "remote": missing, "prBranch": "pr-1"})
-	wantAppError(t, err, activities.ErrRemoteNotFound, true, []string{"fetch refs/heads/main from " + missing, "does not appear to be a git repository"})
+	steptest.WantAppError(t, err, activities.ErrRemoteNotFound, true, []string{"fetch refs/heads/main from " + missing, "does not appear to be a git repository"})
 
 	// Nothing listens on port 1: a network failure is worth retrying, and
 	// the token in the URL must not appear anywhere.
 	_, err = runStep(t, newActivities(t), "git.merge", map[string]any{
 		"provider": "git", "remote": "http://deploy:s3cret-token-value@127.0.0.1:1/org/portal.git", "prBranch": "pr-1"})
-	wantAppError(t, err, activities.ErrGitUnavailable, false, []string{"127.0.0.1:1"}, "s3cret-token-value", "deploy:")
+	steptest.WantAppError(t, err, activities.ErrGitUnavailable, false, []string{"127.0.0.1:1"}, "s3cret-token-value", "deploy:")
 }
 
 // Credentials reach git as an HTTP header through its environment: the
@@ -268,7 +269,7 @@ func TestMergeHTTPCredentials(t *testing.T) {
 				with["tokenRef"] = c.tokenRef
 			}
 			_, err := runStep(t, newActivities(t), "git.merge", with)
-			wantAppError(t, err, activities.ErrGitAuth, true, []string{srv.Listener.Addr().String()}, c.wantPass,
+			steptest.WantAppError(t, err, activities.ErrGitAuth, true, []string{srv.Listener.Addr().String()}, c.wantPass,
 				base64.StdEncoding.EncodeToString([]byte(c.wantUser+":"+c.wantPass)))
 			want := "Basic " + base64.StdEncoding.EncodeToString([]byte(c.wantUser+":"+c.wantPass))
 			mu.Lock()
@@ -283,7 +284,7 @@ func TestMergeHTTPCredentials(t *testing.T) {
 func TestMergeMissingSecret(t *testing.T) {
 	_, err := runStep(t, newActivities(t), "git.merge", map[string]any{
 		"provider": "git", "remote": "https://git.example.com/o/r.git", "prBranch": "pr-1", "tokenRef": "env:STAGEHAND_TEST_UNSET_TOKEN"})
-	wantAppError(t, err, activities.ErrSecretUnavailable, true, []string{"env:STAGEHAND_TEST_UNSET_TOKEN", "not set"})
+	steptest.WantAppError(t, err, activities.ErrSecretUnavailable, true, []string{"env:STAGEHAND_TEST_UNSET_TOKEN", "not set"})
 }
 
 func TestMergeInvalidArguments(t *testing.T) {
@@ -309,10 +310,10 @@ func TestMergeInvalidArguments(t *testing.T) {
 			_, err := runStep(t, newActivities(t), "git.merge", c.with)
 			if c.name == "no provider" {
 				// The adapter passes it through; Merge says what is missing.
-				wantAppError(t, err, activities.ErrInvalidArguments, true, []string{"provider is required"})
+				steptest.WantAppError(t, err, activities.ErrInvalidArguments, true, []string{"provider is required"})
 				return
 			}
-			wantAppError(t, err, activities.ErrInvalidArguments, true, []string{c.want})
+			steptest.WantAppError(t, err, activities.ErrInvalidArguments, true, []string{c.want})
 		})
 	}
 }
@@ -330,7 +331,7 @@ func TestHeadCommit(t *testing.T) {
 		t.Errorf("outputs %v, want %s", out, prHead)
 	}
 	_, err := runStep(t, a, "git.headCommit", map[string]any{"remote": repo.Origin, "branch": "gone"})
-	wantAppError(t, err, activities.ErrBranchNotFound, true, []string{"branch gone"})
+	steptest.WantAppError(t, err, activities.ErrBranchNotFound, true, []string{"branch gone"})
 }
 
 // A cache directory left broken by a crash is rebuilt, not fatal.
@@ -338,7 +339,7 @@ func TestCacheRepoRecoversFromCorruption(t *testing.T) {
 	repo := gittest.New(t)
 	repo.Commit("pr-42", "feature", map[string]string{"feature.txt": "new\n"})
 	a := newActivities(t)
-	dir, err := a.cacheRepo(context.Background(), remote{addr: repo.Origin, red: &redactor{}})
+	dir, err := a.cacheRepo(context.Background(), remote{addr: repo.Origin, red: newRedactor()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,7 +376,7 @@ func TestMergeRemoteRejects(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := runStep(t, newActivities(t), "git.merge", mergeWith(repo, nil))
-	wantAppError(t, err, activities.ErrPushRejected, true, []string{"refs/heads/main", "pre-receive hook declined", "remote: main is protected"})
+	steptest.WantAppError(t, err, activities.ErrPushRejected, true, []string{"refs/heads/main", "pre-receive hook declined", "remote: main is protected"})
 	if repo.Head("main") != mainHead {
 		t.Error("origin main moved")
 	}
@@ -396,7 +397,7 @@ func TestParseRemote(t *testing.T) {
 		{"https://deploy@git.example.com/portal.git", "", "https://deploy@git.example.com/portal.git", ""},
 	}
 	for _, c := range cases {
-		r, err := parseRemote(c.raw, c.token, &redactor{})
+		r, err := parseRemote(c.raw, c.token, newRedactor())
 		if err != nil {
 			t.Errorf("%s: %v", c.raw, err)
 			continue

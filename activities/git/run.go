@@ -176,7 +176,7 @@ func (a *Activities) git(ctx context.Context, o runOpts, args ...string) (string
 	}
 	red := o.red
 	if red == nil {
-		red = &redactor{}
+		red = newRedactor()
 	}
 	sub := args[0]
 	for i := 0; i+2 < len(args) && args[i] == "-c"; i += 2 {

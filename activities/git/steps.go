@@ -168,7 +168,7 @@ func (a *Activities) HeadCommit(ctx context.Context, in HeadCommitInput) (HeadCo
 		return HeadCommitOutput{}, nonRetryable(activities.ErrInvalidArguments, "remote is required")
 	}
 	branch := orDefault(in.Branch, "main")
-	red := &redactor{}
+	red := newRedactor()
 	token := ""
 	if in.TokenRef != "" {
 		var err error

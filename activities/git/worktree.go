@@ -128,7 +128,7 @@ func (a *Activities) Checkout(ctx context.Context, in CheckoutInput) (CheckoutOu
 		return CheckoutOutput{}, nonRetryable(activities.ErrInvalidArguments,
 			fmt.Sprintf("name %q: use up to 64 letters, digits, '.', '_' and '-'", in.Name))
 	}
-	red := &redactor{}
+	red := newRedactor()
 	token := ""
 	if in.TokenRef != "" {
 		var err error
@@ -373,7 +373,7 @@ func (a *Activities) CommitPush(ctx context.Context, in CommitPushInput) (Commit
 		return CommitPushOutput{}, err
 	}
 	defer a.lock(dir)()
-	red := &redactor{}
+	red := newRedactor()
 	local := runOpts{dir: dir, red: red}
 
 	remoteAddr := in.Remote

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stagehand-dev/stagehand/activities"
 	"github.com/stagehand-dev/stagehand/internal/gittest"
+	"github.com/stagehand-dev/stagehand/internal/steptest"
 )
 
 func writeFile(t *testing.T, dir, name, content string) {
@@ -113,7 +114,7 @@ func TestCommitPushRetryAfterFailedPush(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := runStep(t, a, "git.commitPush", map[string]any{"dir": dir, "message": "Fix"})
-	wantAppError(t, err, activities.ErrRemoteNotFound, true, nil)
+	steptest.WantAppError(t, err, activities.ErrRemoteNotFound, true, nil)
 	if err := os.Rename(gone, repo.Origin); err != nil {
 		t.Fatal(err)
 	}
@@ -195,13 +196,13 @@ func TestCheckoutErrors(t *testing.T) {
 	a := newActivities(t)
 
 	_, err := runStep(t, a, "git.checkout", map[string]any{"remote": repo.Origin, "ref": "no-such-branch"})
-	wantAppError(t, err, activities.ErrBranchNotFound, true, []string{"no-such-branch", "not a branch, tag or commit"})
+	steptest.WantAppError(t, err, activities.ErrBranchNotFound, true, []string{"no-such-branch", "not a branch, tag or commit"})
 
 	_, err = runStep(t, a, "git.checkout", map[string]any{"remote": repo.Origin, "ref": strings.Repeat("ab", 20), "name": "missing-sha"})
-	wantAppError(t, err, activities.ErrBranchNotFound, true, []string{strings.Repeat("ab", 20)})
+	steptest.WantAppError(t, err, activities.ErrBranchNotFound, true, []string{strings.Repeat("ab", 20)})
 
 	_, err = runStep(t, a, "git.checkout", map[string]any{"remote": repo.Origin, "branch": "taken", "name": "taken"})
-	wantAppError(t, err, activities.ErrBranchExists, true, []string{"branch taken already exists", other[:8]})
+	steptest.WantAppError(t, err, activities.ErrBranchExists, true, []string{"branch taken already exists", other[:8]})
 	if repo.Head("taken") != other {
 		t.Error("the existing branch moved")
 	}
@@ -214,13 +215,13 @@ func TestCheckoutErrors(t *testing.T) {
 	}
 
 	_, err = runStep(t, a, "git.checkout", map[string]any{"remote": filepath.Join(t.TempDir(), "nothing.git")})
-	wantAppError(t, err, activities.ErrRemoteNotFound, true, nil)
+	steptest.WantAppError(t, err, activities.ErrRemoteNotFound, true, nil)
 
 	// One name, two remotes in one run: refused rather than mixed up.
 	other2 := gittest.New(t)
 	mustStep(t, a, "git.checkout", map[string]any{"remote": repo.Origin, "name": "portal"})
 	_, err = runStep(t, a, "git.checkout", map[string]any{"remote": other2.Origin, "name": "portal"})
-	wantAppError(t, err, activities.ErrInvalidArguments, true, []string{`work tree "portal"`, "another name"})
+	steptest.WantAppError(t, err, activities.ErrInvalidArguments, true, []string{`work tree "portal"`, "another name"})
 
 	for _, with := range []map[string]any{
 		{"remote": repo.Origin, "ref": "--upload-pack=touch /tmp/x"},
@@ -230,7 +231,7 @@ func TestCheckoutErrors(t *testing.T) {
 		{"ref": "main"},
 	} {
 		_, err := runStep(t, a, "git.checkout", with)
-		wantAppError(t, err, activities.ErrInvalidArguments, true, nil)
+		steptest.WantAppError(t, err, activities.ErrInvalidArguments, true, nil)
 	}
 }
 
@@ -259,7 +260,7 @@ func TestCommitPushRefusesOtherDirectories(t *testing.T) {
 		filepath.Join(a.WorkDir, "trees", "no-such-tree"),
 	} {
 		_, err := runStep(t, a, "git.commitPush", map[string]any{"dir": d, "message": "sneak", "branch": "main"})
-		wantAppError(t, err, activities.ErrInvalidArguments, true, []string{"is not a work tree git.checkout made in this run"})
+		steptest.WantAppError(t, err, activities.ErrInvalidArguments, true, []string{"is not a work tree git.checkout made in this run"})
 	}
 	if repo.Head("main") != mainHead {
 		t.Error("main moved")
@@ -277,7 +278,7 @@ func TestCommitPushNeverForces(t *testing.T) {
 	theirs := repo.Commit("main", "theirs", map[string]string{"theirs.txt": "t\n"})
 	writeFile(t, co["dir"].(string), "ours.txt", "o\n")
 	_, err := runStep(t, a, "git.commitPush", map[string]any{"dir": co["dir"], "message": "ours"})
-	wantAppError(t, err, activities.ErrPushRejected, true, []string{"branch main", "never force-pushes"})
+	steptest.WantAppError(t, err, activities.ErrPushRejected, true, []string{"branch main", "never force-pushes"})
 	if repo.Head("main") != theirs {
 		t.Error("main was overwritten")
 	}

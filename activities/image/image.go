@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"time"
 
@@ -133,33 +132,15 @@ func unavailable(err error) bool {
 }
 
 // engineUnavailable is the error for an unreachable engine.
-func (a *Activities) engineUnavailable(op string, err error, red *redactor) error {
+func (a *Activities) engineUnavailable(op string, err error, red *secrets.Redactor) error {
 	return retryable(activities.ErrEngineUnavailable,
-		fmt.Sprintf("%s: image engine at %s unreachable: %s", op, a.hostForMessages(), red.clean(bounded(err.Error(), 1000))))
+		fmt.Sprintf("%s: image engine at %s unreachable: %s", op, a.hostForMessages(), red.Clean(bounded(err.Error(), 1000))))
 }
 
-// redactor scrubs the literal values of the credentials a step resolved
-// (and their encodings) from text that reaches logs, outputs or errors.
-type redactor struct{ secrets []string }
-
-func (r *redactor) add(values ...string) {
-	for _, v := range values {
-		// Very short values would blank out ordinary words.
-		if len(v) >= 4 {
-			r.secrets = append(r.secrets, v)
-		}
-	}
-}
-
-func (r *redactor) clean(s string) string {
-	if r == nil {
-		return s
-	}
-	for _, v := range r.secrets {
-		s = strings.ReplaceAll(s, v, "REDACTED")
-	}
-	return s
-}
+// newRedactor scrubs the literal values of the credentials a step resolved
+// (and the encodings it sends them in) from text that reaches logs,
+// outputs or errors. Very short values would blank out ordinary words.
+func newRedactor() *secrets.Redactor { return secrets.NewRedactor("REDACTED", 4) }
 
 // bounded cuts s to at most n bytes (on a rune boundary), marking the cut.
 func bounded(s string, n int) string {
@@ -243,11 +224,11 @@ func (h *heartbeater) stop() {
 func (a *Activities) Check(ctx context.Context) (string, error) {
 	c, err := a.engine()
 	if err != nil {
-		return "", a.engineUnavailable("connect", err, &redactor{})
+		return "", a.engineUnavailable("connect", err, newRedactor())
 	}
 	v, err := c.ServerVersion(ctx)
 	if err != nil {
-		return "", a.engineUnavailable("version", err, &redactor{})
+		return "", a.engineUnavailable("version", err, newRedactor())
 	}
 	return fmt.Sprintf("%s %s (API %s)", platformName(v.Platform.Name), v.Version, v.APIVersion), nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/stagehand-dev/stagehand/activities"
 	"github.com/stagehand-dev/stagehand/internal/enginetest"
+	"github.com/stagehand-dev/stagehand/internal/steptest"
 )
 
 // These tests drive the steps against podman's Docker-API service and real
@@ -96,7 +97,7 @@ func TestBuildAndPushIntoRegistry(t *testing.T) {
 		"source":    "https://github.com/example/portal",
 		"tags":      []any{tag, alias},
 	})
-	out := run.outputs
+	out := run.Outputs
 	if out["built"] != true || !strings.HasPrefix(fmt.Sprint(out["imageId"]), "sha256:") || out["revision"] != revision {
 		t.Fatalf("build outputs %v", out)
 	}
@@ -119,16 +120,16 @@ func TestBuildAndPushIntoRegistry(t *testing.T) {
 		}
 	}
 	sawStep := false
-	for _, h := range run.heartbeats {
+	for _, h := range run.Heartbeats {
 		if strings.Contains(strings.ToLower(h), `"step":"step `) {
 			sawStep = true
 		}
 	}
 	if !sawStep {
-		t.Errorf("no heartbeat named a build step: %v", run.heartbeats)
+		t.Errorf("no heartbeat named a build step: %v", run.Heartbeats)
 	}
 
-	push := mustStep(t, f.a, "image.push", map[string]any{"image": tag}).outputs
+	push := mustStep(t, f.a, "image.push", map[string]any{"image": tag}).Outputs
 	if push["image"] != tag || push["repository"] != f.env.RegistryAddr+"/"+repo || push["tag"] != "pr-42-4f1c2d3e-1764500000" {
 		t.Errorf("push outputs %v", push)
 	}
@@ -151,7 +152,7 @@ func TestBuildAndPushIntoRegistry(t *testing.T) {
 	}
 
 	// Pushing again (a retry) reports the same digest.
-	again := mustStep(t, f.a, "image.push", map[string]any{"image": tag}).outputs
+	again := mustStep(t, f.a, "image.push", map[string]any{"image": tag}).Outputs
 	if again["digest"] != img.Digest {
 		t.Errorf("second push digest %v, want %s", again["digest"], img.Digest)
 	}
@@ -170,14 +171,14 @@ func TestFailingRunReportsStepAndOutput(t *testing.T) {
 	run := runStep(t, f.a, "image.build", map[string]any{
 		"context": dir, "revision": "badbadbad", "tags": []any{f.env.RegistryAddr + "/broken/app:v1"},
 	})
-	wantAppError(t, run.err, activities.ErrImageBuildFailed, true,
+	steptest.WantAppError(t, run.Err, activities.ErrImageBuildFailed, true,
 		[]string{"RUN echo boom-output", "boom-output", "second-line"}, "never-reached")
 	// The step number (3 of 4, or of 5 where the engine adds a LABEL step).
-	if !regexp.MustCompile(`(?i)step 3/[45]`).MatchString(run.err.Error()) {
-		t.Errorf("error does not name the step number: %v", run.err)
+	if !regexp.MustCompile(`(?i)step 3/[45]`).MatchString(run.Err.Error()) {
+		t.Errorf("error does not name the step number: %v", run.Err)
 	}
-	if len(activities.CleanMessage(run.err)) > 8192 {
-		t.Errorf("failure message is %d bytes", len(activities.CleanMessage(run.err)))
+	if len(activities.CleanMessage(run.Err)) > 8192 {
+		t.Errorf("failure message is %d bytes", len(activities.CleanMessage(run.Err)))
 	}
 	if !strings.Contains(f.log.String(), "boom-output") {
 		t.Errorf("the worker log lacks the build output:\n%s", f.log.String())
@@ -200,13 +201,13 @@ func TestSameRevisionIsNotBuiltTwice(t *testing.T) {
 	with := func(rev string, tags ...any) map[string]any {
 		return map[string]any{"context": dir, "revision": rev, "tags": tags}
 	}
-	out1 := mustStep(t, f.a, "image.build", with("aaaa1111", first)).outputs
+	out1 := mustStep(t, f.a, "image.build", with("aaaa1111", first)).Outputs
 	if out1["built"] != true {
 		t.Fatalf("first build %v", out1)
 	}
 	logBefore := len(f.log.String())
 	// The second tag is new: a skipped build still applies it.
-	out2 := mustStep(t, f.a, "image.build", with("aaaa1111", first, second)).outputs
+	out2 := mustStep(t, f.a, "image.build", with("aaaa1111", first, second)).Outputs
 	if out2["built"] != false || out2["imageId"] != out1["imageId"] {
 		t.Fatalf("same revision: %v, want built=false and imageId %v", out2, out1["imageId"])
 	}
@@ -217,7 +218,7 @@ func TestSameRevisionIsNotBuiltTwice(t *testing.T) {
 	if err != nil || insp.ID != out1["imageId"] {
 		t.Errorf("second tag: %v, %v; want it on %v", insp.ID, err, out1["imageId"])
 	}
-	out3 := mustStep(t, f.a, "image.build", with("bbbb2222", first)).outputs
+	out3 := mustStep(t, f.a, "image.build", with("bbbb2222", first)).Outputs
 	if out3["built"] != true || out3["imageId"] == out1["imageId"] {
 		t.Errorf("new revision: %v, want a new image", out3)
 	}
@@ -226,7 +227,7 @@ func TestSameRevisionIsNotBuiltTwice(t *testing.T) {
 		t.Errorf("new revision's labels %v", labels)
 	}
 	// Without a revision there is nothing to compare: it builds.
-	out4 := mustStep(t, f.a, "image.build", map[string]any{"context": dir, "tags": []any{first}}).outputs
+	out4 := mustStep(t, f.a, "image.build", map[string]any{"context": dir, "tags": []any{first}}).Outputs
 	if out4["built"] != true {
 		t.Errorf("build without revision: %v", out4)
 	}
@@ -249,14 +250,14 @@ func TestPushWithCredentials(t *testing.T) {
 	run := runStep(t, f.a, "image.push", map[string]any{
 		"image": tag, "username": f.env.Username, "passwordRef": "env:STAGEHAND_TEST_WRONG_PASSWORD",
 	})
-	wantAppError(t, run.err, activities.ErrRegistryAuth, true, []string{tag, f.env.AuthRegistryAddr}, wrong, f.env.Password)
+	steptest.WantAppError(t, run.Err, activities.ErrRegistryAuth, true, []string{tag, f.env.AuthRegistryAddr}, wrong, f.env.Password)
 	run = runStep(t, f.a, "image.push", map[string]any{"image": tag})
-	wantAppError(t, run.err, activities.ErrRegistryAuth, true, []string{tag})
+	steptest.WantAppError(t, run.Err, activities.ErrRegistryAuth, true, []string{tag})
 
 	push := mustStep(t, f.a, "image.push", map[string]any{
 		"image": tag, "username": f.env.Username, "passwordRef": "env:STAGEHAND_TEST_REGISTRY_PASSWORD",
 		"registry": f.env.AuthRegistryAddr,
-	}).outputs
+	}).Outputs
 	img, err := f.env.ReadImage(ctx, f.env.AuthRegistryAddr, "private/app", "v1")
 	if err != nil {
 		t.Fatal(err)
@@ -272,11 +273,11 @@ func TestPushWithCredentials(t *testing.T) {
 	}
 
 	run = runStep(t, f.a, "image.push", map[string]any{"image": tag, "username": f.env.Username, "passwordRef": "env:STAGEHAND_TEST_UNSET"})
-	wantAppError(t, run.err, activities.ErrSecretUnavailable, true, []string{"STAGEHAND_TEST_UNSET"})
+	steptest.WantAppError(t, run.Err, activities.ErrSecretUnavailable, true, []string{"STAGEHAND_TEST_UNSET"})
 	run = runStep(t, f.a, "image.push", map[string]any{
 		"image": tag, "username": f.env.Username, "passwordRef": "env:STAGEHAND_TEST_REGISTRY_PASSWORD", "registry": "registry.example.com",
 	})
-	wantAppError(t, run.err, activities.ErrInvalidArguments, true, []string{"registry.example.com"}, f.env.Password)
+	steptest.WantAppError(t, run.Err, activities.ErrInvalidArguments, true, []string{"registry.example.com"}, f.env.Password)
 }
 
 // image.tag gives an existing image a new name, which can then be pushed;
@@ -289,7 +290,7 @@ func TestTagThenPush(t *testing.T) {
 		t.Fatal(err)
 	}
 	target := f.env.RegistryAddr + "/promote/app:prod-0123abcd-1764500100"
-	out := mustStep(t, f.a, "image.tag", map[string]any{"source": src, "target": target}).outputs
+	out := mustStep(t, f.a, "image.tag", map[string]any{"source": src, "target": target}).Outputs
 	base, err := f.env.Client().ImageInspect(ctx, f.env.BaseImage)
 	if err != nil {
 		t.Fatal(err)
@@ -300,7 +301,7 @@ func TestTagThenPush(t *testing.T) {
 	// Tagging again is fine.
 	mustStep(t, f.a, "image.tag", map[string]any{"source": src, "target": target})
 
-	push := mustStep(t, f.a, "image.push", map[string]any{"image": target}).outputs
+	push := mustStep(t, f.a, "image.push", map[string]any{"image": target}).Outputs
 	img, err := f.env.ReadImage(ctx, f.env.RegistryAddr, "promote/app", "prod-0123abcd-1764500100")
 	if err != nil {
 		t.Fatal(err)
@@ -310,9 +311,9 @@ func TestTagThenPush(t *testing.T) {
 	}
 
 	run := runStep(t, f.a, "image.tag", map[string]any{"source": f.env.RegistryAddr + "/promote/app:missing", "target": target})
-	wantAppError(t, run.err, activities.ErrImageNotFound, true, []string{"promote/app:missing"})
+	steptest.WantAppError(t, run.Err, activities.ErrImageNotFound, true, []string{"promote/app:missing"})
 	run = runStep(t, f.a, "image.push", map[string]any{"image": f.env.RegistryAddr + "/promote/app:missing"})
-	wantAppError(t, run.err, activities.ErrImageNotFound, true, []string{"promote/app:missing"})
+	steptest.WantAppError(t, run.Err, activities.ErrImageNotFound, true, []string{"promote/app:missing"})
 }
 
 // A RUN step that prints nothing for a while still heartbeats, naming the

@@ -48,22 +48,22 @@ func (a *Activities) Push(ctx context.Context, in PushInput) (PushOutput, error)
 	if (in.Username == "") != (in.PasswordRef == "") {
 		return PushOutput{}, nonRetryable(activities.ErrInvalidArguments, "username and passwordRef go together: set both or neither")
 	}
-	red := &redactor{}
+	red := newRedactor()
 	auth := registry.AuthConfig{ServerAddress: server}
 	if in.PasswordRef != "" {
 		pw, err := secrets.Resolve(ctx, a.Resolve, in.PasswordRef)
 		if err != nil {
 			return PushOutput{}, nonRetryable(activities.ErrSecretUnavailable, err.Error())
 		}
-		red.add(pw)
+		red.Add(pw)
 		auth.Username, auth.Password = in.Username, pw
 	}
 	encoded, err := registry.EncodeAuthConfig(auth)
 	if err != nil {
-		return PushOutput{}, nonRetryable(activities.ErrInvalidArguments, "encode registry credentials: "+red.clean(err.Error()))
+		return PushOutput{}, nonRetryable(activities.ErrInvalidArguments, "encode registry credentials: "+red.Clean(err.Error()))
 	}
 	if auth.Password != "" {
-		red.add(encoded)
+		red.Add(encoded)
 	}
 	out := PushOutput{Image: in.Image, Repository: ref.Name(), Tag: ref.Tag()}
 
@@ -79,7 +79,7 @@ func (a *Activities) Push(ctx context.Context, in PushInput) (PushOutput, error)
 		case unavailable(err):
 			return PushOutput{}, a.engineUnavailable("push "+in.Image, err, red)
 		}
-		return PushOutput{}, retryable(activities.ErrImagePushFailed, fmt.Sprintf("push %s: inspect: %s", in.Image, red.clean(bounded(err.Error(), maxEngineErrBytes))))
+		return PushOutput{}, retryable(activities.ErrImagePushFailed, fmt.Sprintf("push %s: inspect: %s", in.Image, red.Clean(bounded(err.Error(), maxEngineErrBytes))))
 	}
 
 	log.Info("pushing image", "registry", server, "user", in.Username)
@@ -95,7 +95,7 @@ func (a *Activities) Push(ctx context.Context, in PushInput) (PushOutput, error)
 	hb := a.startHeartbeats(ctx, heartbeatInterval)
 	streamErr := decodeStream(rc, func(m jsonmessage.JSONMessage) {
 		if line := pl.handle(m); line != "" {
-			log.Info(red.clean(line))
+			log.Info(red.Clean(line))
 		}
 		hb.set(pl.progress(), false)
 	})
@@ -105,11 +105,11 @@ func (a *Activities) Push(ctx context.Context, in PushInput) (PushOutput, error)
 	}
 	digest, _, errMsg := pl.result()
 	if errMsg != "" {
-		log.Error("image push failed", "error", red.clean(errMsg))
+		log.Error("image push failed", "error", red.Clean(errMsg))
 		return PushOutput{}, a.pushError(in.Image, server, errMsg, nil, red)
 	}
 	if streamErr != nil {
-		return PushOutput{}, retryable(activities.ErrImagePushFailed, fmt.Sprintf("push %s: %s", in.Image, red.clean(streamErr.Error())))
+		return PushOutput{}, retryable(activities.ErrImagePushFailed, fmt.Sprintf("push %s: %s", in.Image, red.Clean(streamErr.Error())))
 	}
 	if digest == "" {
 		digest = a.repoDigest(ctx, in.Image, ref.Name())
@@ -124,8 +124,8 @@ func (a *Activities) Push(ctx context.Context, in PushInput) (PushOutput, error)
 
 // pushError classifies a failed push from the engine's or registry's text
 // (the push stream carries no status codes) and scrubs it.
-func (a *Activities) pushError(img, server, msg string, err error, red *redactor) error {
-	text := red.clean(bounded(strings.TrimSpace(msg), maxEngineErrBytes))
+func (a *Activities) pushError(img, server, msg string, err error, red *secrets.Redactor) error {
+	text := red.Clean(bounded(strings.TrimSpace(msg), maxEngineErrBytes))
 	switch {
 	case err != nil && unavailable(err):
 		return a.engineUnavailable("push "+img, err, red)

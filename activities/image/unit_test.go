@@ -18,6 +18,7 @@ import (
 
 	"github.com/stagehand-dev/stagehand/activities"
 	"github.com/stagehand-dev/stagehand/activities/steps"
+	"github.com/stagehand-dev/stagehand/internal/steptest"
 )
 
 // Unit tests: no engine, run under -short.
@@ -193,8 +194,8 @@ func TestPushStream(t *testing.T) {
 
 func TestPushErrorClassification(t *testing.T) {
 	a := &Activities{}
-	red := &redactor{}
-	red.add("hunter2-secret")
+	red := newRedactor()
+	red.Add("hunter2-secret")
 	cases := []struct {
 		msg  string
 		want string
@@ -212,7 +213,7 @@ func TestPushErrorClassification(t *testing.T) {
 		if c.want == activities.ErrRegistryAuth {
 			want = true
 		}
-		wantAppError(t, err, c.want, want, []string{"reg/app:v1", "REDACTED"}, "hunter2-secret")
+		steptest.WantAppError(t, err, c.want, want, []string{"reg/app:v1", "REDACTED"}, "hunter2-secret")
 	}
 }
 
@@ -473,17 +474,17 @@ func TestContextOutsideRootsIsRefusedBeforeTheEngine(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			run := runStep(t, a, "image.build", map[string]any{"context": c.context, "tags": tags})
-			wantAppError(t, run.err, activities.ErrImageContextNotAllowed, true, []string{"docker.contextRoots", c.context})
+			steptest.WantAppError(t, run.Err, activities.ErrImageContextNotAllowed, true, []string{"docker.contextRoots", c.context})
 		})
 	}
 	run := runStep(t, &Activities{Host: host, APIVersion: "1.41"}, "image.build", map[string]any{"context": filepath.Join(root, "portal"), "tags": tags})
-	wantAppError(t, run.err, activities.ErrImageContextNotAllowed, true, []string{"docker.contextRoots", "allows no build contexts"})
+	steptest.WantAppError(t, run.Err, activities.ErrImageContextNotAllowed, true, []string{"docker.contextRoots", "allows no build contexts"})
 	run = runStep(t, a, "image.build", map[string]any{"context": "portal", "tags": tags})
-	wantAppError(t, run.err, activities.ErrInvalidArguments, true, []string{"absolute"})
+	steptest.WantAppError(t, run.Err, activities.ErrInvalidArguments, true, []string{"absolute"})
 	run = runStep(t, a, "image.build", map[string]any{"context": filepath.Join(root, "portal"), "tags": []any{"reg.example/app"}})
-	wantAppError(t, run.err, activities.ErrInvalidArguments, true, []string{"no tag"})
+	steptest.WantAppError(t, run.Err, activities.ErrInvalidArguments, true, []string{"no tag"})
 	run = runStep(t, a, "image.build", map[string]any{"context": filepath.Join(root, "portal"), "dockerfile": "../../elsewhere/Dockerfile", "tags": tags})
-	wantAppError(t, run.err, activities.ErrInvalidArguments, true, []string{"outside the context"})
+	steptest.WantAppError(t, run.Err, activities.ErrInvalidArguments, true, []string{"outside the context"})
 	if n := requests.Load(); n != 0 {
 		t.Fatalf("the engine got %d requests for refused builds", n)
 	}
@@ -495,7 +496,7 @@ func TestContextOutsideRootsIsRefusedBeforeTheEngine(t *testing.T) {
 	}
 	a.ContextRoots = []string{filepath.Join(base, "root-link")}
 	run = runStep(t, a, "image.build", map[string]any{"context": filepath.Join(root, "portal"), "tags": tags})
-	wantAppError(t, run.err, activities.ErrImageBuildFailed, true, []string{"test engine refuses everything"})
+	steptest.WantAppError(t, run.Err, activities.ErrImageBuildFailed, true, []string{"test engine refuses everything"})
 	if requests.Load() == 0 {
 		t.Fatal("an allowed build never reached the engine")
 	}
@@ -504,7 +505,7 @@ func TestContextOutsideRootsIsRefusedBeforeTheEngine(t *testing.T) {
 func TestUnreachableEngine(t *testing.T) {
 	a := &Activities{Host: "unix://" + filepath.Join(t.TempDir(), "no-engine.sock"), ContextRoots: []string{t.TempDir()}}
 	run := runStep(t, a, "image.tag", map[string]any{"source": "app:v1", "target": "app:v2"})
-	wantAppError(t, run.err, activities.ErrEngineUnavailable, false, []string{"no-engine.sock"})
+	steptest.WantAppError(t, run.Err, activities.ErrEngineUnavailable, false, []string{"no-engine.sock"})
 	run = runStep(t, a, "image.push", map[string]any{"image": "127.0.0.1:5000/app:v1"})
-	wantAppError(t, run.err, activities.ErrEngineUnavailable, false, nil)
+	steptest.WantAppError(t, run.Err, activities.ErrEngineUnavailable, false, nil)
 }

@@ -8,10 +8,10 @@ package kube
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -29,6 +29,7 @@ import (
 
 	"github.com/stagehand-dev/stagehand/activities"
 	"github.com/stagehand-dev/stagehand/internal/kubetest"
+	"github.com/stagehand-dev/stagehand/internal/steptest"
 )
 
 func TestMain(m *testing.M) { os.Exit(kubetest.Main(m)) }
@@ -54,47 +55,39 @@ type stepRun struct {
 	heartbeats []string
 }
 
-// runStep runs a step type through the catalogue adapter in a test activity
-// environment. onHeartbeat, if set, sees each heartbeat message as it comes.
+// runStep runs a step type the way a worker does (see steptest).
+// onHeartbeat, if set, sees each heartbeat message as it comes.
 func runStep(t testing.TB, a *Activities, name string, with map[string]any, onHeartbeat func(string)) stepRun {
 	t.Helper()
-	var step activities.StepType
-	for _, s := range StepTypes(a) {
-		if s.Name == name {
-			step = s
-		}
-	}
-	if step.Handler == nil {
-		t.Fatalf("no step type %s", name)
-	}
-	var suite testsuite.WorkflowTestSuite
-	env := suite.NewTestActivityEnvironment()
-	env.RegisterActivityWithOptions(step.Handler, activity.RegisterOptions{Name: name})
-	var mu sync.Mutex
 	var run stepRun
-	env.SetOnActivityHeartbeatListener(func(_ *activity.Info, details converter.EncodedValues) {
+	listen, messages := progressListener(onHeartbeat)
+	res := steptest.RunStep(t, StepTypes(a), name, with, steptest.StepID("it"), steptest.OnHeartbeat(listen))
+	run.outputs, run.err, run.heartbeats = res.Outputs, res.Err, messages()
+	return run
+}
+
+// progressListener decodes heartbeat details into Progress, collecting
+// their messages and passing each to onHeartbeat (if set).
+func progressListener(onHeartbeat func(string)) (listen func(converter.EncodedValues), messages func() []string) {
+	var mu sync.Mutex
+	var seen []string
+	listen = func(details converter.EncodedValues) {
 		var p Progress
 		if details.HasValues() && details.Get(&p) == nil {
 			mu.Lock()
-			run.heartbeats = append(run.heartbeats, p.Message)
+			seen = append(seen, p.Message)
 			mu.Unlock()
 			if onHeartbeat != nil {
 				onHeartbeat(p.Message)
 			}
 		}
-	})
-	val, err := env.ExecuteActivity(name, activities.StepRequest{StepID: "it", With: with})
-	mu.Lock()
-	defer mu.Unlock()
-	run.err = err
-	if err == nil {
-		var res activities.StepResult
-		if err := val.Get(&res); err != nil {
-			t.Fatal(err)
-		}
-		run.outputs = res.Outputs
 	}
-	return run
+	messages = func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(seen)
+	}
+	return listen, messages
 }
 
 // stepWorkflow runs one step as an activity with a heartbeat timeout, the
@@ -114,33 +107,17 @@ func stepWorkflow(ctx workflow.Context, name string, heartbeatTimeout time.Durat
 // runStepInWorkflow is runStep with a heartbeat timeout enforced.
 func runStepInWorkflow(t testing.TB, a *Activities, name string, with map[string]any, heartbeatTimeout time.Duration, onHeartbeat func(string)) stepRun {
 	t.Helper()
-	var step activities.StepType
-	for _, s := range StepTypes(a) {
-		if s.Name == name {
-			step = s
-		}
-	}
+	step := steptest.Find(t, StepTypes(a), name)
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestWorkflowEnvironment()
 	env.SetTestTimeout(10 * time.Minute)
 	env.RegisterWorkflow(stepWorkflow)
 	env.RegisterActivityWithOptions(step.Handler, activity.RegisterOptions{Name: name})
-	var mu sync.Mutex
-	var run stepRun
-	env.SetOnActivityHeartbeatListener(func(_ *activity.Info, details converter.EncodedValues) {
-		var p Progress
-		if details.HasValues() && details.Get(&p) == nil {
-			mu.Lock()
-			run.heartbeats = append(run.heartbeats, p.Message)
-			mu.Unlock()
-			if onHeartbeat != nil {
-				onHeartbeat(p.Message)
-			}
-		}
-	})
+	listen, messages := progressListener(onHeartbeat)
+	env.SetOnActivityHeartbeatListener(func(_ *activity.Info, details converter.EncodedValues) { listen(details) })
 	env.ExecuteWorkflow(stepWorkflow, name, heartbeatTimeout, activities.StepRequest{StepID: "it", With: with})
-	mu.Lock()
-	defer mu.Unlock()
+	var run stepRun
+	run.heartbeats = messages()
 	if run.err = env.GetWorkflowError(); run.err == nil {
 		var res activities.StepResult
 		if err := env.GetWorkflowResult(&res); err != nil {
@@ -158,22 +135,6 @@ func mustStep(t testing.TB, a *Activities, name string, with map[string]any) map
 		t.Fatalf("%s: %v", name, r.err)
 	}
 	return r.outputs
-}
-
-func wantAppError(t testing.TB, err error, errType string, nonRetryable bool, contains ...string) {
-	t.Helper()
-	var ae *temporal.ApplicationError
-	if !errors.As(err, &ae) {
-		t.Fatalf("error %v is not an ApplicationError", err)
-	}
-	if ae.Type() != errType || ae.NonRetryable() != nonRetryable {
-		t.Fatalf("error type %s nonRetryable %v, want %s %v: %v", ae.Type(), ae.NonRetryable(), errType, nonRetryable, err)
-	}
-	for _, s := range contains {
-		if !strings.Contains(err.Error(), s) {
-			t.Errorf("error %q lacks %q", err, s)
-		}
-	}
 }
 
 func createHealthy(t testing.TB, env *kubetest.Env, ns, name, image string, replicas int32, mutate ...func(*appsv1.Deployment)) {
@@ -247,7 +208,7 @@ func TestIntegrationHappyRollout(t *testing.T) {
 		t.Errorf("checkPods outputs %v", pods)
 	}
 	wrong := runStep(t, a, "kube.checkPods", with("image", "registry.local/backstage:pr-9-zzzz"), nil)
-	wantAppError(t, wrong.err, activities.ErrImageMismatch, false, "pr-9-zzzz")
+	steptest.WantAppError(t, wrong.err, activities.ErrImageMismatch, false, []string{"pr-9-zzzz"})
 
 	events := mustStep(t, a, "kube.events", with("since", set["changedAt"]))
 	list, _ := events["events"].([]any)
@@ -316,7 +277,7 @@ func TestIntegrationPodFailures(t *testing.T) {
 			start := time.Now()
 			run := runStep(t, a, "kube.waitRollout", dep, nil)
 			took := time.Since(start)
-			wantAppError(t, run.err, activities.ErrPodFailure, true, "pod portal-", `container "portal"`, "restarts:")
+			steptest.WantAppError(t, run.err, activities.ErrPodFailure, true, []string{"pod portal-", `container "portal"`, "restarts:"})
 			matched := false
 			for _, r := range tc.reasons {
 				matched = matched || strings.Contains(run.err.Error(), ": "+r)
@@ -341,7 +302,7 @@ func TestIntegrationPodFailures(t *testing.T) {
 				t.Fatal(err)
 			}
 			ev := runStep(t, a, "kube.events", map[string]any{"namespace": ns, "deployment": "portal", "since": set["changedAt"]}, nil)
-			wantAppError(t, ev.err, activities.ErrWarningEvents, true, "Pod/portal-")
+			steptest.WantAppError(t, ev.err, activities.ErrWarningEvents, true, []string{"Pod/portal-"})
 			allowed := runStep(t, a, "kube.events", map[string]any{"namespace": ns, "deployment": "portal",
 				"since": set["changedAt"], "allow": []any{"BackOff|Failed|pull|restarting"}}, nil)
 			if allowed.err != nil {
@@ -379,7 +340,7 @@ func TestIntegrationProgressDeadline(t *testing.T) {
 	mustStep(t, a, "kube.setImage", map[string]any{"namespace": ns, "deployment": "portal", "image": "backstage:pr-8-notready"})
 	start := time.Now()
 	run := runStep(t, a, "kube.waitRollout", map[string]any{"namespace": ns, "deployment": "portal", "timeout": "1m"}, nil)
-	wantAppError(t, run.err, activities.ErrProgressDeadline, true, "exceeded its progress deadline", "not ready")
+	steptest.WantAppError(t, run.err, activities.ErrProgressDeadline, true, []string{"exceeded its progress deadline", "not ready"})
 	if took := time.Since(start); took < 4*time.Second || took > 30*time.Second {
 		t.Errorf("deadline reported after %s, want about 5s", took)
 	}
@@ -548,12 +509,12 @@ func TestIntegrationRBAC(t *testing.T) {
 	}
 
 	denied := runStep(t, sa, "kube.setImage", map[string]any{"namespace": other, "deployment": "portal", "image": "backstage:2"}, nil)
-	wantAppError(t, denied.err, activities.ErrKubeForbidden, true, "forbidden", "system:serviceaccount:stagehand:stagehand-worker", other)
+	steptest.WantAppError(t, denied.err, activities.ErrKubeForbidden, true, []string{"forbidden", "system:serviceaccount:stagehand:stagehand-worker", other})
 	deniedWait := runStep(t, sa, "kube.waitRollout", map[string]any{"namespace": other, "deployment": "portal"}, nil)
-	wantAppError(t, deniedWait.err, activities.ErrKubeForbidden, true, "forbidden")
+	steptest.WantAppError(t, deniedWait.err, activities.ErrKubeForbidden, true, []string{"forbidden"})
 	// The Role grants no create: applying as the worker is refused too.
 	deniedApply := runStep(t, sa, "kube.apply", map[string]any{"namespace": ns,
 		"manifests": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n"}, nil)
-	wantAppError(t, deniedApply.err, activities.ErrKubeForbidden, true, "ConfigMap/"+ns+"/x")
+	steptest.WantAppError(t, deniedApply.err, activities.ErrKubeForbidden, true, []string{"ConfigMap/" + ns + "/x"})
 	t.Logf("forbidden as reported: %v", denied.err)
 }

@@ -11,13 +11,16 @@ var dbErrors = []string{
 	activities.ErrDatabaseUnavailable, activities.ErrDatabaseError,
 }
 
+// databaseArg names the worker-config database every db step works on.
+var databaseArg = req("database", TString, "the name of a `databases:` entry of the worker config")
+
 var db = []activities.StepSpec{
 	{
 		Name: "db.snapshot",
 		Description: "Read every Backstage plugin database (or schema, found by prefix): its Knex migrations, knex_migrations_lock, " +
 			"tables with columns and indexes, in a read-only transaction. Feed the outputs to db.verifyMigrations as `before`.",
 		Args: []activities.Arg{
-			req("database", TString, "the name of a `databases:` entry of the worker config"),
+			databaseArg,
 		},
 		Outputs: []activities.Output{
 			out("plugins", TMap, "plugin → {database, migrations [{name, batch, time}], latest, count, locked, tables {table: {columns {name: type}, indexes}}}; "+
@@ -39,7 +42,7 @@ var db = []activities.StepSpec{
 			"fails when a migration row or plugin database vanished, a knex_migrations_lock is held, or an `expect`ed migration is missing. " +
 			"rollbackSafe is false when any plugin migrated: old code fails start-up with \"The migration directory is corrupt\".",
 		Args: []activities.Arg{
-			req("database", TString, "the name of a `databases:` entry of the worker config"),
+			databaseArg,
 			req("before", TMap, "a db.snapshot step's outputs (or a db.verifyMigrations step's `after`)"),
 			arg("expect", TMap, "plugin → the migration that must have been applied (its latest), e.g. {catalog: 20250101_x.js}"),
 		},
@@ -63,7 +66,7 @@ var db = []activities.StepSpec{
 			"of the worker's backup directory, with manifest.json holding each file's sha256. A retry with the same `to` " +
 			"returns the verified backup instead of dumping again; a key holding another run's backup is refused.",
 		Args: []activities.Arg{
-			req("database", TString, "the name of a `databases:` entry of the worker config"),
+			databaseArg,
 			req("to", TString, "the backup's key: a relative directory inside the worker's backup directory, e.g. upgrade-{{ .run.id }}"),
 		},
 		Outputs: []activities.Output{
@@ -84,7 +87,7 @@ var db = []activities.StepSpec{
 			"the backup), or the mysql client on a dump that recreates the database, per plugin. " +
 			"Destructive: put it behind an approval gate.",
 		Args: []activities.Arg{
-			req("database", TString, "the name of a `databases:` entry of the worker config"),
+			databaseArg,
 			arg("from", TString, "the backup's key (db.backup's `key`)"),
 			arg("files", TList, "db.backup's `files` output, instead of from (or to restore only some plugins)"),
 		},
