@@ -145,7 +145,7 @@ func dumpWith(t *testing.T, d Database, password string) error {
 	priv := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	return d.dump(ctx, tools, priv, password, "backstage_plugin_catalog", filepath.Join(priv, "dump"), &redactor{})
+	return d.dump(ctx, tools, priv, password, "backstage_plugin_catalog", filepath.Join(priv, "dump"), newRedactor())
 }
 
 func TestTLSPostgres(t *testing.T) {
