@@ -22,6 +22,7 @@ import (
 	"github.com/stagehand-dev/stagehand/activities"
 	"github.com/stagehand-dev/stagehand/internal/mysqltest"
 	"github.com/stagehand-dev/stagehand/internal/pgtest"
+	"github.com/stagehand-dev/stagehand/internal/steptest"
 	"github.com/stagehand-dev/stagehand/internal/tlstest"
 )
 
@@ -166,12 +167,12 @@ func TestTLSPostgres(t *testing.T) {
 	t.Run("verify-full with caFile", func(t *testing.T) { wantCatalogSnapshot(t, a, "verified") })
 	t.Run("plaintext refused", func(t *testing.T) {
 		_, err := runStep(t, a, "db.snapshot", map[string]any{"database": "plaintext"})
-		msg := wantAppError(t, err, activities.ErrDatabaseError, true, "no pg_hba.conf entry", "no encryption")
+		msg := steptest.WantAppError(t, err, activities.ErrDatabaseError, true, []string{"no pg_hba.conf entry", "no encryption"})
 		t.Logf("refused: %s", msg)
 	})
 	t.Run("other CA refused", func(t *testing.T) {
 		_, err := runStep(t, a, "db.snapshot", map[string]any{"database": "wrongca"})
-		msg := wantAppError(t, err, activities.ErrDatabaseError, true, "failed to verify certificate", "unknown authority")
+		msg := steptest.WantAppError(t, err, activities.ErrDatabaseError, true, []string{"failed to verify certificate", "unknown authority"})
 		t.Logf("refused: %s", msg)
 	})
 	t.Run("backup and restore over TLS", func(t *testing.T) {
@@ -201,9 +202,9 @@ func TestTLSPostgres(t *testing.T) {
 		if err := dumpWith(t, verified, ""); err != nil {
 			t.Fatalf("pg_dump with the right CA: %v", err)
 		}
-		msg := wantAppError(t, dumpWith(t, wrongCA, ""), activities.ErrBackupFailed, true, "certificate verify failed")
+		msg := steptest.WantAppError(t, dumpWith(t, wrongCA, ""), activities.ErrBackupFailed, true, []string{"certificate verify failed"})
 		t.Logf("refused: %s", msg)
-		msg = wantAppError(t, dumpWith(t, plaintext, ""), activities.ErrBackupFailed, true, "no encryption")
+		msg = steptest.WantAppError(t, dumpWith(t, plaintext, ""), activities.ErrBackupFailed, true, []string{"no encryption"})
 		t.Logf("refused: %s", msg)
 	})
 }
@@ -224,7 +225,7 @@ func TestTLSPostgresClientCert(t *testing.T) {
 	a := tlsActs(t, map[string]Database{"nocert": noCert, "mtls": withCert})
 
 	_, err := runStep(t, a, "db.snapshot", map[string]any{"database": "nocert"})
-	msg := wantAppError(t, err, activities.ErrDatabaseError, true, "client certificate")
+	msg := steptest.WantAppError(t, err, activities.ErrDatabaseError, true, []string{"client certificate"})
 	t.Logf("refused: %s", msg)
 
 	wantCatalogSnapshot(t, a, "mtls")
@@ -277,12 +278,12 @@ func TestTLSMariaDB(t *testing.T) {
 	t.Run("tls true with caFile", func(t *testing.T) { wantCatalogSnapshot(t, a, "verified") })
 	t.Run("plaintext refused", func(t *testing.T) {
 		_, err := runStep(t, a, "db.snapshot", map[string]any{"database": "plaintext"})
-		msg := wantAppError(t, err, activities.ErrDatabaseError, true, "Access denied for user 'stagehand'", "without TLS")
+		msg := steptest.WantAppError(t, err, activities.ErrDatabaseError, true, []string{"Access denied for user 'stagehand'", "without TLS"})
 		t.Logf("refused: %s", msg)
 	})
 	t.Run("other CA refused", func(t *testing.T) {
 		_, err := runStep(t, a, "db.snapshot", map[string]any{"database": "wrongca"})
-		msg := wantAppError(t, err, activities.ErrDatabaseError, true, "failed to verify certificate", "unknown authority")
+		msg := steptest.WantAppError(t, err, activities.ErrDatabaseError, true, []string{"failed to verify certificate", "unknown authority"})
 		t.Logf("refused: %s", msg)
 	})
 	t.Run("backup and restore over TLS", func(t *testing.T) {
@@ -302,15 +303,15 @@ func TestTLSMariaDB(t *testing.T) {
 		if err == nil {
 			t.Fatal("backup with a CA that did not sign the server's certificate succeeded")
 		}
-		t.Logf("refused: %s", fullText(err))
+		t.Logf("refused: %s", steptest.FullText(err))
 	})
 	t.Run("mariadb-dump verifies with caFile", func(t *testing.T) {
 		if err := dumpWith(t, verified, srv.Password); err != nil {
 			t.Fatalf("mariadb-dump with the right CA: %v", err)
 		}
-		msg := wantAppError(t, dumpWith(t, wrongCA, srv.Password), activities.ErrBackupFailed, true, "TLS/SSL error")
+		msg := steptest.WantAppError(t, dumpWith(t, wrongCA, srv.Password), activities.ErrBackupFailed, true, []string{"TLS/SSL error"})
 		t.Logf("refused: %s", msg)
-		msg = wantAppError(t, dumpWith(t, base, srv.Password), activities.ErrBackupFailed, true, "Access denied")
+		msg = steptest.WantAppError(t, dumpWith(t, base, srv.Password), activities.ErrBackupFailed, true, []string{"Access denied"})
 		t.Logf("refused: %s", msg)
 	})
 }
@@ -330,7 +331,7 @@ func TestTLSMariaDBClientCert(t *testing.T) {
 	a := tlsActs(t, map[string]Database{"nocert": noCert, "mtls": withCert})
 
 	_, err := runStep(t, a, "db.snapshot", map[string]any{"database": "nocert"})
-	msg := wantAppError(t, err, activities.ErrDatabaseError, true, "Access denied")
+	msg := steptest.WantAppError(t, err, activities.ErrDatabaseError, true, []string{"Access denied"})
 	t.Logf("refused: %s", msg)
 
 	wantCatalogSnapshot(t, a, "mtls")

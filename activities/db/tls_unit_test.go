@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/stagehand-dev/stagehand/activities"
+	"github.com/stagehand-dev/stagehand/internal/steptest"
 )
 
 // TestValidateTLSFiles: certificate files that the mode would ignore are
@@ -119,7 +120,7 @@ func TestTLSFileErrors(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := runStep(t, a, "db.snapshot", map[string]any{"database": name})
-			wantAppError(t, err, activities.ErrDatabaseNotConfigured, true, want...)
+			steptest.WantAppError(t, err, activities.ErrDatabaseNotConfigured, true, want)
 		})
 	}
 }
