@@ -16,6 +16,11 @@ import (
 // client defaults file holding it is gone after the step.
 func TestPasswordNeverLeaks(t *testing.T) {
 	e := upgraded(t, "mariadb")
+	// The steps' private temp dirs go to a directory of this test's own
+	// (after the shared servers are up, which must outlive it), so the
+	// leftover check sees only them, not those of a backup another test
+	// package runs at the same time.
+	t.Setenv("TMPDIR", t.TempDir())
 	pw := e.my.Password
 	if os.Getenv(mysqlPasswordEnv) != pw || e.db.PasswordRef != "env:"+mysqlPasswordEnv {
 		t.Fatal("the fixture does not pass the password by reference")
