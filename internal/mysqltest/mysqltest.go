@@ -188,6 +188,10 @@ func (s *Server) startServer(ctx context.Context) error {
 		"--port=" + strconv.Itoa(s.Port), "--bind-address=127.0.0.1",
 		"--pid-file=" + filepath.Join(s.dir, "mysqld.pid"), "--log-error=" + logFile,
 		"--skip-name-resolve",
+		// Its own temp directory: servers of concurrent test packages
+		// sharing /tmp collided on internal temp-table files ("Error on
+		// delete of '/tmp/#sql-temptable-…'").
+		"--tmpdir=" + s.dir,
 		// The data is thrown away: durability only costs time.
 		"--innodb-flush-log-at-trx-commit=0", "--sync-binlog=0", "--innodb-doublewrite=0",
 		"--max-connections=300",
