@@ -143,6 +143,10 @@ outer:
 	return env
 }
 
+// safeConfig comes first in every git command's argv; the command line
+// overrides every configuration file.
+var safeConfig = []string{"-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false"}
+
 // runOpts are the optional parts of one git invocation.
 type runOpts struct {
 	dir   string
@@ -157,6 +161,12 @@ type runOpts struct {
 func (a *Activities) git(ctx context.Context, o runOpts, args ...string) (string, int, error) {
 	cmdCtx, cancel := context.WithTimeout(ctx, a.commandTimeout())
 	defer cancel()
+	// Every git command, not only commit and push: fetch, checkout and
+	// update-ref run the reference-transaction hook, and add, diff and
+	// status run core.fsmonitor, both with this process's environment
+	// (a push's token included). A work tree's .git is writable by the
+	// commands a run runs in it, so neither may come from there.
+	args = append(append([]string{}, safeConfig...), args...)
 	cmd := exec.CommandContext(cmdCtx, a.gitPath(), args...)
 	cmd.Dir = o.dir
 	cmd.Env = append(baseEnv(), o.env...)

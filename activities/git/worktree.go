@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -47,6 +48,99 @@ var treeNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 // the directory to allow commands (exec.run) to run in.
 func (a *Activities) TreesDir() string {
 	return filepath.Join(a.workDir(), "trees")
+}
+
+// treeMetaPath is where git.checkout records what a work tree was checked
+// out from and at, outside TreesDir: commands (exec.run) run inside the
+// trees and can rewrite anything there, .git/config included, so what
+// commitPush pushes to (with a token) must not be read from the tree.
+func (a *Activities) treeMetaPath(ctx context.Context, name string) string {
+	return filepath.Join(a.workDir(), "tree-meta", runKey(ctx), name)
+}
+
+// treeMeta is what treeMetaPath holds.
+type treeMeta struct {
+	Remote string `json:"remote"` // no credentials, like cfgRemote
+	Base   string `json:"base"`
+}
+
+func (a *Activities) writeTreeMeta(ctx context.Context, name string, m treeMeta) error {
+	p := a.treeMetaPath(ctx, name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return err
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, p)
+}
+
+func (a *Activities) readTreeMeta(ctx context.Context, name string) (treeMeta, error) {
+	var m treeMeta
+	b, err := os.ReadFile(a.treeMetaPath(ctx, name))
+	if err != nil {
+		return m, err
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return m, err
+	}
+	if m.Remote == "" || m.Base == "" {
+		return m, fmt.Errorf("%s is incomplete", a.treeMetaPath(ctx, name))
+	}
+	return m, nil
+}
+
+// treeConfigKeys are the settings a work tree's .git/config may hold:
+// what init, remote add and checkout write, stagehand.*, and husky's
+// core.hooksPath (hooks never run: see safeConfig). Anything else was
+// added by a command run in the tree and could make the worker's git run
+// a program (core.sshCommand, filter and diff drivers, credential helpers)
+// or send a push's token elsewhere (url.*.insteadOf, http.proxy,
+// include.path).
+var treeConfigKeys = regexp.MustCompile(`^(core\.(repositoryformatversion|filemode|bare|logallrefupdates|ignorecase|precomposeunicode|symlinks|hookspath)|extensions\.objectformat|remote\.origin\.(url|fetch)|stagehand\.(remote|base)|branch\..+\.(remote|merge))$`)
+
+// checkTreeGit refuses a work tree whose .git a command has changed in a
+// way that would hand the worker's git to it: .git replaced by a file or
+// link (pointing git at another directory), a commondir or config.worktree
+// file (more configuration), or settings outside treeConfigKeys.
+func (a *Activities) checkTreeGit(ctx context.Context, dir string) error {
+	refuse := func(why string) error {
+		return nonRetryable(activities.ErrGitError,
+			fmt.Sprintf("work tree %s: %s; a command run in the tree changed its .git, and Stagehand does not run git with that", dir, why))
+	}
+	gitDir := filepath.Join(dir, ".git")
+	if fi, err := os.Lstat(gitDir); err != nil || !fi.IsDir() {
+		return refuse(".git is not a directory")
+	}
+	for _, f := range []string{"commondir", "config.worktree"} {
+		if _, err := os.Lstat(filepath.Join(gitDir, f)); err == nil {
+			return refuse(".git/" + f + " exists")
+		}
+	}
+	if fi, err := os.Lstat(filepath.Join(gitDir, "config")); err != nil || !fi.Mode().IsRegular() {
+		return refuse(".git/config is not a regular file")
+	}
+	// --file reads that one file: no includes followed, no repository
+	// discovered.
+	keys, _, err := a.git(ctx, runOpts{}, "config", "--file", filepath.Join(gitDir, "config"), "--list", "--name-only")
+	if err != nil {
+		return refuse(fmt.Sprintf("its .git/config cannot be read: %v", err))
+	}
+	var bad []string
+	for k := range strings.SplitSeq(keys, "\n") {
+		if k != "" && !treeConfigKeys.MatchString(strings.ToLower(k)) {
+			bad = append(bad, k)
+		}
+	}
+	if len(bad) > 0 {
+		return refuse("its .git/config has settings Stagehand did not write (" + strings.Join(bad, ", ") + ")")
+	}
+	return nil
 }
 
 // RunTreesDir is the current run's directory under TreesDir, where every
@@ -222,6 +316,9 @@ func (a *Activities) Checkout(ctx context.Context, in CheckoutInput) (CheckoutOu
 	if _, _, err := a.git(ctx, local, "config", cfgBase, sha); err != nil {
 		return CheckoutOutput{}, nonRetryable(activities.ErrGitError, fmt.Sprintf("record the checked-out commit: %v", err))
 	}
+	if err := a.writeTreeMeta(ctx, name, treeMeta{Remote: rem.addr, Base: sha}); err != nil {
+		return CheckoutOutput{}, nonRetryable(activities.ErrGitError, fmt.Sprintf("record the checked-out commit: %v", err))
+	}
 	out.SHA, out.ShortSHA = sha, short(sha)
 	logger(ctx).Info("checked out work tree", "remote", rem.display(), "ref", ref, "branch", out.Branch, "sha", sha, "dir", dir)
 	return out, nil
@@ -232,7 +329,10 @@ func (a *Activities) Checkout(ctx context.Context, in CheckoutInput) (CheckoutOu
 // half made is made again.
 func (a *Activities) ensureTree(ctx context.Context, dir string, rem remote, name string) error {
 	local := runOpts{dir: dir, red: rem.red}
-	if _, err := os.Stat(filepath.Join(dir, ".git")); err == nil {
+	if _, err := os.Lstat(filepath.Join(dir, ".git")); err == nil {
+		if err := a.checkTreeGit(ctx, dir); err != nil {
+			return err
+		}
 		got, code, err := a.git(ctx, local, "config", "--get", cfgRemote)
 		switch {
 		case err == nil && got == rem.addr:
@@ -368,7 +468,7 @@ func (a *Activities) CommitPush(ctx context.Context, in CommitPushInput) (Commit
 	if len(in.Message) > maxMessageBytes {
 		return CommitPushOutput{}, nonRetryable(activities.ErrInvalidArguments, fmt.Sprintf("message is %d bytes, at most %d allowed", len(in.Message), maxMessageBytes))
 	}
-	dir, err := a.ownTree(ctx, in.Dir)
+	dir, meta, err := a.ownTree(ctx, in.Dir)
 	if err != nil {
 		return CommitPushOutput{}, err
 	}
@@ -378,9 +478,8 @@ func (a *Activities) CommitPush(ctx context.Context, in CommitPushInput) (Commit
 
 	remoteAddr := in.Remote
 	if remoteAddr == "" {
-		if remoteAddr, _, err = a.git(ctx, local, "config", "--get", cfgRemote); err != nil {
-			return CommitPushOutput{}, nonRetryable(activities.ErrGitError, fmt.Sprintf("read the work tree's remote: %v", err))
-		}
+		// Not the tree's cfgRemote: a command in the tree can rewrite it.
+		remoteAddr = meta.Remote
 	}
 	token := ""
 	if in.TokenRef != "" {
@@ -429,7 +528,7 @@ func (a *Activities) CommitPush(ctx context.Context, in CommitPushInput) (Commit
 		// A clean tree on a retry: the earlier attempt committed (and
 		// perhaps pushed) already. Its commit is HEAD, past the
 		// checkout's commit, with this message and author.
-		prior, err := a.priorCommit(ctx, local, in.Message, authorName, authorEmail)
+		prior, err := a.priorCommit(ctx, local, meta.Base, in.Message, authorName, authorEmail)
 		if err != nil {
 			return CommitPushOutput{}, err
 		}
@@ -498,39 +597,39 @@ func (a *Activities) CommitPush(ctx context.Context, in CommitPushInput) (Commit
 // ownTree returns the real path of dir if it is a work tree git.checkout
 // made for this run, and refuses anything else: commitPush must not commit
 // and push whatever directory a runbook names.
-func (a *Activities) ownTree(ctx context.Context, dir string) (string, error) {
+func (a *Activities) ownTree(ctx context.Context, dir string) (string, treeMeta, error) {
 	refuse := func(why string) error {
 		return nonRetryable(activities.ErrInvalidArguments,
 			fmt.Sprintf("dir %s is not a work tree git.checkout made in this run (%s)", dir, why))
 	}
 	runDir, err := filepath.EvalSymlinks(a.RunTreesDir(ctx))
 	if err != nil {
-		return "", refuse("this run has checked out nothing")
+		return "", treeMeta{}, refuse("this run has checked out nothing")
 	}
 	real, err := filepath.EvalSymlinks(dir)
 	if err != nil {
-		return "", refuse("it does not exist")
+		return "", treeMeta{}, refuse("it does not exist")
 	}
 	if filepath.Dir(real) != runDir {
-		return "", refuse("it is not a directory of " + runDir)
+		return "", treeMeta{}, refuse("it is not a directory of " + runDir)
+	}
+	meta, err := a.readTreeMeta(ctx, filepath.Base(real))
+	if err != nil {
+		return "", treeMeta{}, refuse("its checkout did not finish")
+	}
+	if err := a.checkTreeGit(ctx, real); err != nil {
+		return "", treeMeta{}, err
 	}
 	top, _, err := a.git(ctx, runOpts{dir: real}, "rev-parse", "--show-toplevel")
 	if err != nil || filepath.Clean(top) != real {
-		return "", refuse("it is not the top of a git work tree")
+		return "", treeMeta{}, refuse("it is not the top of a git work tree")
 	}
-	if _, _, err := a.git(ctx, runOpts{dir: real}, "config", "--get", cfgBase); err != nil {
-		return "", refuse("its checkout did not finish")
-	}
-	return real, nil
+	return real, meta, nil
 }
 
 // priorCommit reports whether HEAD is a commit an earlier attempt of this
 // step made: past the checkout's commit, with this message and author.
-func (a *Activities) priorCommit(ctx context.Context, o runOpts, message, name, email string) (bool, error) {
-	base, _, err := a.git(ctx, o, "config", "--get", cfgBase)
-	if err != nil {
-		return false, nonRetryable(activities.ErrGitError, fmt.Sprintf("read the checked-out commit: %v", err))
-	}
+func (a *Activities) priorCommit(ctx context.Context, o runOpts, base, message, name, email string) (bool, error) {
 	head, ok, err := a.revParse(ctx, o, "HEAD")
 	if err != nil || !ok || head == base {
 		return false, err

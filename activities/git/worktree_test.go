@@ -283,3 +283,68 @@ func TestCommitPushNeverForces(t *testing.T) {
 		t.Error("main was overwritten")
 	}
 }
+
+// A command run in the tree (a dependency's install script) can rewrite
+// .git: the remote commitPush pushes to (and sends the token to) comes
+// from what checkout recorded outside the tree, not from .git/config.
+func TestCommitPushIgnoresRewrittenRemote(t *testing.T) {
+	repo, evil := gittest.New(t), gittest.New(t)
+	a := newActivities(t)
+	co := mustStep(t, a, "git.checkout", map[string]any{"remote": repo.Origin, "branch": "bump"})
+	dir := co["dir"].(string)
+	writeFile(t, dir, "bump.txt", "bumped\n")
+	repo.Run(dir, "config", "stagehand.remote", evil.Origin)
+	mustStep(t, a, "git.commitPush", map[string]any{"dir": dir, "message": "Bump"})
+	if _, err := evil.TryRun(evil.Origin, "rev-parse", "--verify", "--quiet", "refs/heads/bump"); err == nil {
+		t.Error("commitPush pushed to the remote a command wrote into .git/config")
+	}
+	if n := repo.Count("bump"); n != 2 {
+		t.Errorf("the checked-out remote's branch has %d commits, want 2", n)
+	}
+}
+
+// Settings a command adds to .git/config (here one that redirects the
+// push, token and all, to another host) make commitPush and a retried
+// checkout refuse the tree instead of running git with them.
+func TestTamperedTreeGitRefused(t *testing.T) {
+	repo, evil := gittest.New(t), gittest.New(t)
+	a := newActivities(t)
+	with := map[string]any{"remote": repo.Origin, "branch": "bump"}
+	co := mustStep(t, a, "git.checkout", with)
+	dir := co["dir"].(string)
+	writeFile(t, dir, "bump.txt", "bumped\n")
+	repo.Run(dir, "config", "url."+evil.Origin+".insteadOf", repo.Origin)
+	_, err := runStep(t, a, "git.commitPush", map[string]any{"dir": dir, "message": "Bump"})
+	steptest.WantAppError(t, err, activities.ErrGitError, true, []string{"url." + evil.Origin + ".insteadof"})
+	_, err = runStep(t, a, "git.checkout", with)
+	steptest.WantAppError(t, err, activities.ErrGitError, true, []string{"settings Stagehand did not write"})
+	if _, err := evil.TryRun(evil.Origin, "rev-parse", "--verify", "--quiet", "refs/heads/bump"); err == nil {
+		t.Error("the push went where the tree's config redirected it")
+	}
+
+	repo.Run(dir, "config", "--unset", "url."+evil.Origin+".insteadOf")
+	if err := os.WriteFile(filepath.Join(dir, ".git", "commondir"), []byte(evil.Origin+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = runStep(t, a, "git.commitPush", map[string]any{"dir": dir, "message": "Bump"})
+	steptest.WantAppError(t, err, activities.ErrGitError, true, []string{".git/commondir exists"})
+}
+
+// Hooks a command writes into the tree never run, with any git command:
+// fetch runs reference-transaction with the token in its environment.
+func TestTreeHooksNeverRun(t *testing.T) {
+	repo := gittest.New(t)
+	a := newActivities(t)
+	co := mustStep(t, a, "git.checkout", map[string]any{"remote": repo.Origin})
+	dir := co["dir"].(string)
+	marker := filepath.Join(t.TempDir(), "hook-ran")
+	hook := filepath.Join(dir, ".git", "hooks", "reference-transaction")
+	if err := os.WriteFile(hook, []byte("#!/bin/sh\ntouch "+marker+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	repo.Commit("main", "moved on", map[string]string{"new.txt": "n\n"})
+	mustStep(t, a, "git.checkout", map[string]any{"remote": repo.Origin})
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("a hook in the work tree's .git ran")
+	}
+}
