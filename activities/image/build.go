@@ -95,7 +95,7 @@ func (a *Activities) Build(ctx context.Context, in BuildInput) (BuildOutput, err
 	pr, pw := io.Pipe()
 	sent := make(chan error, 1)
 	go func() {
-		err := writeContext(pw, entries)
+		err := writeContext(pw, dir, entries)
 		pw.CloseWithError(err)
 		sent <- err
 	}()

@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
@@ -207,10 +208,18 @@ func readDockerignore(dir string) ([]string, error) {
 	return ignorefile.ReadAll(io.LimitReader(f, maxIgnoreBytes))
 }
 
-// writeContext writes the entries as a tar stream. Owners are 0:0 and
-// names are relative, as the docker CLI sends them; a file that grew since
-// it was listed is cut at its listed size, so the bound holds.
-func writeContext(w io.Writer, entries []contextEntry) error {
+// writeContext writes the entries of the context dir as a tar stream.
+// Owners are 0:0 and names are relative, as the docker CLI sends them; a
+// file that grew since it was listed is cut at its listed size, so the
+// bound holds. Files are opened through an os.Root of dir: a file or
+// directory swapped for a link between listing and sending (a process
+// still running in the work tree) cannot send what is outside.
+func writeContext(w io.Writer, dir string, entries []contextEntry) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
 	tw := tar.NewWriter(w)
 	for _, e := range entries {
 		link := ""
@@ -234,7 +243,7 @@ func writeContext(w io.Writer, entries []contextEntry) error {
 			return err
 		}
 		if e.info.Mode().IsRegular() {
-			if err := copyFile(tw, e.abs, hdr.Size); err != nil {
+			if err := copyFile(tw, root, e.rel, hdr.Size); err != nil {
 				return fmt.Errorf("%s: %v", e.rel, err)
 			}
 		}
@@ -242,12 +251,16 @@ func writeContext(w io.Writer, entries []contextEntry) error {
 	return tw.Close()
 }
 
-func copyFile(w io.Writer, p string, size int64) error {
-	f, err := os.Open(p)
+func copyFile(w io.Writer, root *os.Root, rel string, size int64) error {
+	// O_NONBLOCK: a file swapped for a FIFO must not block the open.
+	f, err := root.OpenFile(filepath.FromSlash(rel), os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return fmt.Errorf("no longer a regular file")
+	}
 	n, err := io.CopyN(w, f, size)
 	if errors.Is(err, io.EOF) {
 		return fmt.Errorf("file shrank while sending the context (%d of %d bytes)", n, size)

@@ -384,7 +384,7 @@ func TestContextFilesAndTar(t *testing.T) {
 	}
 
 	var buf bytes.Buffer
-	if err := writeContext(&buf, entries); err != nil {
+	if err := writeContext(&buf, dir, entries); err != nil {
 		t.Fatal(err)
 	}
 	tr := tar.NewReader(&buf)
@@ -416,6 +416,36 @@ func TestContextFilesAndTar(t *testing.T) {
 				}
 			}
 		}))
+	}
+}
+
+// A file or directory swapped for a link to outside the context after it
+// was listed (something still running in the work tree) sends nothing
+// from outside.
+func TestContextSwappedForLinkAfterListing(t *testing.T) {
+	outside := t.TempDir()
+	writeFiles(t, outside, map[string]string{"secret": "outside-secret", "sub/a.js": "outside-a"})
+	for _, swap := range []string{"secret", "sub"} {
+		dir := t.TempDir()
+		writeFiles(t, dir, map[string]string{"Dockerfile": "FROM x\n", "secret": "inside-secret", "sub/a.js": "inside-a"})
+		entries, _, err := contextFiles(dir, "Dockerfile", defaultContextLimits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.RemoveAll(filepath.Join(dir, swap)); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(filepath.Join(outside, swap), filepath.Join(dir, swap)); err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		err = writeContext(&buf, dir, entries)
+		if err == nil {
+			t.Errorf("%s swapped for a link: context sent without an error", swap)
+		}
+		if strings.Contains(buf.String(), "outside-") {
+			t.Errorf("%s swapped for a link: the context carries a file from outside it", swap)
+		}
 	}
 }
 
