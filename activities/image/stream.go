@@ -299,14 +299,10 @@ func (p *pushLog) result() (digest string, size int64, errMsg string) {
 // access to the resource is denied" (Docker Hub), "401 Unauthorized",
 // "403 Forbidden", "no basic auth credentials" (dockerd without creds).
 func authFailure(msg string) bool {
-	m := strings.ToLower(msg)
-	for _, s := range []string{
-		"unauthorized", "authentication required", "denied", "401", "403 forbidden",
-		"no basic auth credentials", "incorrect username or password", "invalid username/password",
-	} {
-		if strings.Contains(m, s) {
-			return true
-		}
-	}
-	return false
+	return authFailureRE.MatchString(strings.ToLower(msg))
 }
+
+// authFailureRE matches whole words: a digest (sha256:9f401e…) or an
+// address holding "401", or "permission denied" from the worker's own
+// network, is not the registry refusing the credentials.
+var authFailureRE = regexp.MustCompile(`unauthorized|authentication required|(^|[^a-z])denied:|access to the resource is denied|access denied|\b401\b|\b403 forbidden|no basic auth credentials|incorrect username or password|invalid username/password`)

@@ -206,6 +206,10 @@ func TestPushErrorClassification(t *testing.T) {
 		{"no basic auth credentials", activities.ErrRegistryAuth},
 		{"Get \"https://reg/v2/\": dial tcp 10.0.0.1:443: connect: connection refused", activities.ErrImagePushFailed},
 		{"blob upload unknown", activities.ErrImagePushFailed},
+		// A digest or an address that happens to contain 401 or
+		// "denied" is not a refusal of the credentials.
+		{"blob upload unknown to registry: sha256:9f401e2a", activities.ErrImagePushFailed},
+		{"dial tcp 10.0.40.1:5000: connect: permission denied", activities.ErrImagePushFailed},
 	}
 	for _, c := range cases {
 		err := a.pushError("reg/app:v1", "reg", c.msg+" (password hunter2-secret)", nil, red)
