@@ -463,3 +463,38 @@ func TestHeartbeatsCarryTheLastLine(t *testing.T) {
 		t.Errorf("heartbeats %+v, want the last line to go from %q to %q", seen, "resolving packages", "linking")
 	}
 }
+
+// A line cut at the buffer keeps no start of a secret whose end was
+// dropped, even when an earlier secret on the line, replaced by ***,
+// pulled that start inside the kept part.
+func TestCutLineKeepsNoPartialSecret(t *testing.T) {
+	secret := strings.Repeat("S", 32) + strings.Repeat("k", 32)
+	o := newOutput(3, []string{secret})
+	line := secret + strings.Repeat(".", 1961) + secret[:40] + strings.Repeat(".", 5000) + "\n"
+	o.read(strings.NewReader(line + "next\n"))
+	tail := o.tail()
+	if strings.Contains(tail, "SSSS") || strings.Contains(tail, "kkkk") {
+		t.Errorf("tail keeps part of the secret: …%q", tail[max(0, len(tail)-120):])
+	}
+	if !strings.HasPrefix(tail, "***...") || !strings.HasSuffix(tail, "[line truncated]\nnext") {
+		t.Errorf("tail %.40q…%q", tail, tail[max(0, len(tail)-60):])
+	}
+}
+
+// A secret of several lines (a PEM key, a kubeconfig) echoed by the
+// command reaches the output one line at a time: each of its lines is
+// scrubbed.
+func TestMultiLineSecretIsScrubbed(t *testing.T) {
+	secret := "-----BEGIN KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSj\nAgEAAoIBAQC7\n-----END KEY-----\n"
+	o := newOutput(10, []string{secret})
+	o.read(strings.NewReader("key:\n" + secret + "done\n"))
+	tail := o.tail()
+	for _, part := range []string{"MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSj", "AgEAAoIBAQC7"} {
+		if strings.Contains(tail, part) {
+			t.Errorf("tail keeps the secret's line %q: %q", part, tail)
+		}
+	}
+	if !strings.HasPrefix(tail, "key:\n") || !strings.HasSuffix(tail, "\ndone") {
+		t.Errorf("tail %q", tail)
+	}
+}

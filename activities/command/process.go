@@ -261,11 +261,29 @@ type output struct {
 	last  string
 }
 
+// minSecretLineBytes is the shortest line of a multi-line secret that is
+// scrubbed on its own.
+const minSecretLineBytes = 8
+
 func newOutput(n int, secretValues []string) *output {
 	// Every non-empty value counts: the command's environment is the
 	// operator's choice, and a short value echoed is still a leak.
 	red := secrets.NewRedactor("***", 1)
 	red.Add(secretValues...)
+	// Output is scrubbed a line at a time, so a value of several lines
+	// (a PEM key, a kubeconfig) echoed whole would match nowhere: each of
+	// its lines is a value too. Short ones (a blank line, "}") are left
+	// out; masking every "}" would leave nothing readable.
+	for _, v := range secretValues {
+		if !strings.Contains(v, "\n") {
+			continue
+		}
+		for l := range strings.SplitSeq(v, "\n") {
+			if l = strings.TrimRight(l, "\r"); len(l) >= minSecretLineBytes {
+				red.Add(l)
+			}
+		}
+	}
 	// A line is cut at maxLineBytes only after scrubbing, so the buffer
 	// must also hold a secret that starts just before the cut.
 	return &output{ring: make([]string, n), red: red, bufSize: maxLineBytes + min(red.Longest(), 64<<10) + 1}
@@ -301,6 +319,14 @@ func (o *output) read(r io.Reader) {
 
 func (o *output) add(b []byte, cut bool) {
 	line := o.scrub(strings.TrimRight(string(b), "\r\n"))
+	if cut {
+		// The rest of the line is dropped unread, so its last bytes may
+		// be the start of a secret; replacements before them (*** is
+		// shorter) can have moved them inside what is kept. They were
+		// not part of a replacement, so they are the scrubbed line's
+		// last bytes still: drop them.
+		line = line[:max(0, len(line)-max(0, o.red.Longest()-1))]
+	}
 	if len(line) > maxLineBytes {
 		line, cut = line[:maxLineBytes], true
 	}
