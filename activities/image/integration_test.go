@@ -3,6 +3,7 @@ package image
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -346,5 +347,45 @@ func TestQuietStepKeepsHeartbeating(t *testing.T) {
 	// 3 s at 200 ms is about 15.
 	if during < 3 {
 		t.Errorf("%d heartbeats during the quiet step, want several: %+v", during, beats)
+	}
+}
+
+// A cancelled build (the run was cancelled, the worker is stopping) stops
+// reading the engine's stream and returns at once, not when the step in
+// progress ends.
+func TestCancelledBuildReturns(t *testing.T) {
+	f := newFixture(t)
+	dir := f.context(t, "cancel", map[string]string{
+		"Dockerfile": "FROM " + f.env.BaseImage + "\nRUN echo long-step-started && sleep 120\n",
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.a.Build(ctx, BuildInput{Context: dir, Tags: []string{"localhost/cancel/app:v1"}})
+		done <- err
+	}()
+	deadline := time.After(60 * time.Second)
+	for !strings.Contains(f.log.String(), "long-step-started") {
+		select {
+		case err := <-done:
+			t.Fatalf("build ended before the long step: %v\n%s", err, f.log.String())
+		case <-deadline:
+			t.Fatalf("the long step did not start:\n%s", f.log.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	cancel()
+	start := time.Now()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("error %v, want the cancellation", err)
+		}
+		if d := time.Since(start); d > 10*time.Second {
+			t.Errorf("the build returned %s after the cancellation", d)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the cancelled build did not return within 30 s")
 	}
 }
