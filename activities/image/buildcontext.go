@@ -197,7 +197,14 @@ func contextFiles(dir, dockerfile string, lim contextLimits) ([]contextEntry, in
 }
 
 func readDockerignore(dir string) ([]string, error) {
-	f, err := os.Open(filepath.Join(dir, ".dockerignore"))
+	// Through an os.Root: a .dockerignore linking outside the context
+	// must not make the worker read (and quote in errors) other files.
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("read .dockerignore: %v", err)
+	}
+	defer root.Close()
+	f, err := root.OpenFile(".dockerignore", os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -205,6 +212,9 @@ func readDockerignore(dir string) ([]string, error) {
 		return nil, fmt.Errorf("read .dockerignore: %v", err)
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("read .dockerignore: not a regular file")
+	}
 	return ignorefile.ReadAll(io.LimitReader(f, maxIgnoreBytes))
 }
 

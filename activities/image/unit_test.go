@@ -453,6 +453,23 @@ func TestContextSwappedForLinkAfterListing(t *testing.T) {
 	}
 }
 
+// A .dockerignore that links outside the context is refused, not read:
+// its patterns would come from (and errors could quote) another file.
+func TestDockerignoreLinkingOutsideIsRefused(t *testing.T) {
+	outside := filepath.Join(t.TempDir(), "patterns")
+	if err := os.WriteFile(outside, []byte("secret.txt\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"Dockerfile": "FROM x\n", "secret.txt": "s"})
+	if err := os.Symlink(outside, filepath.Join(dir, ".dockerignore")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := contextFiles(dir, "Dockerfile", defaultContextLimits); err == nil || !strings.Contains(err.Error(), ".dockerignore") {
+		t.Errorf("error %v, want the .dockerignore refused", err)
+	}
+}
+
 func TestContextBounds(t *testing.T) {
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{"Dockerfile": "FROM x\n", "big.bin": strings.Repeat("x", 4096), "a": "1", "b": "2"})
