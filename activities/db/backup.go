@@ -219,7 +219,7 @@ func (a *Activities) Backup(ctx context.Context, in BackupInput) (BackupOutput, 
 		if d.Driver == DriverMySQL {
 			ext = ".sql"
 		}
-		final := filepath.Join(dir, dbname+ext)
+		final := filepath.Join(dir, dumpFileName(dbname)+ext)
 		tmp := final + ".tmp"
 		if err := d.dump(ctx, tools, priv, password, dbname, tmp, red); err != nil {
 			_ = os.Remove(tmp)
@@ -242,6 +242,25 @@ func (a *Activities) Backup(ctx context.Context, in BackupInput) (BackupOutput, 
 		return BackupOutput{}, nonRetryable(activities.ErrBackupFailed, fmt.Sprintf("write %s: %v", ManifestName, err))
 	}
 	return backupOutput(dir, key, m.Files, false), nil
+}
+
+// dumpFileName is a plugin database's name made safe as one file name:
+// the name comes from the server's catalog, where PostgreSQL and MySQL
+// allow "/", ".." and the like, which must not lead the dump out of the
+// backup directory. Letters, digits, _, - and non-ASCII bytes (UTF-8)
+// are kept, so Backstage's names are unchanged; any other byte becomes
+// %XX, which keeps distinct names distinct.
+func dumpFileName(dbname string) string {
+	var b strings.Builder
+	for i := 0; i < len(dbname); i++ {
+		c := dbname[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c >= 0x80 {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
 }
 
 func backupOutput(dir, key string, files []BackupFile, reused bool) BackupOutput {
@@ -518,6 +537,16 @@ func (d Database) pgEnv(password string) []string {
 	return env
 }
 
+// pgDBName is a database name as pg_dump's and pg_restore's --dbname: a
+// conninfo string naming it, since libpq reads a --dbname holding "=" (or
+// starting postgres://) as connection settings, which a name from the
+// server's catalog must not be able to supply.
+func pgDBName(name string) string { return "dbname=" + quoteConnValue(name) }
+
+// pgPattern is a schema name as pg_dump's --schema, which is a pattern:
+// inside double quotes *, ?, . and upper case are taken literally.
+func pgPattern(name string) string { return `"` + strings.ReplaceAll(name, `"`, `""`) + `"` }
+
 func (d Database) pgConnArgs() []string {
 	port := d.Port
 	if port == 0 {
@@ -579,9 +608,9 @@ func (d Database) dump(ctx context.Context, t tools, priv, password, dbname, to 
 	} else {
 		args := append(d.pgConnArgs(), "--format=custom", "--file="+to)
 		if d.schemaMode() {
-			args = append(args, "--schema="+dbname, "--dbname="+d.Database)
+			args = append(args, "--schema="+pgPattern(dbname), "--dbname="+pgDBName(d.Database))
 		} else {
-			args = append(args, "--dbname="+dbname)
+			args = append(args, "--dbname="+pgDBName(dbname))
 		}
 		cmd = exec.CommandContext(ctx, t.dump, args...)
 		cmd.Env = d.pgEnv(password)
@@ -624,7 +653,7 @@ func (d Database) restore(ctx context.Context, t tools, priv, password, dbname, 
 		if dropped, err = d.pgDropTablesNotInDump(ctx, t, password, target, dbname, from, red); err != nil {
 			return nil, err
 		}
-		args := append(d.pgConnArgs(), "--clean", "--if-exists", "--single-transaction", "--exit-on-error", "--dbname="+target, from)
+		args := append(d.pgConnArgs(), "--clean", "--if-exists", "--single-transaction", "--exit-on-error", "--dbname="+pgDBName(target), from)
 		cmd = exec.CommandContext(ctx, t.restore, args...)
 		cmd.Env = d.pgEnv(password)
 	}
