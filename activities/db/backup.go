@@ -615,7 +615,7 @@ func (d Database) dump(ctx context.Context, t tools, priv, password, dbname, to 
 		cmd = exec.CommandContext(ctx, t.dump, args...)
 		cmd.Env = d.pgEnv(password)
 	}
-	if out, err := runTool(cmd); err != nil {
+	if out, err := runTool(ctx, cmd, "dump "+dbname); err != nil {
 		return toolError(activities.ErrBackupFailed, "dump "+dbname, err, out, red)
 	}
 	return nil
@@ -657,23 +657,29 @@ func (d Database) restore(ctx context.Context, t tools, priv, password, dbname, 
 		cmd = exec.CommandContext(ctx, t.restore, args...)
 		cmd.Env = d.pgEnv(password)
 	}
-	if out, err := runTool(cmd); err != nil {
+	if out, err := runTool(ctx, cmd, "restore "+dbname); err != nil {
 		return dropped, toolError(activities.ErrRestoreFailed, "restore "+dbname, err, out, red)
 	}
 	return dropped, nil
 }
 
 // tocTableRE matches a table entry of `pg_restore --list`:
-// "215; 1259 16386 TABLE public knex_migrations postgres".
-var tocTableRE = regexp.MustCompile(`^\d+; \d+ \d+ TABLE (\S+) (\S+) `)
+// "215; 1259 16386 TABLE public knex_migrations postgres". The owner is
+// the last word (empty with --no-owner), so a table name may hold spaces.
+var tocTableRE = regexp.MustCompile(`^\d+; \d+ \d+ TABLE (\S+) (.+) (\S*)$`)
 
 // pgDropTablesNotInDump drops, in one transaction, the tables of the
 // plugin's database (or schema) that the dump does not contain.
 func (d Database) pgDropTablesNotInDump(ctx context.Context, t tools, password, target, plugin, dump string, red *secrets.Redactor) ([]string, error) {
 	cmd := exec.CommandContext(ctx, t.restore, "--list", dump)
-	list, err := runTool(cmd)
+	list, err := runToolLimit(ctx, cmd, "list "+filepath.Base(dump), maxTOC)
 	if err != nil {
 		return nil, toolError(activities.ErrRestoreFailed, "read the table of contents of "+filepath.Base(dump), err, list, red)
+	}
+	if len(list) >= maxTOC {
+		// A cut list would miss tables that are in the dump, and they
+		// would be dropped as if created after the backup.
+		return nil, nonRetryable(activities.ErrRestoreFailed, fmt.Sprintf("the table of contents of %s exceeds %d bytes; refusing to restore it", filepath.Base(dump), maxTOC))
 	}
 	inDump := map[string]bool{}
 	for _, line := range strings.Split(string(list), "\n") {
@@ -742,13 +748,45 @@ func (d Database) pgEnsureDatabase(ctx context.Context, password, dbname string,
 	return nil
 }
 
-func runTool(cmd *exec.Cmd) ([]byte, error) {
+// toolHeartbeatEvery is how often a running dump or restore heartbeats.
+// It must stay well under the steps' heartbeat timeout: a dump of a big
+// plugin database takes longer than that, and without heartbeats the
+// server would time the attempt out and start another (a second restore
+// into the same database) while this one still runs. Heartbeats are also
+// how a cancellation reaches ctx, which kills the tool.
+var toolHeartbeatEvery = 15 * time.Second
+
+// runTool runs a dump or restore program, heartbeating "what" while it
+// runs, and returns its (bounded) combined output.
+func runTool(ctx context.Context, cmd *exec.Cmd, what string) ([]byte, error) {
+	return runToolLimit(ctx, cmd, what, 64<<10)
+}
+
+// maxTOC bounds a pg_restore --list read into memory.
+const maxTOC = 16 << 20
+
+func runToolLimit(ctx context.Context, cmd *exec.Cmd, what string, limit int) ([]byte, error) {
 	var buf bytes.Buffer
-	cmd.Stdout = &limitedWriter{w: &buf, n: 64 << 10}
+	cmd.Stdout = &limitedWriter{w: &buf, n: limit}
 	cmd.Stderr = cmd.Stdout
 	cmd.WaitDelay = 10 * time.Second
-	err := cmd.Run()
-	return buf.Bytes(), err
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	progress := heartbeat(ctx)
+	start := time.Now()
+	tick := time.NewTicker(toolHeartbeatEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			return buf.Bytes(), err
+		case <-tick.C:
+			progress(fmt.Sprintf("%s: running for %s", what, time.Since(start).Round(time.Second)))
+		}
+	}
 }
 
 func toolError(errType, what string, err error, out []byte, red *secrets.Redactor) error {
