@@ -17,6 +17,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"go.temporal.io/sdk/activity"
@@ -790,15 +791,20 @@ func runToolLimit(ctx context.Context, cmd *exec.Cmd, what string, limit int) ([
 }
 
 func toolError(errType, what string, err error, out []byte, red *secrets.Redactor) error {
-	text := strings.TrimSpace(string(out))
+	// Scrub before cutting: a cut through the password would leave a part
+	// of it that the redactor no longer recognises.
+	text := strings.TrimSpace(red.Clean(string(out)))
 	if len(text) > maxToolOutput {
-		text = "…" + text[len(text)-maxToolOutput:]
+		cut := len(text) - maxToolOutput
+		for cut < len(text) && !utf8.RuneStart(text[cut]) {
+			cut++
+		}
+		text = "…" + text[cut:]
 	}
-	msg := fmt.Sprintf("%s: %v", what, err)
+	msg := red.Clean(fmt.Sprintf("%s: %v", what, err))
 	if text != "" {
 		msg += ": " + text
 	}
-	msg = red.Clean(msg)
 	if isUnavailableText(text) {
 		return retryable(activities.ErrDatabaseUnavailable, msg)
 	}
