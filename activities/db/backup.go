@@ -51,10 +51,13 @@ type Manifest struct {
 	Database  string `json:"database"`
 	Driver    string `json:"driver"`
 	CreatedAt string `json:"createdAt"`
-	// WorkflowID is the run that made the backup: only its retries may
-	// reuse the directory, so a key used twice never returns (or
-	// overwrites) another run's backup.
+	// WorkflowID and RunID are the run that made the backup: only its
+	// retries may reuse the directory, so a key used twice never returns
+	// (or overwrites) another run's backup. The run ID matters: a
+	// workflow ID is reused by every run started with it, and a later
+	// run handed the earlier run's backup would restore old data.
 	WorkflowID string       `json:"workflowId,omitempty"`
+	RunID      string       `json:"runId,omitempty"`
 	Files      []BackupFile `json:"files"`
 }
 
@@ -181,12 +184,12 @@ func (a *Activities) Backup(ctx context.Context, in BackupInput) (BackupOutput, 
 		return BackupOutput{}, nonRetryable(activities.ErrBackupFailed, fmt.Sprintf("lock %s: %v", dir, err))
 	}
 	defer unlock()
-	runID := workflowID(ctx)
+	wfID, runID := workflowRun(ctx)
 	if m, err := readManifest(dir); err == nil {
-		if m.Database != in.Database || m.Driver != d.Driver || m.WorkflowID != runID {
+		if m.Database != in.Database || m.Driver != d.Driver || m.WorkflowID != wfID || m.RunID != runID {
 			return BackupOutput{}, nonRetryable(activities.ErrBackupFailed, fmt.Sprintf(
-				"backup key %q already holds a complete backup of database %q made by run %q; refusing to reuse or overwrite it: use a key per run, e.g. upgrade-{{ .run.id }}",
-				key, m.Database, m.WorkflowID))
+				"backup key %q already holds a complete backup of database %q made by workflow %q run %q; refusing to reuse or overwrite it: use a key per run, e.g. upgrade-{{ .run.id }}",
+				key, m.Database, m.WorkflowID, m.RunID))
 		}
 		if verifyFiles(a.BackupDir, m.Files) == nil {
 			progress("backup " + key + " already complete")
@@ -235,7 +238,7 @@ func (a *Activities) Backup(ctx context.Context, in BackupInput) (BackupOutput, 
 		}
 		files = append(files, BackupFile{Plugin: plugin, Database: dbname, File: key + "/" + filepath.Base(final), Size: size, SHA256: sum})
 	}
-	m := Manifest{Version: 1, Database: in.Database, Driver: d.Driver, CreatedAt: time.Now().UTC().Format(time.RFC3339), WorkflowID: runID, Files: files}
+	m := Manifest{Version: 1, Database: in.Database, Driver: d.Driver, CreatedAt: time.Now().UTC().Format(time.RFC3339), WorkflowID: wfID, RunID: runID, Files: files}
 	if m.Files == nil {
 		m.Files = []BackupFile{}
 	}
@@ -874,10 +877,12 @@ func lockDir(ctx context.Context, dir string, progress func(string)) (func(), er
 	}
 }
 
-// workflowID is the run an activity belongs to ("" outside an activity).
-func workflowID(ctx context.Context) string {
+// workflowRun is the workflow and run an activity belongs to ("", ""
+// outside an activity).
+func workflowRun(ctx context.Context) (string, string) {
 	if activity.IsActivity(ctx) {
-		return activity.GetInfo(ctx).WorkflowExecution.ID
+		w := activity.GetInfo(ctx).WorkflowExecution
+		return w.ID, w.RunID
 	}
-	return ""
+	return "", ""
 }
