@@ -397,6 +397,14 @@ func (a *Activities) Restore(ctx context.Context, in RestoreInput) (RestoreOutpu
 	if err != nil {
 		return RestoreOutput{}, err
 	}
+	// The backup's lock: an earlier attempt that the server gave up on may
+	// still be restoring (two pg_restore --clean into one database at
+	// once), or a backup may still be writing this directory.
+	unlock, err := lockDir(ctx, dir, heartbeat(ctx))
+	if err != nil {
+		return RestoreOutput{}, nonRetryable(activities.ErrRestoreFailed, fmt.Sprintf("lock %s: %v", dir, err))
+	}
+	defer unlock()
 	m, err := readManifest(dir)
 	if err != nil {
 		return RestoreOutput{}, nonRetryable(activities.ErrBackupChecksumMismatch, fmt.Sprintf("backup %s has no readable %s (incomplete backup?): %v", key, ManifestName, err))
