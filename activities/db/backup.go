@@ -571,7 +571,12 @@ func (d Database) pgConnArgs() []string {
 // option file in the private temp dir; clients read it with
 // --defaults-extra-file, which must be their first argument.
 func (d Database) mysqlDefaultsFile(priv, password string) (string, error) {
-	quote := func(s string) string { return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"` }
+	// Option files are read line by line: a newline in a value must be
+	// written as \n, or the rest of the password would be read as
+	// further options.
+	quote := func(s string) string {
+		return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "\r", `\r`).Replace(s) + `"`
+	}
 	var b strings.Builder
 	b.WriteString("[client]\n")
 	if password != "" {
