@@ -450,11 +450,23 @@ func (a *Activities) Restore(ctx context.Context, in RestoreInput) (RestoreOutpu
 		return RestoreOutput{}, nonRetryable(activities.ErrRestoreFailed, fmt.Sprintf("private temp dir: %v", err))
 	}
 	defer os.RemoveAll(priv)
+	// Every dump's table list is read before the first restore: a dump
+	// that cannot be read, or lists no tables, refuses the whole restore
+	// rather than stopping it half-way with some plugins restored.
+	tables := make([]map[string]bool, len(files))
+	if d.Driver == DriverPostgres {
+		for i, f := range files {
+			heartbeat(ctx)(fmt.Sprintf("reading the table of contents of %s (%d/%d)", f.File, i+1, len(files)))
+			if tables[i], err = pgDumpTables(ctx, tools, filepath.Join(a.BackupDir, filepath.FromSlash(f.File))); err != nil {
+				return RestoreOutput{}, nonRetryable(activities.ErrRestoreFailed, red.Clean(fmt.Sprintf("backup %s refused, nothing was restored: %v", key, err)))
+			}
+		}
+	}
 	out := RestoreOutput{Restored: []RestoredPlugin{}, Plugins: []string{}}
 	for i, f := range files {
 		heartbeat(ctx)(fmt.Sprintf("restoring %s (%d/%d)", f.Database, i+1, len(files)))
 		path := filepath.Join(a.BackupDir, filepath.FromSlash(f.File))
-		dropped, err := d.restore(ctx, tools, priv, password, f.Database, path, red)
+		dropped, err := d.restore(ctx, tools, priv, password, f.Database, path, tables[i], red)
 		if err != nil {
 			return out, err
 		}
@@ -638,7 +650,8 @@ func (d Database) dump(ctx context.Context, t tools, priv, password, dbname, to 
 	return nil
 }
 
-func (d Database) restore(ctx context.Context, t tools, priv, password, dbname, from string, red *secrets.Redactor) ([]string, error) {
+// restore restores one dump; inDump is the tables it holds (PostgreSQL).
+func (d Database) restore(ctx context.Context, t tools, priv, password, dbname, from string, inDump map[string]bool, red *secrets.Redactor) ([]string, error) {
 	var cmd *exec.Cmd
 	var dropped []string
 	if d.Driver == DriverMySQL {
@@ -667,7 +680,7 @@ func (d Database) restore(ctx context.Context, t tools, priv, password, dbname, 
 		// version created after the backup would stay, and its migrations
 		// would fail on them when the upgrade is tried again.
 		var err error
-		if dropped, err = d.pgDropTablesNotInDump(ctx, t, password, target, dbname, from, red); err != nil {
+		if dropped, err = d.pgDropTablesNotInDump(ctx, password, target, dbname, inDump, red); err != nil {
 			return nil, err
 		}
 		args := append(d.pgConnArgs(), "--clean", "--if-exists", "--single-transaction", "--exit-on-error", "--dbname="+pgDBName(target), from)
@@ -685,18 +698,22 @@ func (d Database) restore(ctx context.Context, t tools, priv, password, dbname, 
 // the last word (empty with --no-owner), so a table name may hold spaces.
 var tocTableRE = regexp.MustCompile(`^\d+; \d+ \d+ TABLE (\S+) (.+) (\S*)$`)
 
-// pgDropTablesNotInDump drops, in one transaction, the tables of the
-// plugin's database (or schema) that the dump does not contain.
-func (d Database) pgDropTablesNotInDump(ctx context.Context, t tools, password, target, plugin, dump string, red *secrets.Redactor) ([]string, error) {
+// pgDumpTables reads the tables ("schema.table") a custom-format dump
+// holds from pg_restore --list.
+func pgDumpTables(ctx context.Context, t tools, dump string) (map[string]bool, error) {
 	cmd := exec.CommandContext(ctx, t.restore, "--list", dump)
 	list, err := runToolLimit(ctx, cmd, "list "+filepath.Base(dump), maxTOC)
 	if err != nil {
-		return nil, toolError(activities.ErrRestoreFailed, "read the table of contents of "+filepath.Base(dump), err, list, red)
+		text := strings.TrimSpace(string(list))
+		if len(text) > maxToolOutput {
+			text = text[:maxToolOutput] + "…"
+		}
+		return nil, fmt.Errorf("read the table of contents of %s: %v: %s", filepath.Base(dump), err, text)
 	}
 	if len(list) >= maxTOC {
 		// A cut list would miss tables that are in the dump, and they
 		// would be dropped as if created after the backup.
-		return nil, nonRetryable(activities.ErrRestoreFailed, fmt.Sprintf("the table of contents of %s exceeds %d bytes; refusing to restore it", filepath.Base(dump), maxTOC))
+		return nil, fmt.Errorf("the table of contents of %s exceeds %d bytes", filepath.Base(dump), maxTOC)
 	}
 	inDump := map[string]bool{}
 	for _, line := range strings.Split(string(list), "\n") {
@@ -706,8 +723,14 @@ func (d Database) pgDropTablesNotInDump(ctx context.Context, t tools, password, 
 	}
 	if len(inDump) == 0 {
 		// An unreadable or empty list must not turn into "drop everything".
-		return nil, nonRetryable(activities.ErrRestoreFailed, fmt.Sprintf("%s lists no tables; refusing to restore it", filepath.Base(dump)))
+		return nil, fmt.Errorf("%s lists no tables", filepath.Base(dump))
 	}
+	return inDump, nil
+}
+
+// pgDropTablesNotInDump drops, in one transaction, the tables of the
+// plugin's database (or schema) that the dump does not contain.
+func (d Database) pgDropTablesNotInDump(ctx context.Context, password, target, plugin string, inDump map[string]bool, red *secrets.Redactor) ([]string, error) {
 	conn, err := d.pgConnect(ctx, target, password, red)
 	if err != nil {
 		return nil, err
