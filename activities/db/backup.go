@@ -17,6 +17,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"go.temporal.io/sdk/activity"
@@ -50,10 +51,13 @@ type Manifest struct {
 	Database  string `json:"database"`
 	Driver    string `json:"driver"`
 	CreatedAt string `json:"createdAt"`
-	// WorkflowID is the run that made the backup: only its retries may
-	// reuse the directory, so a key used twice never returns (or
-	// overwrites) another run's backup.
+	// WorkflowID and RunID are the run that made the backup: only its
+	// retries may reuse the directory, so a key used twice never returns
+	// (or overwrites) another run's backup. The run ID matters: a
+	// workflow ID is reused by every run started with it, and a later
+	// run handed the earlier run's backup would restore old data.
 	WorkflowID string       `json:"workflowId,omitempty"`
+	RunID      string       `json:"runId,omitempty"`
 	Files      []BackupFile `json:"files"`
 }
 
@@ -180,12 +184,12 @@ func (a *Activities) Backup(ctx context.Context, in BackupInput) (BackupOutput, 
 		return BackupOutput{}, nonRetryable(activities.ErrBackupFailed, fmt.Sprintf("lock %s: %v", dir, err))
 	}
 	defer unlock()
-	runID := workflowID(ctx)
+	wfID, runID := workflowRun(ctx)
 	if m, err := readManifest(dir); err == nil {
-		if m.Database != in.Database || m.Driver != d.Driver || m.WorkflowID != runID {
+		if m.Database != in.Database || m.Driver != d.Driver || m.WorkflowID != wfID || m.RunID != runID {
 			return BackupOutput{}, nonRetryable(activities.ErrBackupFailed, fmt.Sprintf(
-				"backup key %q already holds a complete backup of database %q made by run %q; refusing to reuse or overwrite it: use a key per run, e.g. upgrade-{{ .run.id }}",
-				key, m.Database, m.WorkflowID))
+				"backup key %q already holds a complete backup of database %q made by workflow %q run %q; refusing to reuse or overwrite it: use a key per run, e.g. upgrade-{{ .run.id }}",
+				key, m.Database, m.WorkflowID, m.RunID))
 		}
 		if verifyFiles(a.BackupDir, m.Files) == nil {
 			progress("backup " + key + " already complete")
@@ -219,7 +223,7 @@ func (a *Activities) Backup(ctx context.Context, in BackupInput) (BackupOutput, 
 		if d.Driver == DriverMySQL {
 			ext = ".sql"
 		}
-		final := filepath.Join(dir, dbname+ext)
+		final := filepath.Join(dir, dumpFileName(dbname)+ext)
 		tmp := final + ".tmp"
 		if err := d.dump(ctx, tools, priv, password, dbname, tmp, red); err != nil {
 			_ = os.Remove(tmp)
@@ -234,7 +238,7 @@ func (a *Activities) Backup(ctx context.Context, in BackupInput) (BackupOutput, 
 		}
 		files = append(files, BackupFile{Plugin: plugin, Database: dbname, File: key + "/" + filepath.Base(final), Size: size, SHA256: sum})
 	}
-	m := Manifest{Version: 1, Database: in.Database, Driver: d.Driver, CreatedAt: time.Now().UTC().Format(time.RFC3339), WorkflowID: runID, Files: files}
+	m := Manifest{Version: 1, Database: in.Database, Driver: d.Driver, CreatedAt: time.Now().UTC().Format(time.RFC3339), WorkflowID: wfID, RunID: runID, Files: files}
 	if m.Files == nil {
 		m.Files = []BackupFile{}
 	}
@@ -242,6 +246,25 @@ func (a *Activities) Backup(ctx context.Context, in BackupInput) (BackupOutput, 
 		return BackupOutput{}, nonRetryable(activities.ErrBackupFailed, fmt.Sprintf("write %s: %v", ManifestName, err))
 	}
 	return backupOutput(dir, key, m.Files, false), nil
+}
+
+// dumpFileName is a plugin database's name made safe as one file name:
+// the name comes from the server's catalog, where PostgreSQL and MySQL
+// allow "/", ".." and the like, which must not lead the dump out of the
+// backup directory. Letters, digits, _, - and non-ASCII bytes (UTF-8)
+// are kept, so Backstage's names are unchanged; any other byte becomes
+// %XX, which keeps distinct names distinct.
+func dumpFileName(dbname string) string {
+	var b strings.Builder
+	for i := 0; i < len(dbname); i++ {
+		c := dbname[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c >= 0x80 {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
 }
 
 func backupOutput(dir, key string, files []BackupFile, reused bool) BackupOutput {
@@ -374,6 +397,14 @@ func (a *Activities) Restore(ctx context.Context, in RestoreInput) (RestoreOutpu
 	if err != nil {
 		return RestoreOutput{}, err
 	}
+	// The backup's lock: an earlier attempt that the server gave up on may
+	// still be restoring (two pg_restore --clean into one database at
+	// once), or a backup may still be writing this directory.
+	unlock, err := lockDir(ctx, dir, heartbeat(ctx))
+	if err != nil {
+		return RestoreOutput{}, nonRetryable(activities.ErrRestoreFailed, fmt.Sprintf("lock %s: %v", dir, err))
+	}
+	defer unlock()
 	m, err := readManifest(dir)
 	if err != nil {
 		return RestoreOutput{}, nonRetryable(activities.ErrBackupChecksumMismatch, fmt.Sprintf("backup %s has no readable %s (incomplete backup?): %v", key, ManifestName, err))
@@ -419,11 +450,23 @@ func (a *Activities) Restore(ctx context.Context, in RestoreInput) (RestoreOutpu
 		return RestoreOutput{}, nonRetryable(activities.ErrRestoreFailed, fmt.Sprintf("private temp dir: %v", err))
 	}
 	defer os.RemoveAll(priv)
+	// Every dump's table list is read before the first restore: a dump
+	// that cannot be read, or lists no tables, refuses the whole restore
+	// rather than stopping it half-way with some plugins restored.
+	tables := make([]map[string]bool, len(files))
+	if d.Driver == DriverPostgres {
+		for i, f := range files {
+			heartbeat(ctx)(fmt.Sprintf("reading the table of contents of %s (%d/%d)", f.File, i+1, len(files)))
+			if tables[i], err = pgDumpTables(ctx, tools, filepath.Join(a.BackupDir, filepath.FromSlash(f.File))); err != nil {
+				return RestoreOutput{}, nonRetryable(activities.ErrRestoreFailed, red.Clean(fmt.Sprintf("backup %s refused, nothing was restored: %v", key, err)))
+			}
+		}
+	}
 	out := RestoreOutput{Restored: []RestoredPlugin{}, Plugins: []string{}}
 	for i, f := range files {
 		heartbeat(ctx)(fmt.Sprintf("restoring %s (%d/%d)", f.Database, i+1, len(files)))
 		path := filepath.Join(a.BackupDir, filepath.FromSlash(f.File))
-		dropped, err := d.restore(ctx, tools, priv, password, f.Database, path, red)
+		dropped, err := d.restore(ctx, tools, priv, password, f.Database, path, tables[i], red)
 		if err != nil {
 			return out, err
 		}
@@ -518,6 +561,16 @@ func (d Database) pgEnv(password string) []string {
 	return env
 }
 
+// pgDBName is a database name as pg_dump's and pg_restore's --dbname: a
+// conninfo string naming it, since libpq reads a --dbname holding "=" (or
+// starting postgres://) as connection settings, which a name from the
+// server's catalog must not be able to supply.
+func pgDBName(name string) string { return "dbname=" + quoteConnValue(name) }
+
+// pgPattern is a schema name as pg_dump's --schema, which is a pattern:
+// inside double quotes *, ?, . and upper case are taken literally.
+func pgPattern(name string) string { return `"` + strings.ReplaceAll(name, `"`, `""`) + `"` }
+
 func (d Database) pgConnArgs() []string {
 	port := d.Port
 	if port == 0 {
@@ -530,7 +583,12 @@ func (d Database) pgConnArgs() []string {
 // option file in the private temp dir; clients read it with
 // --defaults-extra-file, which must be their first argument.
 func (d Database) mysqlDefaultsFile(priv, password string) (string, error) {
-	quote := func(s string) string { return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"` }
+	// Option files are read line by line: a newline in a value must be
+	// written as \n, or the rest of the password would be read as
+	// further options.
+	quote := func(s string) string {
+		return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "\r", `\r`).Replace(s) + `"`
+	}
 	var b strings.Builder
 	b.WriteString("[client]\n")
 	if password != "" {
@@ -579,20 +637,21 @@ func (d Database) dump(ctx context.Context, t tools, priv, password, dbname, to 
 	} else {
 		args := append(d.pgConnArgs(), "--format=custom", "--file="+to)
 		if d.schemaMode() {
-			args = append(args, "--schema="+dbname, "--dbname="+d.Database)
+			args = append(args, "--schema="+pgPattern(dbname), "--dbname="+pgDBName(d.Database))
 		} else {
-			args = append(args, "--dbname="+dbname)
+			args = append(args, "--dbname="+pgDBName(dbname))
 		}
 		cmd = exec.CommandContext(ctx, t.dump, args...)
 		cmd.Env = d.pgEnv(password)
 	}
-	if out, err := runTool(cmd); err != nil {
+	if out, err := runTool(ctx, cmd, "dump "+dbname); err != nil {
 		return toolError(activities.ErrBackupFailed, "dump "+dbname, err, out, red)
 	}
 	return nil
 }
 
-func (d Database) restore(ctx context.Context, t tools, priv, password, dbname, from string, red *secrets.Redactor) ([]string, error) {
+// restore restores one dump; inDump is the tables it holds (PostgreSQL).
+func (d Database) restore(ctx context.Context, t tools, priv, password, dbname, from string, inDump map[string]bool, red *secrets.Redactor) ([]string, error) {
 	var cmd *exec.Cmd
 	var dropped []string
 	if d.Driver == DriverMySQL {
@@ -621,30 +680,40 @@ func (d Database) restore(ctx context.Context, t tools, priv, password, dbname, 
 		// version created after the backup would stay, and its migrations
 		// would fail on them when the upgrade is tried again.
 		var err error
-		if dropped, err = d.pgDropTablesNotInDump(ctx, t, password, target, dbname, from, red); err != nil {
+		if dropped, err = d.pgDropTablesNotInDump(ctx, password, target, dbname, inDump, red); err != nil {
 			return nil, err
 		}
-		args := append(d.pgConnArgs(), "--clean", "--if-exists", "--single-transaction", "--exit-on-error", "--dbname="+target, from)
+		args := append(d.pgConnArgs(), "--clean", "--if-exists", "--single-transaction", "--exit-on-error", "--dbname="+pgDBName(target), from)
 		cmd = exec.CommandContext(ctx, t.restore, args...)
 		cmd.Env = d.pgEnv(password)
 	}
-	if out, err := runTool(cmd); err != nil {
+	if out, err := runTool(ctx, cmd, "restore "+dbname); err != nil {
 		return dropped, toolError(activities.ErrRestoreFailed, "restore "+dbname, err, out, red)
 	}
 	return dropped, nil
 }
 
 // tocTableRE matches a table entry of `pg_restore --list`:
-// "215; 1259 16386 TABLE public knex_migrations postgres".
-var tocTableRE = regexp.MustCompile(`^\d+; \d+ \d+ TABLE (\S+) (\S+) `)
+// "215; 1259 16386 TABLE public knex_migrations postgres". The owner is
+// the last word (empty with --no-owner), so a table name may hold spaces.
+var tocTableRE = regexp.MustCompile(`^\d+; \d+ \d+ TABLE (\S+) (.+) (\S*)$`)
 
-// pgDropTablesNotInDump drops, in one transaction, the tables of the
-// plugin's database (or schema) that the dump does not contain.
-func (d Database) pgDropTablesNotInDump(ctx context.Context, t tools, password, target, plugin, dump string, red *secrets.Redactor) ([]string, error) {
+// pgDumpTables reads the tables ("schema.table") a custom-format dump
+// holds from pg_restore --list.
+func pgDumpTables(ctx context.Context, t tools, dump string) (map[string]bool, error) {
 	cmd := exec.CommandContext(ctx, t.restore, "--list", dump)
-	list, err := runTool(cmd)
+	list, err := runToolLimit(ctx, cmd, "list "+filepath.Base(dump), maxTOC)
 	if err != nil {
-		return nil, toolError(activities.ErrRestoreFailed, "read the table of contents of "+filepath.Base(dump), err, list, red)
+		text := strings.TrimSpace(string(list))
+		if len(text) > maxToolOutput {
+			text = text[:maxToolOutput] + "…"
+		}
+		return nil, fmt.Errorf("read the table of contents of %s: %v: %s", filepath.Base(dump), err, text)
+	}
+	if len(list) >= maxTOC {
+		// A cut list would miss tables that are in the dump, and they
+		// would be dropped as if created after the backup.
+		return nil, fmt.Errorf("the table of contents of %s exceeds %d bytes", filepath.Base(dump), maxTOC)
 	}
 	inDump := map[string]bool{}
 	for _, line := range strings.Split(string(list), "\n") {
@@ -654,8 +723,14 @@ func (d Database) pgDropTablesNotInDump(ctx context.Context, t tools, password, 
 	}
 	if len(inDump) == 0 {
 		// An unreadable or empty list must not turn into "drop everything".
-		return nil, nonRetryable(activities.ErrRestoreFailed, fmt.Sprintf("%s lists no tables; refusing to restore it", filepath.Base(dump)))
+		return nil, fmt.Errorf("%s lists no tables", filepath.Base(dump))
 	}
+	return inDump, nil
+}
+
+// pgDropTablesNotInDump drops, in one transaction, the tables of the
+// plugin's database (or schema) that the dump does not contain.
+func (d Database) pgDropTablesNotInDump(ctx context.Context, password, target, plugin string, inDump map[string]bool, red *secrets.Redactor) ([]string, error) {
 	conn, err := d.pgConnect(ctx, target, password, red)
 	if err != nil {
 		return nil, err
@@ -713,25 +788,62 @@ func (d Database) pgEnsureDatabase(ctx context.Context, password, dbname string,
 	return nil
 }
 
-func runTool(cmd *exec.Cmd) ([]byte, error) {
+// toolHeartbeatEvery is how often a running dump or restore heartbeats.
+// It must stay well under the steps' heartbeat timeout: a dump of a big
+// plugin database takes longer than that, and without heartbeats the
+// server would time the attempt out and start another (a second restore
+// into the same database) while this one still runs. Heartbeats are also
+// how a cancellation reaches ctx, which kills the tool.
+var toolHeartbeatEvery = 15 * time.Second
+
+// runTool runs a dump or restore program, heartbeating "what" while it
+// runs, and returns its (bounded) combined output.
+func runTool(ctx context.Context, cmd *exec.Cmd, what string) ([]byte, error) {
+	return runToolLimit(ctx, cmd, what, 64<<10)
+}
+
+// maxTOC bounds a pg_restore --list read into memory.
+const maxTOC = 16 << 20
+
+func runToolLimit(ctx context.Context, cmd *exec.Cmd, what string, limit int) ([]byte, error) {
 	var buf bytes.Buffer
-	cmd.Stdout = &limitedWriter{w: &buf, n: 64 << 10}
+	cmd.Stdout = &limitedWriter{w: &buf, n: limit}
 	cmd.Stderr = cmd.Stdout
 	cmd.WaitDelay = 10 * time.Second
-	err := cmd.Run()
-	return buf.Bytes(), err
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	progress := heartbeat(ctx)
+	start := time.Now()
+	tick := time.NewTicker(toolHeartbeatEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			return buf.Bytes(), err
+		case <-tick.C:
+			progress(fmt.Sprintf("%s: running for %s", what, time.Since(start).Round(time.Second)))
+		}
+	}
 }
 
 func toolError(errType, what string, err error, out []byte, red *secrets.Redactor) error {
-	text := strings.TrimSpace(string(out))
+	// Scrub before cutting: a cut through the password would leave a part
+	// of it that the redactor no longer recognises.
+	text := strings.TrimSpace(red.Clean(string(out)))
 	if len(text) > maxToolOutput {
-		text = "…" + text[len(text)-maxToolOutput:]
+		cut := len(text) - maxToolOutput
+		for cut < len(text) && !utf8.RuneStart(text[cut]) {
+			cut++
+		}
+		text = "…" + text[cut:]
 	}
-	msg := fmt.Sprintf("%s: %v", what, err)
+	msg := red.Clean(fmt.Sprintf("%s: %v", what, err))
 	if text != "" {
 		msg += ": " + text
 	}
-	msg = red.Clean(msg)
 	if isUnavailableText(text) {
 		return retryable(activities.ErrDatabaseUnavailable, msg)
 	}
@@ -801,10 +913,12 @@ func lockDir(ctx context.Context, dir string, progress func(string)) (func(), er
 	}
 }
 
-// workflowID is the run an activity belongs to ("" outside an activity).
-func workflowID(ctx context.Context) string {
+// workflowRun is the workflow and run an activity belongs to ("", ""
+// outside an activity).
+func workflowRun(ctx context.Context) (string, string) {
 	if activity.IsActivity(ctx) {
-		return activity.GetInfo(ctx).WorkflowExecution.ID
+		w := activity.GetInfo(ctx).WorkflowExecution
+		return w.ID, w.RunID
 	}
-	return ""
+	return "", ""
 }

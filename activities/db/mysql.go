@@ -212,14 +212,20 @@ ORDER BY TABLE_SCHEMA, TABLE_NAME, INDEX_NAME`, args...)
 		return nil, 0, classify("read indexes of the plugin databases", err, red)
 	}
 
+	// Each UNION branch tags its rows with the database's index in knex
+	// rather than its name as a string literal: a name comes from the
+	// server's catalog, and MySQL string literals treat a backslash as an
+	// escape (a database named `backstage_plugin_x\` would end the literal
+	// early and turn the next name into SQL). Identifiers are quoted with
+	// backticks, where a backslash is an ordinary character.
+	knex := sortedKeys(hasKnex)
 	var migQ, lockQ []string
-	for _, s := range sortedKeys(hasKnex) {
-		lit := "'" + strings.ReplaceAll(s, "'", "''") + "'"
+	for i, s := range knex {
 		if hasKnex[s]["knex_migrations"] {
-			migQ = append(migQ, fmt.Sprintf("SELECT %s AS db, id, name, COALESCE(batch, 0), migration_time FROM %s.knex_migrations", lit, quoteIdent(s)))
+			migQ = append(migQ, fmt.Sprintf("SELECT %d AS db, id, name, COALESCE(batch, 0), migration_time FROM %s.knex_migrations", i, quoteIdent(s)))
 		}
 		if hasKnex[s]["knex_migrations_lock"] {
-			lockQ = append(lockQ, fmt.Sprintf("SELECT %s AS db, COALESCE(MAX(is_locked <> 0), 0) FROM %s.knex_migrations_lock", lit, quoteIdent(s)))
+			lockQ = append(lockQ, fmt.Sprintf("SELECT %d AS db, COALESCE(MAX(is_locked <> 0), 0) FROM %s.knex_migrations_lock", i, quoteIdent(s)))
 		}
 	}
 	if len(migQ) > 0 {
@@ -228,11 +234,12 @@ ORDER BY TABLE_SCHEMA, TABLE_NAME, INDEX_NAME`, args...)
 			return nil, 0, classify("read knex_migrations of the plugin databases", err, red)
 		}
 		for rows.Next() {
-			var schema, name string
+			var idx int
+			var name string
 			var id int64
 			var batch int
 			var at sql.NullTime
-			if err := rows.Scan(&schema, &id, &name, &batch, &at); err != nil {
+			if err := rows.Scan(&idx, &id, &name, &batch, &at); err != nil {
 				rows.Close()
 				return nil, 0, classify("read knex_migrations of the plugin databases", err, red)
 			}
@@ -240,7 +247,7 @@ ORDER BY TABLE_SCHEMA, TABLE_NAME, INDEX_NAME`, args...)
 			if at.Valid {
 				tp = &at.Time
 			}
-			b.migration(pluginOf(schema), Migration{Name: name, Batch: batch, Time: formatTime(tp)})
+			b.migration(pluginOf(knex[idx]), Migration{Name: name, Batch: batch, Time: formatTime(tp)})
 		}
 		if err := closeRows(rows); err != nil {
 			return nil, 0, classify("read knex_migrations of the plugin databases", err, red)
@@ -252,13 +259,12 @@ ORDER BY TABLE_SCHEMA, TABLE_NAME, INDEX_NAME`, args...)
 			return nil, 0, classify("read knex_migrations_lock of the plugin databases", err, red)
 		}
 		for rows.Next() {
-			var schema string
-			var locked int
-			if err := rows.Scan(&schema, &locked); err != nil {
+			var idx, locked int
+			if err := rows.Scan(&idx, &locked); err != nil {
 				rows.Close()
 				return nil, 0, classify("read knex_migrations_lock of the plugin databases", err, red)
 			}
-			pluginOf(schema).Locked = locked != 0
+			pluginOf(knex[idx]).Locked = locked != 0
 		}
 		if err := closeRows(rows); err != nil {
 			return nil, 0, classify("read knex_migrations_lock of the plugin databases", err, red)
