@@ -62,14 +62,16 @@ const (
 	RequireMain
 )
 
-func (s *Shared[T]) start() (T, error) {
+func (s *Shared[T]) start() (T, error) { return s.startWith(s.Start) }
+
+func (s *Shared[T]) startWith(start func(context.Context) (T, error)) (T, error) {
 	ctx := context.Background()
 	if s.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, s.Timeout)
 		defer cancel()
 	}
-	return s.Start(ctx)
+	return start(ctx)
 }
 
 // Main runs a package's tests (m.Run), then stops the shared server if one
@@ -131,8 +133,15 @@ func (s *Shared[T]) Shared(t testing.TB) T {
 // New starts a server owned by one test and stops it when the test ends.
 func (s *Shared[T]) New(t testing.TB) T {
 	t.Helper()
+	return s.NewWith(t, s.Start)
+}
+
+// NewWith is New with another start function (a variant of the server,
+// such as one with TLS on), stopped and skipped the same way.
+func (s *Shared[T]) NewWith(t testing.TB, start func(context.Context) (T, error)) T {
+	t.Helper()
 	SkipIfShort(t, s.Needs)
-	v, err := s.start()
+	v, err := s.startWith(start)
 	if err != nil {
 		t.Fatalf("start %s: %v", s.Name, err)
 	}

@@ -8,9 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
-	"time"
 
-	"github.com/stagehand-dev/stagehand/internal/localenv"
 	"github.com/stagehand-dev/stagehand/internal/tlstest"
 )
 
@@ -38,19 +36,7 @@ func StartTLS(ctx context.Context, opts TLSOptions) (*Server, error) {
 // test ends; under -short it skips the test instead.
 func NewTLS(t testing.TB, opts TLSOptions) *Server {
 	t.Helper()
-	localenv.SkipIfShort(t, "a PostgreSQL server")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	s, err := StartTLS(ctx, opts)
-	if err != nil {
-		t.Fatalf("start PostgreSQL with TLS: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := s.Stop(); err != nil {
-			t.Errorf("stop PostgreSQL: %v", err)
-		}
-	})
-	return s
+	return shared.NewWith(t, func(ctx context.Context) (*Server, error) { return StartTLS(ctx, opts) })
 }
 
 // configureTLS writes the certificate files into the data directory
