@@ -54,7 +54,7 @@ func (a *Activities) Get(ctx context.Context, in GetInput) (GetOutput, error) {
 	if err := checkHeaders(in.Headers); err != nil {
 		return bad(err)
 	}
-	token, err := a.resolveToken(in.TokenRef)
+	token, err := a.resolveToken(ctx, in.TokenRef)
 	if err != nil {
 		return GetOutput{}, temporal.NewNonRetryableApplicationError("web.get: "+err.Error(), activities.ErrSecretNotFound, nil)
 	}

@@ -379,7 +379,7 @@ func (a *Activities) Smoke(ctx context.Context, in SmokeInput) (SmokeOutput, err
 	// that no amount of retrying fixes.
 	tokens := make([]string, len(p.checks))
 	for i, c := range p.checks {
-		if tokens[i], err = a.resolveToken(c.tokenRef); err != nil {
+		if tokens[i], err = a.resolveToken(ctx, c.tokenRef); err != nil {
 			return SmokeOutput{}, temporal.NewNonRetryableApplicationError(
 				fmt.Sprintf("web.smoke: check %q: %v", c.name, err), activities.ErrSecretNotFound, nil)
 		}

@@ -12,6 +12,7 @@
 package web
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/stagehand-dev/stagehand/activities"
+	"github.com/stagehand-dev/stagehand/activities/secrets"
 	"github.com/stagehand-dev/stagehand/activities/steps"
 )
 
@@ -32,6 +34,9 @@ type Activities struct {
 	// LookupEnv resolves "env:NAME" token references; nil uses
 	// os.LookupEnv. Tests inject their own.
 	LookupEnv func(string) (string, bool)
+	// Secrets resolves the other schemes (secret:NAME/KEY); nil allows
+	// env:NAME only.
+	Secrets secrets.Resolver
 }
 
 // StepTypes binds the web steps to their specs in activities/steps.
@@ -65,15 +70,22 @@ func (a *Activities) lookupEnv(name string) (string, bool) {
 	return os.LookupEnv(name)
 }
 
-// resolveToken turns a secret reference into its value. Only "env:NAME"
-// is supported: the worker's environment is where deployments put
-// secrets (a Kubernetes Secret mounted as env, a systemd EnvironmentFile).
+// resolveToken turns a secret reference into its value: env:NAME from the
+// worker's environment (a Kubernetes Secret mounted as env, a systemd
+// EnvironmentFile), or, where the worker resolves it, secret:NAME/KEY.
 // Errors name the reference, never a value.
-func (a *Activities) resolveToken(ref string) (string, error) {
+func (a *Activities) resolveToken(ctx context.Context, ref string) (string, error) {
 	if ref == "" {
 		return "", nil
 	}
 	scheme, name, ok := strings.Cut(ref, ":")
+	if ok && scheme != "env" && name != "" && a != nil && a.Secrets != nil {
+		v, err := secrets.Resolve(ctx, a.Secrets, ref)
+		if err != nil {
+			return "", fmt.Errorf("tokenRef %q: %v", ref, err)
+		}
+		return strings.TrimSpace(v), nil
+	}
 	if !ok || scheme != "env" || name == "" {
 		return "", fmt.Errorf("tokenRef %q: want env:NAME (a variable in the worker's environment)", ref)
 	}

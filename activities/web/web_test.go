@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -490,6 +491,26 @@ func TestSmokeTokenRef(t *testing.T) {
 	})
 	if ae := appError(t, err); ae.Type() != "SecretNotFound" || !strings.Contains(err.Error(), "want env:NAME") {
 		t.Errorf("bad scheme: %v", err)
+	}
+
+	// With the worker's resolver, secret:NAME/KEY works too (a Kubernetes
+	// Secret on a real worker), and its failures name the reference only.
+	withSecrets := &Activities{Secrets: func(_ context.Context, ref string) (string, error) {
+		if ref == "secret:portal/token" {
+			return secret, nil
+		}
+		return "", fmt.Errorf("Secret %s not found", strings.TrimPrefix(ref, "secret:"))
+	}}
+	if _, err, _ := runStep(t, withSecrets, "web.smoke", map[string]any{
+		"url": srv.URL, "checks": []any{map[string]any{"preset": "catalog", "tokenRef": "secret:portal/token"}},
+	}); err != nil {
+		t.Errorf("secret: reference: %v", err)
+	}
+	_, err, _ = runStep(t, withSecrets, "web.smoke", map[string]any{
+		"url": srv.URL, "checks": []any{map[string]any{"preset": "catalog", "tokenRef": "secret:portal/other"}},
+	})
+	if ae := appError(t, err); ae.Type() != "SecretNotFound" || !strings.Contains(err.Error(), `tokenRef "secret:portal/other": resolve secret:portal/other: Secret portal/other not found`) {
+		t.Errorf("missing Secret: %v", err)
 	}
 }
 

@@ -166,7 +166,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 		Kube:   kubeActs,
 		Git:    gitActs,
 		Notify: &notify.Activities{Secrets: resolve},
-		Web:    &web.Activities{},
+		Web:    &web.Activities{Secrets: resolve},
 		Command: &command.Activities{Commands: commands, Resolve: resolve, Scope: scope,
 			Logger: logger.With("component", "exec.run")},
 		DB:    dbActs,
