@@ -128,7 +128,7 @@ var web = []activities.StepSpec{
 			arg("timeout", TDuration, "bounds the whole step (default 2m): checks that have not passed by then fail it"),
 			arg("interval", TDuration, "the pause between attempts of a failing check (default 2s)"),
 			arg("requestTimeout", TDuration, "bounds one request (default 10s)"),
-			arg("tokenRef", TString, "the default tokenRef (env:NAME, sent as a Bearer token) of every check that sets none"),
+			arg("tokenRef", TString, "the default tokenRef (env:NAME or secret:NAME/KEY, sent as a Bearer token) of every check that sets none"),
 		},
 		Outputs: []activities.Output{
 			out("checks", TList, "each check's name, url, status, elapsedMs, attempts and ok"),
@@ -148,7 +148,7 @@ var web = []activities.StepSpec{
 			arg("method", TString, "default GET"),
 			arg("expectStatus", TList, "the statuses that count as success (a number or a list); default 200"),
 			arg("headers", TMap, "extra, non-secret headers (credentials go in tokenRef)"),
-			arg("tokenRef", TString, "a Bearer token reference, e.g. env:BACKSTAGE_TOKEN"),
+			arg("tokenRef", TString, "a Bearer token reference, e.g. env:BACKSTAGE_TOKEN or secret:backstage/token"),
 			arg("requestTimeout", TDuration, "bounds the request (default 30s)"),
 		},
 		Outputs: []activities.Output{
