@@ -61,6 +61,10 @@ type Remote struct {
 	PRHead string
 }
 
+// Git runs git in dir with the lab's isolated configuration, for other
+// labs and tests that author commits on a lab remote.
+func Git(dir string, args ...string) (string, error) { return git(dir, args...) }
+
 // git runs git with an isolated configuration, so neither the machine's
 // settings nor a developer's identity leak into the lab.
 func git(dir string, args ...string) (string, error) {
