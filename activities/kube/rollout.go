@@ -324,8 +324,9 @@ func (w *rolloutWatch) apply(ev streamEvent) {
 // waitGoal narrows what "done" means for a wait beyond a complete rollout;
 // the zero waitGoal is `kubectl rollout status`.
 type waitGoal struct {
-	// reached, when set, must also hold; until it does, its message is the
-	// wait's status.
+	// reached, when set, replaces the rollout's own "done" (failures are
+	// still checked first); until it holds, its message is the wait's
+	// status.
 	reached func(w *rolloutWatch) (bool, string)
 	// stopping: the wait is for pods to go away (scaling to 0), so failing
 	// pods and an exceeded progress deadline are no reason to fail it: they
@@ -434,12 +435,9 @@ func (a *Activities) evaluate(ctx context.Context, c *Cluster, w *rolloutWatch, 
 	ref := DeploymentRef{Namespace: d.Namespace, Deployment: d.Name}
 	newRS := newReplicaSet(d, w.replicaSets())
 	var newPods []*corev1.Pod
-	if newRS != nil {
+	if newRS != nil && !goal.stopping {
 		newPods = w.podsOf(newRS)
 		for _, p := range newPods {
-			if goal.stopping {
-				break
-			}
 			if f := classifyPod(p); f != nil {
 				f.Logs = a.lastLogLines(ctx, c, p.Namespace, f)
 				return WaitRolloutOutput{}, false, "", nonRetryable(activities.ErrPodFailure, fmt.Sprintf(
