@@ -102,6 +102,10 @@ const (
 	ErrBackupFailed           = "BackupFailed"
 	ErrBackupChecksumMismatch = "BackupChecksumMismatch"
 	ErrRestoreFailed          = "RestoreFailed"
+
+	// Upgrades (portal.versions, db.verifyMigrations expectUnchanged).
+	ErrVersionsUnreadable = "VersionsUnreadable"
+	ErrMigrationMismatch  = "MigrationMismatch"
 )
 
 // ErrorScope says who sees an error type.
@@ -215,6 +219,9 @@ var errorTypes = []ErrorType{
 	{ErrBackupFailed, "a dump could not be written (dump tool failed, disk, or a bad backup key)", false, ScopeStep},
 	{ErrBackupChecksumMismatch, "a backup file does not match its manifest's sha256 (or is missing); nothing was restored", false, ScopeStep},
 	{ErrRestoreFailed, "restoring a dump failed (the restore tool's message in the error)", false, ScopeStep},
+
+	{ErrVersionsUnreadable, "the portal work tree has neither backstage.json nor a package.json, or one of them is not valid JSON or is too large (the file in the message)", false, ScopeStep},
+	{ErrMigrationMismatch, "with expectUnchanged: the plugins' migrations differ from the `before` snapshot (a migration or plugin database added or gone, named in the message)", false, ScopeStep},
 }
 
 var errorTypeByName = func() map[string]ErrorType {

@@ -45,6 +45,9 @@ type Problem struct {
 	Type    string
 	Plugin  string
 	Message string
+	// vanished: a plugin database or migration row of before is gone,
+	// which RequireUnchanged's MigrationMismatch reports in its place.
+	vanished bool
 }
 
 // Comparison is the pure result of comparing two snapshots.
@@ -72,7 +75,7 @@ func Compare(before, after Snapshot, expect map[string]string) Comparison {
 	for _, name := range sortedKeys(before.Plugins) {
 		if _, ok := after.Plugins[name]; !ok {
 			c.Problems = append(c.Problems, Problem{activities.ErrPluginDatabaseMissing, name,
-				fmt.Sprintf("plugin %s: database %s is gone (it existed in the snapshot of %s)", name, before.Plugins[name].Database, before.TakenAt)})
+				fmt.Sprintf("plugin %s: database %s is gone (it existed in the snapshot of %s)", name, before.Plugins[name].Database, before.TakenAt), true})
 		}
 	}
 	var migrated []string
@@ -84,12 +87,12 @@ func Compare(before, after Snapshot, expect map[string]string) Comparison {
 		if existed {
 			for _, m := range missingMigrations(b, a) {
 				c.Problems = append(c.Problems, Problem{activities.ErrMigrationMissing, name,
-					fmt.Sprintf("plugin %s: migration %s (batch %d) was deleted from knex_migrations", name, m.Name, m.Batch)})
+					fmt.Sprintf("plugin %s: migration %s (batch %d) was deleted from knex_migrations", name, m.Name, m.Batch), true})
 			}
 		}
 		if a.Locked {
 			c.Problems = append(c.Problems, Problem{activities.ErrMigrationLocked, name,
-				fmt.Sprintf("plugin %s: knex_migrations_lock in %s is held (is_locked = 1): a migration crashed or is still running", name, a.Database)})
+				fmt.Sprintf("plugin %s: knex_migrations_lock in %s is held (is_locked = 1): a migration crashed or is still running", name, a.Database), false})
 		}
 		if existed && len(d.NewMigrations) == 0 && a.Count > b.Count {
 			// The rows are listed up to a bound from the oldest, so new
@@ -111,13 +114,13 @@ func Compare(before, after Snapshot, expect map[string]string) Comparison {
 		if !ok {
 			if _, gone := before.Plugins[name]; !gone {
 				c.Problems = append(c.Problems, Problem{activities.ErrPluginDatabaseMissing, name,
-					fmt.Sprintf("plugin %s: expected latest migration %s, but the plugin has no database", name, want)})
+					fmt.Sprintf("plugin %s: expected latest migration %s, but the plugin has no database", name, want), false})
 			}
 			continue
 		}
 		if !hasMigration(a, want) {
 			c.Problems = append(c.Problems, Problem{activities.ErrMigrationMissing, name,
-				fmt.Sprintf("plugin %s: expected migration %s has not been applied (latest is %s)", name, want, orNone(a.Latest))})
+				fmt.Sprintf("plugin %s: expected migration %s has not been applied (latest is %s)", name, want, orNone(a.Latest)), false})
 		}
 	}
 	slices.SortStableFunc(c.Problems, func(x, y Problem) int {
@@ -312,4 +315,100 @@ func summarizeDiff(c Comparison, after Snapshot, schemaOmitted bool) []string {
 		lines = append(lines, "rollback NOT safe: "+c.RollbackReason)
 	}
 	return lines
+}
+
+// Bounds of the MigrationMismatch message: it lands in workflow history and
+// in notifications, and a restore gone wrong can differ by hundreds of rows.
+const (
+	maxMismatchPlugins = 20
+	maxMismatchNames   = 5
+)
+
+// RequireUnchanged adds a MigrationMismatch problem, ahead of every other,
+// when after's migrations or plugin databases differ from before's: a
+// migration not in before, one of before's gone, or a plugin database that
+// appeared or vanished. It is the check after restoring a backup taken
+// with the before snapshot, when the schema must be the pre-upgrade one
+// exactly; the other problems stay listed after it.
+func (c *Comparison) RequireUnchanged(before, after Snapshot) {
+	var lines []string
+	for _, name := range sortedKeys(before.Plugins) {
+		if _, ok := after.Plugins[name]; !ok {
+			lines = append(lines, fmt.Sprintf("plugin %s: database %s is gone", name, before.Plugins[name].Database))
+		}
+	}
+	for _, name := range sortedKeys(after.Plugins) {
+		a := after.Plugins[name]
+		b, existed := before.Plugins[name]
+		if !existed {
+			lines = append(lines, fmt.Sprintf("plugin %s: database %s appeared (%d migrations%s)", name, a.Database, a.Count,
+				boundedNames(migrationNames(a.Migrations), a.Count, ": ")))
+			continue
+		}
+		had := make(map[string]bool, len(b.Migrations))
+		for _, m := range b.Migrations {
+			had[m.Name] = true
+		}
+		var extra []string
+		for _, m := range a.Migrations {
+			if !had[m.Name] {
+				extra = append(extra, m.Name)
+			}
+		}
+		var parts []string
+		switch {
+		case len(extra) > 0:
+			parts = append(parts, fmt.Sprintf("%d migrations not in the snapshot%s", len(extra), boundedNames(extra, len(extra), ": ")))
+		case a.Count > b.Count:
+			// New rows beyond the listed bound: only the count shows them.
+			parts = append(parts, fmt.Sprintf("%d more migrations than the snapshot (beyond the %d listed)", a.Count-b.Count, len(a.Migrations)))
+		}
+		gone := migrationNames(missingMigrations(b, a))
+		if len(gone) > 0 {
+			parts = append(parts, fmt.Sprintf("%d migrations of the snapshot gone%s", len(gone), boundedNames(gone, len(gone), ": ")))
+		} else if len(extra) == 0 && a.Count < b.Count {
+			parts = append(parts, fmt.Sprintf("%d fewer migrations than the snapshot", b.Count-a.Count))
+		}
+		if len(parts) > 0 {
+			lines = append(lines, fmt.Sprintf("plugin %s: %s", name, strings.Join(parts, ", ")))
+		}
+	}
+	if len(lines) == 0 {
+		return
+	}
+	more := ""
+	if len(lines) > maxMismatchPlugins {
+		more = fmt.Sprintf("; and %d more plugins", len(lines)-maxMismatchPlugins)
+		lines = lines[:maxMismatchPlugins]
+	}
+	msg := fmt.Sprintf("migrations differ from the snapshot of %s (expectUnchanged): %s%s", before.TakenAt, strings.Join(lines, "; "), more)
+	problems := []Problem{{Type: activities.ErrMigrationMismatch, Message: msg}}
+	for _, p := range c.Problems {
+		if !p.vanished {
+			problems = append(problems, p)
+		}
+	}
+	c.Problems = problems
+}
+
+func migrationNames(ms []Migration) []string {
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = m.Name
+	}
+	return out
+}
+
+// boundedNames is prefix and the first maxMismatchNames names, saying how
+// many of total are left out ("" for no names).
+func boundedNames(names []string, total int, prefix string) string {
+	if len(names) == 0 {
+		return ""
+	}
+	shown := names[:min(len(names), maxMismatchNames)]
+	s := prefix + strings.Join(shown, ", ")
+	if total > len(shown) {
+		s += fmt.Sprintf(" and %d more", total-len(shown))
+	}
+	return s
 }

@@ -88,6 +88,10 @@ type VerifyInput struct {
 	Before Snapshot `json:"before"`
 	// Expect maps a plugin to a migration that must have been applied.
 	Expect map[string]string `json:"expect,omitempty"`
+	// ExpectUnchanged fails the step (MigrationMismatch) unless the
+	// migrations and plugin databases are exactly those of Before: the
+	// check after a restore.
+	ExpectUnchanged bool `json:"expectUnchanged,omitempty"`
 }
 
 // VerifyOutput is the outputs of db.verifyMigrations.
@@ -118,6 +122,9 @@ func (a *Activities) VerifyMigrations(ctx context.Context, in VerifyInput) (Veri
 		return VerifyOutput{}, err
 	}
 	c := Compare(in.Before, after, in.Expect)
+	if in.ExpectUnchanged {
+		c.RequireUnchanged(in.Before, after)
+	}
 	if errType, msg := c.Failure(); errType != "" {
 		return VerifyOutput{}, nonRetryable(errType, fmt.Sprintf("database %q: %s", in.Database, red.Clean(msg)))
 	}

@@ -21,7 +21,9 @@ type GetImageOutput struct {
 	Container string `json:"container"`
 	Image     string `json:"image"`
 	Revision  string `json:"revision"`
-	ReadAt    string `json:"readAt"`
+	// Replicas is spec.replicas: what a later kube.scale scales back to.
+	Replicas int32  `json:"replicas"`
+	ReadAt   string `json:"readAt"`
 }
 
 // GetImage reads a Deployment container's current image. Runbooks call it
@@ -43,5 +45,5 @@ func (a *Activities) GetImage(ctx context.Context, in GetImageInput) (GetImageOu
 		return GetImageOutput{}, err
 	}
 	_, image, _ := containerImage(&d.Spec.Template.Spec, container)
-	return GetImageOutput{Container: container, Image: image, Revision: d.Annotations[RevisionAnnotation], ReadAt: time.Now().UTC().Format(time.RFC3339)}, nil
+	return GetImageOutput{Container: container, Image: image, Revision: d.Annotations[RevisionAnnotation], Replicas: specReplicas(d), ReadAt: time.Now().UTC().Format(time.RFC3339)}, nil
 }

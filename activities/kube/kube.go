@@ -21,6 +21,7 @@
 //	kube.rollback     `kubectl rollout undo` (or back to an image), then wait
 //	kube.apply        server-side apply of YAML manifests
 //	kube.restart      `kubectl rollout restart`
+//	kube.scale        set replicas, wait until reached (0: no pod left)
 //
 // Errors are classified at this boundary: Forbidden, Unauthorized, NotFound
 // and Invalid become non-retryable ApplicationErrors with stable types

@@ -157,6 +157,9 @@ type Progress struct {
 	Message        string `json:"message"`
 	RollbackTarget string `json:"rollbackTarget,omitempty"`
 	RestartedAt    string `json:"restartedAt,omitempty"`
+	// ScaleFrom is kube.scale's replica count before its first attempt
+	// changed it, so a retry reports that, not its own earlier change.
+	ScaleFrom *int32 `json:"scaleFrom,omitempty"`
 }
 
 // WaitRollout waits until the Deployment's rollout is complete, with
@@ -185,6 +188,8 @@ type rolloutWatch struct {
 	dep  *appsv1.Deployment
 	rss  map[string]*appsv1.ReplicaSet
 	pods map[string]*corev1.Pod
+	// podsListed: pods holds a list's result, not just "nothing seen yet".
+	podsListed bool
 }
 
 func (w *rolloutWatch) replicaSets() []*appsv1.ReplicaSet {
@@ -283,6 +288,7 @@ func (w *rolloutWatch) apply(ev streamEvent) {
 		}
 	case ev.sync && ev.source == "pods":
 		w.pods = map[string]*corev1.Pod{}
+		w.podsListed = true
 		for _, o := range ev.items {
 			if p, ok := o.(*corev1.Pod); ok {
 				w.pods[p.Name] = p
@@ -315,11 +321,30 @@ func (w *rolloutWatch) apply(ev streamEvent) {
 	}
 }
 
+// waitGoal narrows what "done" means for a wait beyond a complete rollout;
+// the zero waitGoal is `kubectl rollout status`.
+type waitGoal struct {
+	// reached, when set, replaces the rollout's own "done" (failures are
+	// still checked first); until it holds, its message is the wait's
+	// status.
+	reached func(w *rolloutWatch) (bool, string)
+	// stopping: the wait is for pods to go away (scaling to 0), so failing
+	// pods and an exceeded progress deadline are no reason to fail it: they
+	// are often why the Deployment is being stopped.
+	stopping bool
+}
+
 // waitRollout is the watch loop shared by kube.waitRollout and
 // kube.rollback. It reacts to watch events rather than polling, so a
 // finished or failed rollout is noticed as soon as the apiserver says so.
 func (a *Activities) waitRollout(ctx context.Context, c *Cluster, ref DeploymentRef, timeout time.Duration,
 	progress func(string)) (WaitRolloutOutput, error) {
+	return a.waitFor(ctx, c, ref, timeout, progress, waitGoal{})
+}
+
+// waitFor is waitRollout with a goal (kube.scale's).
+func (a *Activities) waitFor(ctx context.Context, c *Cluster, ref DeploymentRef, timeout time.Duration,
+	progress func(string), goal waitGoal) (WaitRolloutOutput, error) {
 	start := time.Now()
 	ctx, cancel := context.WithCancel(ctx)
 	// Cancel stops the stream goroutines when we return.
@@ -389,7 +414,7 @@ func (a *Activities) waitRollout(ctx context.Context, c *Cluster, ref Deployment
 			go runStream(ctx, podListWatch(c, ref.Namespace, sel), a.maxBackoff(), events)
 			startedChildren = true
 		}
-		out, done, msg, err := a.evaluate(ctx, c, w, start)
+		out, done, msg, err := a.evaluate(ctx, c, w, start, goal)
 		if err != nil {
 			return WaitRolloutOutput{}, err
 		}
@@ -405,12 +430,12 @@ func (a *Activities) waitRollout(ctx context.Context, c *Cluster, ref Deployment
 
 // evaluate decides whether the rollout has failed, finished or is still
 // going, from the current view.
-func (a *Activities) evaluate(ctx context.Context, c *Cluster, w *rolloutWatch, start time.Time) (WaitRolloutOutput, bool, string, error) {
+func (a *Activities) evaluate(ctx context.Context, c *Cluster, w *rolloutWatch, start time.Time, goal waitGoal) (WaitRolloutOutput, bool, string, error) {
 	d := w.dep
 	ref := DeploymentRef{Namespace: d.Namespace, Deployment: d.Name}
 	newRS := newReplicaSet(d, w.replicaSets())
 	var newPods []*corev1.Pod
-	if newRS != nil {
+	if newRS != nil && !goal.stopping {
 		newPods = w.podsOf(newRS)
 		for _, p := range newPods {
 			if f := classifyPod(p); f != nil {
@@ -421,7 +446,7 @@ func (a *Activities) evaluate(ctx context.Context, c *Cluster, w *rolloutWatch, 
 		}
 	}
 	st := evaluateRollout(d)
-	if st.DeadlineExceeded {
+	if st.DeadlineExceeded && !goal.stopping {
 		msg := st.Message
 		for _, p := range newPods {
 			if !podReady(p) {
@@ -432,7 +457,17 @@ func (a *Activities) evaluate(ctx context.Context, c *Cluster, w *rolloutWatch, 
 		return WaitRolloutOutput{}, false, "", nonRetryable(activities.ErrProgressDeadline, fmt.Sprintf(
 			"rollout of deployment %s failed after %s: %s", ref, elapsed(start), msg), nil)
 	}
-	if st.Done {
+	done := st.Done
+	if goal.reached != nil {
+		// The goal decides alone: an exceeded deadline, ignored when
+		// stopping, leaves st.Done false however many pods are gone.
+		ok, msg := goal.reached(w)
+		if !ok {
+			return WaitRolloutOutput{}, false, msg, nil
+		}
+		done = true
+	}
+	if done {
 		_, image, _ := containerImage(&d.Spec.Template.Spec, "")
 		replicas := int32(1)
 		if d.Spec.Replicas != nil {

@@ -17,5 +17,6 @@ func StepTypes(a *Activities) []activities.StepType {
 		activities.Implement(steps.Spec("kube.apply"), a.Apply),
 		activities.Implement(steps.Spec("kube.restart"), a.Restart),
 		activities.Implement(steps.Spec("kube.getImage"), a.GetImage),
+		activities.Implement(steps.Spec("kube.scale"), a.Scale),
 	}
 }

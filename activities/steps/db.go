@@ -45,6 +45,8 @@ var db = []activities.StepSpec{
 			databaseArg,
 			req("before", TMap, "a db.snapshot step's outputs (or a db.verifyMigrations step's `after`)"),
 			arg("expect", TMap, "plugin → the migration that must have been applied (its latest), e.g. {catalog: 20250101_x.js}"),
+			arg("expectUnchanged", TBool, "fail (MigrationMismatch) unless every plugin has exactly the migrations of `before` "+
+				"and no plugin database appeared or vanished: the check after restoring a backup taken with that snapshot"),
 		},
 		Outputs: []activities.Output{
 			out("plugins", TMap, "plugin → {newMigrations [{name, batch}], tablesAdded, tablesRemoved, columnsAdded, columnsRemoved, "+
@@ -56,6 +58,7 @@ var db = []activities.StepSpec{
 		},
 		Errors: errs(dbErrors, []string{
 			activities.ErrPluginDatabaseMissing, activities.ErrMigrationMissing, activities.ErrMigrationLocked,
+			activities.ErrMigrationMismatch,
 		}),
 		DefaultTimeout:   5 * time.Minute,
 		HeartbeatTimeout: time.Minute,

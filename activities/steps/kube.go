@@ -160,10 +160,31 @@ var kube = []activities.StepSpec{
 			out("container", TString, "the container read"),
 			out("image", TString, "its image"),
 			out("revision", TString, "the Deployment's revision"),
+			out("replicas", TInt, "its spec.replicas: what a later kube.scale scales back to"),
 			out("readAt", TTime, "when it was read (RFC 3339)"),
 		},
 		Errors:         kubeAPIErrors,
 		DefaultTimeout: time.Minute,
+	},
+	{
+		Name: "kube.scale",
+		Description: "Set a Deployment's replicas (idempotent: already at that count is changed=false) and wait until exactly " +
+			"that many are available, or, for 0, until none of its pods remains; crash-looping pods fail the wait within seconds.",
+		Args: []activities.Arg{
+			clusterArg, namespaceArg, deploymentArg,
+			req("replicas", TInt, "the replica count to set, 0 to 100 (e.g. 0 to stop the portal before a database restore)"),
+			arg("wait", TBool, "wait for the count to be reached; default true"),
+			arg("timeout", TDuration, "bounds the wait (e.g. 10m); default: the step's own timeout"),
+		},
+		Outputs: []activities.Output{
+			out("previousReplicas", TInt, "spec.replicas before the step (what to scale back to)"),
+			out("replicas", TInt, "spec.replicas now"),
+			out("changed", TBool, "false when the Deployment already had that count"),
+			out("elapsed", TDuration, "how long the step took, wait included"),
+		},
+		Errors:           errs(kubeAPIErrors, rolloutErrors),
+		DefaultTimeout:   15 * time.Minute,
+		HeartbeatTimeout: 30 * time.Second,
 	},
 }
 
