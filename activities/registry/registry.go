@@ -14,6 +14,7 @@ import (
 	"github.com/stagehand-dev/stagehand/activities/image"
 	"github.com/stagehand-dev/stagehand/activities/kube"
 	"github.com/stagehand-dev/stagehand/activities/notify"
+	"github.com/stagehand-dev/stagehand/activities/portal"
 	"github.com/stagehand-dev/stagehand/activities/steps"
 	"github.com/stagehand-dev/stagehand/activities/web"
 )
@@ -41,6 +42,9 @@ type Deps struct {
 	// DB reads, verifies, backs up and restores plugin databases; nil has
 	// no databases (the db steps then fail with DatabaseNotConfigured).
 	DB *db.Activities
+	// Portal reads a portal work tree's Backstage versions; nil refuses
+	// every directory.
+	Portal *portal.Activities
 }
 
 // Catalogue returns every step type Stagehand offers, each built-in spec
@@ -58,6 +62,7 @@ func Catalogue(deps Deps) (*activities.Catalogue, error) {
 	types = append(types, command.StepTypes(orZero(deps.Command))...)
 	types = append(types, image.StepTypes(orZero(deps.Image))...)
 	types = append(types, db.StepTypes(orZero(deps.DB))...)
+	types = append(types, portal.StepTypes(orZero(deps.Portal))...)
 	// The flux steps read the same clusters as the kube steps.
 	types = append(types, flux.StepTypes(&flux.Activities{Kube: kubeActs})...)
 	return activities.Bind(steps.All(), types...)

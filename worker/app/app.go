@@ -26,6 +26,7 @@ import (
 	"github.com/stagehand-dev/stagehand/activities/image"
 	"github.com/stagehand-dev/stagehand/activities/kube"
 	"github.com/stagehand-dev/stagehand/activities/notify"
+	"github.com/stagehand-dev/stagehand/activities/portal"
 	"github.com/stagehand-dev/stagehand/activities/registry"
 	"github.com/stagehand-dev/stagehand/activities/secrets"
 	"github.com/stagehand-dev/stagehand/activities/web"
@@ -169,8 +170,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 		Web:    &web.Activities{Secrets: resolve},
 		Command: &command.Activities{Commands: commands, Resolve: resolve, Scope: scope,
 			Logger: logger.With("component", "exec.run")},
-		DB:    dbActs,
-		Image: imageActs,
+		DB:     dbActs,
+		Image:  imageActs,
+		Portal: &portal.Activities{Tree: gitActs.RunTree},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("build step catalogue: %w", err)
