@@ -30,7 +30,7 @@ onFailure:
       message: 'Restore the backup taken before {{ .failedStep }} failed?'
       timeout: '{{ .params.gateTimeout }}'
   - id: do_restore
-    if: '{{ eq .steps.restore.state "succeeded" }}'
+    if: '{{ eq .steps.restore.state "approved" }}'
     uses: log
     with: {message: restoring}
 audit:
