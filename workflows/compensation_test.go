@@ -2,6 +2,7 @@ package workflows_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -147,7 +148,14 @@ func TestOnFailureGateRejectedBySignal(t *testing.T) {
 
 func TestOnFailureGateTimesOut(t *testing.T) {
 	h := newHarness(t)
-	h.run(restoring, nil, "alice")
+	reminded := strings.Replace(restoring, "      timeout: 2h\n", `      timeout: 2h
+      remind:
+        every: 45m
+        uses: test.record
+        with: {value: "{{ .gate.id }} waits {{ .gate.waiting }} after {{ .failedStep }}"}
+`, 1)
+	require.NotEqual(t, restoring, reminded)
+	h.run(reminded, nil, "alice")
 	st, err := h.result(t)
 	require.Error(t, err)
 	assert.Equal(t, workflows.RunFailed, st.State)
@@ -155,7 +163,8 @@ func TestOnFailureGateTimesOut(t *testing.T) {
 	assert.Equal(t, workflows.StepRejected, step(st, "restore").State)
 	assert.Contains(t, step(st, "restore").Error, "timed out after 2h0m0s")
 	assert.Equal(t, workflows.StepSkipped, step(st, "do_restore").State)
-	assert.Equal(t, []string{"migrate", "tell"}, h.rec.calls)
+	assert.Equal(t, []string{"migrate", "restore-remind-1", "restore-remind-2", "tell"}, h.rec.calls, "reminders run while a compensation gate waits")
+	assert.Equal(t, "restore waits 1h30m0s after smoke", h.rec.args["restore-remind-2"]["value"])
 	require.NotNil(t, st.EndedAt)
 	assert.Equal(t, 2*time.Hour+5*time.Minute, st.EndedAt.Sub(st.StartedAt).Round(time.Minute))
 }
@@ -249,4 +258,36 @@ func TestNoAuditSectionNoMemo(t *testing.T) {
 	require.NoError(t, err)
 	assert.Nil(t, st.Audit)
 	assert.Empty(t, *memos, "runbooks without audit issue no memo command, so old histories replay")
+}
+
+// A parallel group in onFailure used to panic the workflow task (its steps
+// had no status to record into); its steps now run and are reported.
+func TestOnFailureParallelGroup(t *testing.T) {
+	h := newHarness(t)
+	h.run(`name: p
+steps:
+  - id: broken
+    uses: test.fail
+    with: {type: X, message: "no", nonRetryable: true}
+onFailure:
+  - id: group
+    parallel:
+      - id: a
+        uses: test.record
+      - id: b
+        uses: test.record
+  - id: after
+    uses: test.record
+    with: {value: "{{ .steps.a.state }} {{ .steps.group.state }}"}
+`, nil, "alice")
+	st, err := h.result(t)
+	require.Error(t, err)
+	require.NotNil(t, st, "err: %v", err)
+	assert.Equal(t, workflows.RunFailed, st.State)
+	assert.ElementsMatch(t, []string{"a", "b", "after"}, h.rec.calls)
+	assert.Equal(t, "succeeded succeeded", h.rec.args["after"]["value"])
+	assert.Equal(t, []string{"group", "after"}, st.Compensated)
+	require.Len(t, st.Compensation, 4)
+	assert.Equal(t, "group", st.Compensation[1].Parent)
+	assert.Equal(t, workflows.StepSucceeded, step(st, "b").State)
 }

@@ -88,7 +88,11 @@ func (r *run) details() string {
 		if i == 0 {
 			b.WriteString("\nonFailure:\n")
 		}
-		fmt.Fprintf(&b, "- %s `%s`", stateMark(st.State), st.ID)
+		indent := ""
+		if st.Parent != "" {
+			indent = "  "
+		}
+		fmt.Fprintf(&b, "%s- %s `%s`", indent, stateMark(st.State), st.ID)
 		if st.Error != "" {
 			fmt.Fprintf(&b, ": %s", truncate(st.Error, 200))
 		}

@@ -348,16 +348,23 @@ func (r *run) compensate(ctx workflow.Context) {
 	}
 	r.data[runbooks.RootFailedStep] = r.status.FailedStep
 	r.data[runbooks.RootError] = r.status.Error
-	r.status.Compensation = make([]StepStatus, len(steps))
-	for i, s := range steps {
-		r.status.Compensation[i] = StepStatus{ID: s.ID, Uses: s.Uses, Kind: string(s.Kind()), State: StepPending}
-		// checkDecision looks gates up here; the slice never grows again.
-		r.index[s.ID] = &r.status.Compensation[i]
+	// A parallel group's steps follow it, marked with their Parent, as in
+	// Steps: runParallel finds them (and checkDecision finds gates) through
+	// r.index, which points into this slice once it stops growing.
+	r.status.Compensation = make([]StepStatus, 0, len(steps))
+	for _, s := range steps {
+		r.status.Compensation = append(r.status.Compensation, StepStatus{ID: s.ID, Uses: s.Uses, Kind: string(s.Kind()), State: StepPending})
+		for _, c := range s.Parallel {
+			r.status.Compensation = append(r.status.Compensation, StepStatus{ID: c.ID, Uses: c.Uses, Kind: string(c.Kind()), State: StepPending, Parent: s.ID})
+		}
+	}
+	for i := range r.status.Compensation {
+		r.index[r.status.Compensation[i].ID] = &r.status.Compensation[i]
 	}
 	r.compensating = true
 	defer func() { r.compensating = false }()
-	for i, s := range steps {
-		st := &r.status.Compensation[i]
+	for _, s := range steps {
+		st := r.index[s.ID]
 		_ = r.runStep(ctx, s, st)
 		if st.State == StepSucceeded {
 			r.status.Compensated = append(r.status.Compensated, s.ID)
