@@ -172,17 +172,20 @@ func TestOnFailureGateTimesOut(t *testing.T) {
 // Cancelling the run cannot reach compensation (its context is
 // disconnected), so a gate there ends by its decision or its timeout.
 func TestOnFailureGateOutlivesCancellation(t *testing.T) {
-	for _, decide := range []bool{false, true} {
-		name := "timeout"
-		if decide {
-			name = "approved"
-		}
-		t.Run(name, func(t *testing.T) {
+	for _, how := range []string{"timeout", "signal", "update"} {
+		decide := how != "timeout"
+		t.Run(how, func(t *testing.T) {
 			h := newHarness(t)
 			h.RegisterDelayedCallback(func() { h.CancelWorkflow() }, time.Minute)
-			if decide {
+			d := workflows.ApprovalDecision{Gate: "restore", Decision: "approve", By: "bob"}
+			switch how {
+			case "signal":
+				h.RegisterDelayedCallback(func() { h.SignalWorkflow(workflows.ApprovalSignal, d) }, 30*time.Minute)
+			case "update":
 				h.RegisterDelayedCallback(func() {
-					h.SignalWorkflow(workflows.ApprovalSignal, workflows.ApprovalDecision{Gate: "restore", Decision: "approve", By: "bob"})
+					h.UpdateWorkflow(workflows.ApproveUpdate, "u", &testsuite.TestUpdateCallback{
+						OnReject: func(err error) { t.Errorf("refused after cancellation: %v", err) }, OnAccept: func() {}, OnComplete: func(any, error) {},
+					}, d)
 				}, 30*time.Minute)
 			}
 			h.run(`name: cancelled

@@ -88,6 +88,10 @@ func TestShowPrintsAudit(t *testing.T) {
 	}
 	res := showResult{Run: &runView{WorkflowID: "upgrade-1", Start: fixedNow}, Status: &st}
 
+	var status bytes.Buffer
+	writeStatusText(&status, fixedNow, res.Run, &st, "stagehand")
+	assertContains(t, status.String(), "Audit:        digest=sha256:abc · version=1.44.0 → 1.45.0\n")
+
 	var text bytes.Buffer
 	if err := writeShow(&text, res, false); err != nil {
 		t.Fatal(err)

@@ -64,6 +64,10 @@ func writeStatusText(w io.Writer, now time.Time, v *runView, st *workflows.Statu
 	if len(st.Compensated) > 0 {
 		kv("Compensated", strings.Join(st.Compensated, ", "))
 	}
+	if st.Audit != nil {
+		// The details are long; `audit show` prints them.
+		kv("Audit", auditSummary(st.Audit.Summary))
+	}
 	if v.Note != "" {
 		kv("Note", v.Note)
 	}
