@@ -11,8 +11,9 @@ import (
 
 // Template roots a runbook may reference.
 const (
-	RootParams     = "params"
-	RootSteps      = "steps"
+	RootParams = "params"
+	RootSteps  = "steps"
+	// RootRun describes the run itself; its keys are RunKeys.
 	RootRun        = "run"
 	RootFailedStep = "failedStep"
 	RootError      = "error"
@@ -24,6 +25,12 @@ const (
 	// RootGate describes the open gate, in a gate's reminder step.
 	RootGate = "gate"
 )
+
+// RunKeys are the keys of .run: id (the workflow id people type), runId
+// (Temporal's run id), runbook, requestedBy, startedAt (the workflow's
+// start, RFC 3339 in UTC) and startedUnix (the same in whole seconds, for
+// tags such as upgrade-<release>-<sha8>-<unix>).
+var RunKeys = []string{"id", "runId", "runbook", "requestedBy", "startedAt", "startedUnix"}
 
 var knownRoots = map[string]bool{RootParams: true, RootSteps: true, RootRun: true, RootFailedStep: true, RootError: true, RootEnvironments: true, RootGate: true, RootSettings: true}
 

@@ -25,7 +25,34 @@ type Runbook struct {
 	// OnFailure lists compensation steps that run, in order, when a step
 	// fails, the run is rejected at a gate, or the run is cancelled.
 	OnFailure []Step `yaml:"onFailure,omitempty" json:"onFailure,omitempty"`
+	// Audit, if set, is rendered once when the run ends (after any
+	// compensation, on success and failure alike) and kept with the run for
+	// `stagehand audit`.
+	Audit *Audit `yaml:"audit,omitempty" json:"audit,omitempty"`
 }
+
+// Audit names the facts a run of this runbook leaves for the audit trail,
+// e.g. the version before and after an upgrade. Each value is a template
+// with the data an onFailure step sees (.params, .steps incl. state and
+// outputs, .run, .environments, .settings, .failedStep, .error; the last
+// two are "" when the run succeeded). A template that fails to render (a
+// step that never ran) yields "": audit never fails a run.
+type Audit struct {
+	// Summary holds short fields listed by `stagehand audit` and kept in
+	// the run's memo: at most MaxAuditFields, each cut to MaxAuditSummaryLen.
+	Summary map[string]string `yaml:"summary,omitempty" json:"summary,omitempty"`
+	// Details holds longer text shown by `stagehand audit show`: at most
+	// MaxAuditFields, each cut to MaxAuditDetailLen.
+	Details map[string]string `yaml:"details,omitempty" json:"details,omitempty"`
+}
+
+// Bounds on a runbook's audit section: the summary travels in every
+// visibility record of the run, the details in its result.
+const (
+	MaxAuditFields     = 10
+	MaxAuditSummaryLen = 200
+	MaxAuditDetailLen  = 8 << 10
+)
 
 // ParamType is the type a parameter value must have.
 type ParamType string
@@ -64,7 +91,8 @@ type Step struct {
 	Approval *Approval `yaml:"approval,omitempty" json:"approval,omitempty"`
 	Parallel []Step    `yaml:"parallel,omitempty" json:"parallel,omitempty"`
 	// With holds the step's arguments; string values are Go templates over
-	// .params, .steps.<id>.outputs, .run and (in onFailure) .failedStep.
+	// .params, .steps.<id>.outputs, .run (id, runId, runbook, requestedBy,
+	// startedAt, startedUnix) and (in onFailure) .failedStep and .error.
 	With map[string]any `yaml:"with,omitempty" json:"with,omitempty"`
 	// Timeout bounds one attempt of the step (start-to-close).
 	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
@@ -105,6 +133,8 @@ type Approval struct {
 	Approvers []string `yaml:"approvers" json:"approvers"`
 	// Timeout after which the run is rejected, e.g. "72h"; empty means wait
 	// forever. It may be a template (e.g. "{{ .params.gateTimeout }}").
+	// A gate in onFailure must have one, and its timeout or rejection only
+	// skips what depends on it: the run's outcome is already decided.
 	Timeout string `yaml:"timeout,omitempty" json:"timeout,omitempty"`
 	// Remind, if set, runs a step (typically notify.send) every interval
 	// while the gate stays open.

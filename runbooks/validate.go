@@ -43,10 +43,41 @@ func (p *parser) validate(rb *Runbook, cat Catalogue) {
 	}
 	for i, s := range rb.OnFailure {
 		path := fmt.Sprintf("onFailure[%d]", i)
+		// Compensation runs on a context that cancelling the run does not
+		// reach, so only a timeout can end a gate nobody decides.
 		if s.Kind() == KindApproval {
-			p.at(path+".approval", "onFailure steps cannot be approval gates: compensation must not wait for people")
+			t := strings.TrimSpace(s.Approval.Timeout)
+			if t == "" {
+				p.at(path+".approval.timeout", "an onFailure gate needs approval.timeout: compensation must never wait forever")
+			} else if d, err := ParseDuration(t); err == nil && !isTemplate(t) && d <= 0 {
+				p.at(path+".approval.timeout", "an onFailure gate needs a positive approval.timeout: compensation must never wait forever")
+			}
 		}
 		p.validateStep(s, path, cat, ids, fsc, false)
+	}
+	if rb.Audit != nil {
+		// The audit renders after compensation, so it sees every step.
+		p.validateAudit(rb.Audit, fsc)
+	}
+}
+
+var auditKeyRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]*$`)
+
+func (p *parser) validateAudit(a *Audit, sc *scope) {
+	for _, part := range []struct {
+		name   string
+		fields map[string]string
+	}{{"summary", a.Summary}, {"details", a.Details}} {
+		path := "audit." + part.name
+		if len(part.fields) > MaxAuditFields {
+			p.at(path, "audit.%s has %d fields; at most %d are kept", part.name, len(part.fields), MaxAuditFields)
+		}
+		for _, k := range sortedKeys(part.fields) {
+			if !auditKeyRE.MatchString(k) {
+				p.at(joinPath(path, k), "audit field name %q must start with a letter and use only letters, digits and _", k)
+			}
+			p.checkTemplate(part.fields[k], joinPath(path, k), sc)
+		}
 	}
 }
 
@@ -280,6 +311,10 @@ func (p *parser) checkTemplate(text, path string, sc *scope) {
 				p.at(path, "template reads step %q, which does not finish before this step", ref[1])
 			} else if len(ref) > 2 && ref[2] != "outputs" && ref[2] != "state" && ref[2] != "error" {
 				p.at(path, "template reads .steps.%s.%s: a step has outputs, state and error", ref[1], ref[2])
+			}
+		case RootRun:
+			if len(ref) > 1 && !contains(RunKeys, ref[1]) {
+				p.at(path, "template reads .run.%s: unknown key (.run has %s)", ref[1], strings.Join(RunKeys, ", "))
 			}
 		case RootFailedStep, RootError:
 			if !sc.onFailure {

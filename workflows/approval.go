@@ -137,6 +137,18 @@ func (r *run) runGate(ctx workflow.Context, s runbooks.Step, st *StepStatus) *st
 		}
 		timeout = d.D()
 	}
+	if r.compensating && timeout <= 0 {
+		// The validator refuses onFailure gates without a timeout, but a
+		// template may still render "0s"; cancelling the run cannot reach
+		// compensation, so such a gate could wait forever.
+		return st.fail(s.ID, &stepError{message: fmt.Sprintf("approval.timeout: an onFailure gate needs a positive timeout, got %q", s.Approval.Timeout), errType: errTypeInvalidArguments})
+	}
+	// During compensation the run's outcome is decided already; the gate
+	// shows as waiting and then gives the outcome back, whatever it decides.
+	outcome := r.status.State
+	if !r.compensating {
+		outcome = RunRunning
+	}
 	opened := workflow.Now(ctx)
 	gate := &GateStatus{Gate: s.ID, Message: msg, Approvers: approvers, OpenedAt: opened}
 	if timeout > 0 {
@@ -153,13 +165,13 @@ func (r *run) runGate(ctx workflow.Context, s runbooks.Step, st *StepStatus) *st
 	ok, err := r.awaitDecision(ctx, s, gate, timeout)
 	r.status.PendingGate = nil
 	if r.status.State == RunWaitingApproval {
-		r.status.State = RunRunning
+		r.status.State = outcome
 	}
 	if err != nil {
 		st.State = StepCancelled
 		return &stepFailure{step: s.ID, message: "cancelled while waiting for approval", cancelled: true}
 	}
-	upsert(ctx, SearchOutcome.ValueSet(string(RunRunning)))
+	upsert(ctx, SearchOutcome.ValueSet(string(outcome)))
 	if !ok {
 		st.State = StepRejected
 		st.Error = fmt.Sprintf("approval gate %s timed out after %s with no decision", s.ID, timeout)

@@ -203,7 +203,24 @@ type Status struct {
 	Compensation []StepStatus     `json:"compensation,omitempty"`
 	// Compensated lists the onFailure steps that ran to success.
 	Compensated []string `json:"compensated,omitempty"`
+	// Audit holds the runbook's audit section as rendered when the run
+	// ended; nil for runbooks without one (and while the run goes on).
+	Audit *AuditRecord `json:"audit,omitempty"`
 }
+
+// AuditRecord is a runbook's `audit:` section rendered at the end of a run:
+// short Summary fields (also in the workflow memo under MemoAudit, so
+// `stagehand audit` lists them without reading each run) and longer Details.
+// A field whose template could not render is "".
+type AuditRecord struct {
+	Summary map[string]string `json:"summary,omitempty"`
+	Details map[string]string `json:"details,omitempty"`
+}
+
+// MemoAudit is the workflow memo key holding an AuditRecord's Summary (a
+// map[string]string), set once when a run of a runbook with an audit
+// section ends.
+const MemoAudit = "audit"
 
 // RunFailedErrorType is the ApplicationError type of a run that failed,
 // was rejected or timed out at a gate; its details hold the final Status.

@@ -2,7 +2,9 @@ package workflows
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -23,7 +25,7 @@ func (r *run) publish(ctx workflow.Context) {
 		}
 	}
 	for _, st := range r.status.Compensation {
-		if st.State == StepRunning {
+		if st.State == StepRunning || st.State == StepWaitingApproval {
 			running = append(running, st.ID)
 		}
 	}
@@ -52,6 +54,13 @@ func (r *run) details() string {
 		fmt.Fprintf(&b, " · %d of %d steps done", done, total)
 	}
 	b.WriteString("\n\n")
+	if a := r.status.Audit; a != nil && len(a.Summary) > 0 {
+		// The facts people look for first (versions, digests) go near the top.
+		for _, k := range slices.Sorted(maps.Keys(a.Summary)) {
+			fmt.Fprintf(&b, "- **%s**: %s\n", k, truncate(a.Summary[k], 200))
+		}
+		b.WriteString("\n")
+	}
 	if g := r.status.PendingGate; g != nil {
 		fmt.Fprintf(&b, "⏸️ Gate `%s` waits for one of **%s**: %s\n\n", g.Gate, strings.Join(g.Approvers, ", "), truncate(g.Message, 300))
 		fmt.Fprintf(&b, "Approve: signal `%s` with `{\"gate\":%q,\"decision\":\"approve\",\"by\":\"<you>\"}`, or `stagehand approve %s --gate %s`\n\n", ApprovalSignal, g.Gate, r.workflowID, g.Gate)
@@ -79,7 +88,15 @@ func (r *run) details() string {
 		if i == 0 {
 			b.WriteString("\nonFailure:\n")
 		}
-		fmt.Fprintf(&b, "- %s `%s`\n", stateMark(st.State), st.ID)
+		indent := ""
+		if st.Parent != "" {
+			indent = "  "
+		}
+		fmt.Fprintf(&b, "%s- %s `%s`", indent, stateMark(st.State), st.ID)
+		if st.Error != "" {
+			fmt.Fprintf(&b, ": %s", truncate(st.Error, 200))
+		}
+		b.WriteString("\n")
 	}
 	return b.String()
 }

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -42,6 +43,9 @@ type run struct {
 	// status.PendingGate, the one waiting now.
 	decision *ApprovalDecision
 	gateIDs  map[string]bool
+	// compensating is set while the onFailure steps run: the run's outcome
+	// is decided then, and a gate must not change it.
+	compensating bool
 	// targets holds each activity step's one-line "what it acts on", shown
 	// in the UI's details and as the activity's summary.
 	targets map[string]string
@@ -120,8 +124,14 @@ func (r *run) begin(ctx workflow.Context, resolved *ResolvedRun) {
 	r.planSteps(resolved.Runbook.Steps, "")
 	for _, s := range resolved.Runbook.OnFailure {
 		r.stepsData[s.ID] = stepData(nil, StepPending, "")
+		// Known from the start, so a decision sent too early is told the
+		// gate is "not reached yet" rather than "unknown".
+		if s.Kind() == runbooks.KindApproval {
+			r.gateIDs[s.ID] = true
+		}
 	}
 	info := workflow.GetInfo(ctx)
+	started := info.WorkflowStartTime.UTC()
 	r.data = map[string]any{
 		runbooks.RootParams:       resolved.Params,
 		runbooks.RootSteps:        r.stepsData,
@@ -134,6 +144,10 @@ func (r *run) begin(ctx workflow.Context, resolved *ResolvedRun) {
 			"runId":       info.WorkflowExecution.RunID,
 			"runbook":     resolved.Runbook.Name,
 			"requestedBy": r.in.RequestedBy,
+			// The workflow's start, from history, so replays see the same
+			// value; image tags such as upgrade-<release>-<sha8>-<unix> use it.
+			"startedAt":   started.Format(time.RFC3339),
+			"startedUnix": started.Unix(),
 		},
 	}
 	r.upsertStart(ctx)
@@ -147,6 +161,7 @@ func (r *run) settle(ctx workflow.Context, failure *stepFailure) (*Status, error
 	switch {
 	case failure == nil:
 		r.status.State = RunSucceeded
+		r.recordAudit(ctx)
 		r.finish(ctx)
 		r.upsertOutcome(ctx)
 		return r.status, nil
@@ -168,6 +183,7 @@ func (r *run) settle(ctx workflow.Context, failure *stepFailure) (*Status, error
 	ctx, cancel := workflow.NewDisconnectedContext(ctx)
 	defer cancel()
 	r.compensate(ctx)
+	r.recordAudit(ctx)
 	r.finish(ctx)
 	r.upsertOutcome(ctx)
 	switch r.status.State {
@@ -332,12 +348,23 @@ func (r *run) compensate(ctx workflow.Context) {
 	}
 	r.data[runbooks.RootFailedStep] = r.status.FailedStep
 	r.data[runbooks.RootError] = r.status.Error
-	r.status.Compensation = make([]StepStatus, len(steps))
-	for i, s := range steps {
-		r.status.Compensation[i] = StepStatus{ID: s.ID, Uses: s.Uses, Kind: string(s.Kind()), State: StepPending}
+	// A parallel group's steps follow it, marked with their Parent, as in
+	// Steps: runParallel finds them (and checkDecision finds gates) through
+	// r.index, which points into this slice once it stops growing.
+	r.status.Compensation = make([]StepStatus, 0, len(steps))
+	for _, s := range steps {
+		r.status.Compensation = append(r.status.Compensation, StepStatus{ID: s.ID, Uses: s.Uses, Kind: string(s.Kind()), State: StepPending})
+		for _, c := range s.Parallel {
+			r.status.Compensation = append(r.status.Compensation, StepStatus{ID: c.ID, Uses: c.Uses, Kind: string(c.Kind()), State: StepPending, Parent: s.ID})
+		}
 	}
-	for i, s := range steps {
-		st := &r.status.Compensation[i]
+	for i := range r.status.Compensation {
+		r.index[r.status.Compensation[i].ID] = &r.status.Compensation[i]
+	}
+	r.compensating = true
+	defer func() { r.compensating = false }()
+	for _, s := range steps {
+		st := r.index[s.ID]
 		_ = r.runStep(ctx, s, st)
 		if st.State == StepSucceeded {
 			r.status.Compensated = append(r.status.Compensated, s.ID)

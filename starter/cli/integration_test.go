@@ -277,3 +277,78 @@ func TestLiveStartWaitAndErrors(t *testing.T) {
 		t.Errorf("unreachable server took %s to report", time.Since(start))
 	}
 }
+
+// restoreRunbook fails after "migrating", asks at an onFailure gate whether
+// to restore, and leaves audit facts: the shape of a failed upgrade.
+const restoreRunbook = `name: restore-gate
+params:
+  pause: {type: string, default: "not-a-duration"}
+steps:
+  - id: migrate
+    uses: log
+    with: {message: "migrated to v2"}
+  - id: boom
+    uses: wait
+    with: {duration: "{{ .params.pause }}"}
+onFailure:
+  - id: restore
+    approval:
+      message: "{{ .failedStep }} failed; restore the backup?"
+      approvers: [bob]
+      timeout: 1h
+  - id: do_restore
+    if: '{{ eq .steps.restore.state "approved" }}'
+    uses: log
+    with: {message: "restoring"}
+audit:
+  summary:
+    restore: '{{ .steps.restore.state }}'
+    started: '{{ .run.startedUnix }}'
+  details:
+    why: 'step {{ .failedStep }}: {{ .error }}'
+`
+
+// TestLiveOnFailureGateAndAudit: a failed run waits at its compensation
+// gate, approve finds and decides it, the run still ends failed, and the
+// audit list and show read the facts from the memo and the result.
+func TestLiveOnFailureGateAndAudit(t *testing.T) {
+	l := newLiveCLI(t)
+	file := filepath.Join(t.TempDir(), "restore.yaml")
+	if err := os.WriteFile(file, []byte(restoreRunbook), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	id := runID(t)
+	l.must(ExitOK, "start", "--file", file, "--id", id)
+	out := l.must(ExitWaitingApproval, "watch", id, "--interval", "50ms")
+	assertContains(t, out, `waiting for approval at gate "restore"`, "stagehand approve "+id+" --gate restore")
+	out = l.must(ExitOK, "approve", id, "--as", "bob", "--comment", "restore it")
+	assertContains(t, out, "Approved gate restore of run "+id+" as bob")
+	out = l.must(ExitRunFailed, "watch", id, "--interval", "50ms")
+	assertContains(t, out, "Run "+id+" failed", "at step boom", "Compensated: do_restore")
+	waitClosed(t, l.srv, id)
+
+	var rows []runRow
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out := l.must(ExitOK, "audit", "--runbook", "restore-gate", "--since", "1h", "-o", "json")
+		rows = nil
+		if err := json.Unmarshal([]byte(out), &rows); err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) > 0 && rows[0].WorkflowID == id && rows[0].Outcome == "failed" && rows[0].Audit != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run %s not listed as failed with audit: %+v", id, rows)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if rows[0].Audit["restore"] != "approved" || len(rows[0].Audit["started"]) != 10 {
+		t.Errorf("audit summary: %v", rows[0].Audit)
+	}
+	out = l.must(ExitOK, "audit", "--runbook", "restore-gate", "--since", "1h")
+	assertContains(t, out, "SUMMARY", "restore=approved · started=")
+
+	out = l.must(ExitOK, "audit", "show", id)
+	assertContains(t, out, "Audit:\n  restore: approved\n", "  why:\n    step boom: ")
+}

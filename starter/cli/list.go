@@ -3,12 +3,16 @@ package cli
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/converter"
 
 	"github.com/stagehand-dev/stagehand/runbooks"
 	"github.com/stagehand-dev/stagehand/workflows"
@@ -45,7 +49,8 @@ runbook, outcome, image and who requested it, plus a start time.
 
 Columns: workflow id, runbook, environment, image, requested by, approvers,
 outcome (the run's StagehandOutcome, else Temporal's execution status), start
-and duration. --output markdown pastes into a change ticket; --output json
+and duration, and SUMMARY (the runbook's audit facts, e.g. the version before
+and after an upgrade) when a listed run has one. --output markdown pastes into a change ticket; --output json
 feeds scripts.`,
 		Example: `  stagehand list
   stagehand audit --runbook patch --since 168h --output markdown
@@ -144,6 +149,34 @@ type runRow struct {
 	End         *time.Time `json:"end,omitempty"`
 	// Duration is in seconds, up to now for runs still going.
 	Duration float64 `json:"durationSeconds"`
+	// Audit is the summary of the runbook's audit section (the run's
+	// memo), set once the run ended, for runbooks that have one.
+	Audit map[string]string `json:"audit,omitempty"`
+}
+
+// decodeAuditMemo reads the audit summary a run left in its memo. A memo
+// that does not decode (written by something else) is left out rather
+// than failing the whole list.
+func decodeAuditMemo(m *commonpb.Memo) map[string]string {
+	p, ok := m.GetFields()[workflows.MemoAudit]
+	if !ok {
+		return nil
+	}
+	var out map[string]string
+	if converter.GetDefaultDataConverter().FromPayload(p, &out) != nil || len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// auditSummary is one line of audit facts in key order, e.g.
+// "digest=sha256:… · version=1.44.0 → 1.45.0".
+func auditSummary(m map[string]string) string {
+	parts := make([]string, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, k+"="+m[k])
+	}
+	return strings.Join(parts, " · ")
 }
 
 func runList(ctx context.Context, f *Factory, g *GlobalOptions, opts *ListOptions) error {
@@ -193,6 +226,7 @@ func runList(ctx context.Context, f *Factory, g *GlobalOptions, opts *ListOption
 				Outcome:     sa.Outcome,
 				FailedStep:  sa.FailedStep,
 				Execution:   executionStatus(e.GetStatus()),
+				Audit:       decodeAuditMemo(e.GetMemo()),
 			}
 			if r.Outcome == "" {
 				r.Outcome = r.Execution
@@ -230,13 +264,23 @@ func writeRuns(f *Factory, output string, rows []runRow) error {
 		return nil
 	}
 	t := &table{header: []string{"WORKFLOW ID", "RUNBOOK", "ENVIRONMENT", "IMAGE", "PR", "REQUESTED BY", "APPROVERS", "OUTCOME", "FAILED STEP", "START", "DURATION"}}
+	// The SUMMARY column only appears when a listed run has audit facts, so
+	// lists of runbooks without an audit section stay as narrow as before.
+	withSummary := slices.ContainsFunc(rows, func(r runRow) bool { return len(r.Audit) > 0 })
+	if withSummary {
+		t.header = append(t.header, "SUMMARY")
+	}
 	for _, r := range rows {
 		dur := fmtDuration(time.Duration(r.Duration * float64(time.Second)))
 		if r.End == nil {
 			dur += "+"
 		}
-		t.add(r.WorkflowID, orDash(r.Runbook), orDash(r.Environment), orDash(r.Image), orDash(r.PR), orDash(r.RequestedBy),
-			orDash(joinComma(r.Approvers)), r.Outcome, orDash(r.FailedStep), fmtTime(r.Start), dur)
+		cells := []string{r.WorkflowID, orDash(r.Runbook), orDash(r.Environment), orDash(r.Image), orDash(r.PR), orDash(r.RequestedBy),
+			orDash(joinComma(r.Approvers)), r.Outcome, orDash(r.FailedStep), fmtTime(r.Start), dur}
+		if withSummary {
+			cells = append(cells, orDash(auditSummary(r.Audit)))
+		}
+		t.add(cells...)
 	}
 	var err error
 	if output == "markdown" {

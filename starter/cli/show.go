@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 	enumspb "go.temporal.io/api/enums/v1"
@@ -25,8 +28,9 @@ func newShowCmd(f *Factory, g *GlobalOptions) *cobra.Command {
 		Long: `Print what happened in one run, read from its Temporal history (which no
 worker or file change can alter): when it started, with which runbook and
 params, each step with its attempts, duration and error, every wait, every
-approval decision with who, when and comment (refused ones too), and how it
-ended.`,
+approval decision with who, when and comment (refused ones too), how it
+ended, and the facts the runbook's audit section recorded (summary and
+details, e.g. the schema diff of each plugin after an upgrade).`,
 		Example: `  stagehand audit show patch-20261122-024501
   stagehand audit show patch-20261122-024501 --output markdown >> CHANGE-1234.md`,
 		Args: cobra.ExactArgs(1),
@@ -143,5 +147,51 @@ func writeShow(w io.Writer, res showResult, markdown bool) error {
 	if res.Status != nil && len(res.Status.Compensated) > 0 {
 		fmt.Fprintf(w, "Compensated: %v\n", res.Status.Compensated)
 	}
+	if res.Status != nil && res.Status.Audit != nil {
+		writeAudit(w, res.Status.Audit, markdown)
+	}
 	return nil
+}
+
+// writeAudit prints the facts the runbook's audit section recorded: the
+// summary as key: value lines, then each detail as a block under its name
+// (details are multi-line text such as a schema diff).
+func writeAudit(w io.Writer, a *workflows.AuditRecord, markdown bool) {
+	if len(a.Summary) == 0 && len(a.Details) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	if markdown {
+		fmt.Fprintln(w, "**Audit**")
+		fmt.Fprintln(w)
+	} else {
+		fmt.Fprintln(w, "Audit:")
+	}
+	for _, k := range slices.Sorted(maps.Keys(a.Summary)) {
+		if markdown {
+			fmt.Fprintf(w, "- %s: %s\n", k, a.Summary[k])
+		} else {
+			fmt.Fprintf(w, "  %s: %s\n", k, a.Summary[k])
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(a.Details)) {
+		text := strings.TrimRight(a.Details[k], "\n")
+		if markdown {
+			// A fence longer than any backtick run inside keeps the text verbatim.
+			fence := "```"
+			for strings.Contains(text, fence) {
+				fence += "`"
+			}
+			fmt.Fprintf(w, "\n%s:\n\n%s\n%s\n%s\n", k, fence, text, fence)
+			continue
+		}
+		fmt.Fprintf(w, "  %s:\n", k)
+		if text == "" {
+			fmt.Fprintln(w, "    -")
+			continue
+		}
+		for _, line := range strings.Split(text, "\n") {
+			fmt.Fprintf(w, "    %s\n", line)
+		}
+	}
 }

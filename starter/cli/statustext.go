@@ -6,6 +6,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -63,6 +64,10 @@ func writeStatusText(w io.Writer, now time.Time, v *runView, st *workflows.Statu
 	if len(st.Compensated) > 0 {
 		kv("Compensated", strings.Join(st.Compensated, ", "))
 	}
+	if st.Audit != nil {
+		// The details are long; `audit show` prints them.
+		kv("Audit", auditSummary(st.Audit.Summary))
+	}
 	if v.Note != "" {
 		kv("Note", v.Note)
 	}
@@ -76,7 +81,12 @@ func writeStatusText(w io.Writer, now time.Time, v *runView, st *workflows.Statu
 			fmt.Fprintf(w, "  opened:    %s (%s ago)\n", fmtTime(g.OpenedAt), fmtDuration(now.Sub(g.OpenedAt)))
 		}
 		if g.Deadline != nil {
-			fmt.Fprintf(w, "  deadline:  %s (in %s; the run is rejected then)\n", fmtTime(*g.Deadline), fmtDuration(g.Deadline.Sub(now)))
+			then := "the run is rejected then"
+			if slices.ContainsFunc(st.Compensation, func(c workflows.StepStatus) bool { return c.ID == g.Gate }) {
+				// An onFailure gate: the run has failed already.
+				then = "compensation goes on without it then"
+			}
+			fmt.Fprintf(w, "  deadline:  %s (in %s; %s)\n", fmtTime(*g.Deadline), fmtDuration(g.Deadline.Sub(now)), then)
 		}
 		fmt.Fprintf(w, "  approve:   %s\n", approveCommand(prefix, "approve", v.WorkflowID, g.Gate))
 		fmt.Fprintf(w, "  reject:    %s\n", approveCommand(prefix, "reject", v.WorkflowID, g.Gate))
