@@ -57,7 +57,19 @@ func funcs(capture func(any) string) template.FuncMap {
 		"contains":  func(sub, s string) bool { return strings.Contains(s, sub) },
 		"hasPrefix": func(prefix, s string) bool { return strings.HasPrefix(s, prefix) },
 		"hasSuffix": func(suffix, s string) bool { return strings.HasSuffix(s, suffix) },
+		// count is len that takes nil (a list output that is empty may
+		// arrive as null) as 0 instead of failing the template.
+		"count": func(v any) int {
+			switch rv := reflect.ValueOf(v); rv.Kind() {
+			case reflect.Slice, reflect.Map, reflect.String, reflect.Array:
+				return rv.Len()
+			}
+			return 0
+		},
 		"join": func(sep string, v any) string {
+			if v == nil {
+				return ""
+			}
 			rv := reflect.ValueOf(v)
 			if rv.Kind() != reflect.Slice {
 				return fmt.Sprint(v)
