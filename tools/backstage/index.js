@@ -13,7 +13,20 @@
 // the alias @backstage/plugin-catalog-backend-v4) instead of 3.9.1: started on
 // a database 3.9.1 created, it applies two more Knex migrations in a new
 // batch, a real plugin upgrade for the database steps' tests.
+//
+// STAGEHAND_BACKSTAGE_CATALOG=<npm version> (what a portal image's
+// package.json asks for, passed by internal/portalsim) names a version that
+// is not installed here: the backend exits 1 at once, before it opens the
+// database, as a portal image built without that package would.
 'use strict';
+
+const catalogChoice = process.env.STAGEHAND_BACKSTAGE_CATALOG || '';
+if (/^[0-9]/.test(catalogChoice)) {
+  console.error(
+    `Error: Cannot find module @backstage/plugin-catalog-backend@${catalogChoice} (not installed; this backend has 3.9.1 and 4.0.0)`,
+  );
+  process.exit(1);
+}
 
 const Module = require('node:module');
 
