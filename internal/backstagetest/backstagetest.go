@@ -87,6 +87,12 @@ type Options struct {
 	// (not installed)", before it touches the database, as a portal image
 	// built for a version that is not there would.
 	CatalogVersion string
+	// StockStart starts the backend the way a stock packages/backend
+	// index does (backend.start() with no handler of ours) instead of
+	// exiting 1 when a plugin fails start-up, so what a real portal
+	// process does then is what happens (with catalog 3.9.1 on a 4.0.0
+	// schema: it stays up, readiness 503).
+	StockStart bool
 	// Port to listen on; 0 picks a free one.
 	Port int
 	// RequireAuth keeps Backstage's default auth policy on, so plugin
@@ -277,6 +283,9 @@ func Launch(opts Options) (*Server, error) {
 		"STAGEHAND_BACKSTAGE_WITHOUT="+faultPlugins(opts.Fault),
 		"STAGEHAND_BACKSTAGE_CATALOG="+catalogEnv,
 	)
+	if opts.StockStart {
+		cmd.Env = append(cmd.Env, "STAGEHAND_BACKSTAGE_STOCK_START=1")
+	}
 	cmd.Stdout = s.logs
 	cmd.Stderr = s.logs
 	// Own process group, so Stop reaches anything node spawns.

@@ -72,9 +72,16 @@ if (!without.has('auth')) {
   backend.add(require('@backstage/plugin-auth-backend'));
   backend.add(require('@backstage/plugin-auth-backend-module-guest-provider'));
 }
-backend.start().catch(err => {
-  // Exit non-zero so whoever supervises the process (the test harness, a
-  // process manager) sees the failed start at once instead of a hung port.
-  console.error('backend start failed:', err);
-  process.exit(1);
-});
+if (process.env.STAGEHAND_BACKSTAGE_STOCK_START === '1') {
+  // As a stock packages/backend/src/index.ts does it (internal/portalsim,
+  // which plays real portal pods): no handler of our own, so a plugin that
+  // fails start-up does whatever Backstage itself then does with the process.
+  backend.start();
+} else {
+  backend.start().catch(err => {
+    // Exit non-zero so whoever supervises the process (the test harness, a
+    // process manager) sees the failed start at once instead of a hung port.
+    console.error('backend start failed:', err);
+    process.exit(1);
+  });
+}
