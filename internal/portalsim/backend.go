@@ -203,7 +203,7 @@ func (b *backend) runOnce(ctx context.Context, info ImageInfo, version string) e
 	defer client.CloseIdleConnections()
 	tick := time.NewTicker(b.sim.opts.ReadinessInterval)
 	defer tick.Stop()
-	lastState := StateStarting
+	lastState, lastMsg := StateStarting, ""
 	for {
 		select {
 		case <-srv.Exited():
@@ -232,9 +232,12 @@ func (b *backend) runOnce(ctx context.Context, info ImageInfo, version string) e
 			b.state, b.message = state, msg
 		}
 		b.mu.Unlock()
-		if state != lastState {
+		// A change of state or of the answer (connection refused, then
+		// 503 while plugins start or after one failed) is worth a line;
+		// the same answer every poll is not.
+		if state != lastState || msg != lastMsg {
 			b.logf("catalog %s: %s (%s)", version, state, msg)
-			lastState = state
+			lastState, lastMsg = state, msg
 		}
 	}
 }

@@ -228,6 +228,7 @@ func TestUpgradeMigratesAndRollbackFails(t *testing.T) {
 	v3 := portalImage(t, engine, "v3", "3.9.1", true)
 	v4 := portalImage(t, engine, "v4", "^4.0.0", true)
 	v5 := portalImage(t, engine, "v5", "5.0.0", true)
+	v4NoAuth := portalImage(t, engine, "v4-noauth", "4.0.0", false)
 	missing := engine.RegistryAddr + "/portal/backend:never-pushed"
 	f.logf("images built and pushed")
 
@@ -294,6 +295,9 @@ func TestUpgradeMigratesAndRollbackFails(t *testing.T) {
 	})
 	if code, body := f.get(portalsimReadiness); code != http.StatusOK {
 		f.fatalf("service readiness after the v4 rollout: %d %s", code, body)
+	}
+	if code, body := f.get(signIn); code == http.StatusNotFound || code == 0 {
+		f.fatalf("guest sign-in with the auth backend: %d %s", code, body)
 	}
 
 	// Rollback of the image alone: 3.9.1 on the migrated schema never
@@ -372,6 +376,17 @@ func TestUpgradeMigratesAndRollbackFails(t *testing.T) {
 		return false
 	})
 
+	// An upgrade whose image lost the auth backend still rolls out and
+	// serves the catalog, but sign-in is gone.
+	f.setImage(ctx, v4NoAuth)
+	f.rollout(ctx)
+	if code, body := f.get(signIn); code != http.StatusNotFound {
+		f.fatalf("guest sign-in without the auth backend: %d %s, want 404", code, body)
+	}
+	if code, body := f.get("/api/catalog/entities"); code != http.StatusOK {
+		f.fatalf("catalog without the auth backend: %d %s", code, body)
+	}
+
 	// Scale to 0: every backend process stops; the Service has no endpoint.
 	var pids []int
 	for _, b := range f.sim.Backends() {
@@ -401,5 +416,7 @@ func TestUpgradeMigratesAndRollbackFails(t *testing.T) {
 	f.logf("done")
 }
 
-const portalsimReadiness = "/.backstage/health/v1/readiness"
-
+const (
+	portalsimReadiness = "/.backstage/health/v1/readiness"
+	signIn             = "/api/auth/guest/refresh"
+)
