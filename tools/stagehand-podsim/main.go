@@ -54,13 +54,16 @@ func main() {
 	backstageDir := flag.String("backstage-dir", "", "tools/backstage directory for --portal backends (default: $STAGEHAND_BACKSTAGE_DIR, else tools/backstage under the repository root found from the working directory)")
 	flag.Parse()
 
-	if err := run(*kubeconfig, *kubeContext, *nodeName, *backOff, *verbose, portals, *backstageDir); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	logger := log.New(os.Stderr, "", log.LstdFlags|log.Lmicroseconds)
+	if err := run(ctx, logger, *kubeconfig, *kubeContext, *nodeName, *backOff, *verbose, portals, *backstageDir); err != nil {
 		fmt.Fprintln(os.Stderr, "stagehand-podsim:", err)
 		os.Exit(1)
 	}
 }
 
-func run(kubeconfig, kubeContext, nodeName string, backOff time.Duration, verbose bool, portalSpecs []string, backstageDir string) error {
+func run(ctx context.Context, logger *log.Logger, kubeconfig, kubeContext, nodeName string, backOff time.Duration, verbose bool, portalSpecs []string, backstageDir string) error {
 	if kubeconfig == "" {
 		return fmt.Errorf("--kubeconfig is required")
 	}
@@ -91,10 +94,6 @@ func run(kubeconfig, kubeContext, nodeName string, backOff time.Duration, verbos
 		return fmt.Errorf("build client: %w", err)
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
-	logger := log.New(os.Stderr, "", log.LstdFlags|log.Lmicroseconds)
 	opts := podsim.Options{
 		NodeName:       nodeName,
 		InitialBackOff: backOff,
