@@ -105,6 +105,13 @@ type Options struct {
 	// runs on simulator goroutines, often: it must answer from memory,
 	// never block, and never call back into the Sim.
 	Probe func(pod *corev1.Pod, c corev1.Container) ProbeResult
+	// Terminating, if set, is asked about a pod whose deletion was
+	// requested: true while what plays its containers is still stopping.
+	// The simulator removes the pod once it answers false, or at the
+	// deletion deadline (deletionTimestamp, from the grace period), as a
+	// kubelet removes a pod once its containers are gone or killed. Like
+	// Probe it must answer from memory and never block.
+	Terminating func(pod *corev1.Pod) bool
 	// ProbeInterval is how often a pod is synced again while Probe handles
 	// one of its containers, the simulated probe period. Default 1s.
 	ProbeInterval time.Duration
@@ -410,6 +417,13 @@ func (s *Sim) syncPod(ctx context.Context, key string) (time.Duration, error) {
 		return 0, nil
 	}
 	if pod.DeletionTimestamp != nil {
+		// Something outside may still be stopping what plays the pod's
+		// containers (Options.Terminating); the deletion waits for it, up to
+		// the deletion deadline the apiserver set from the grace period,
+		// when a kubelet would kill them.
+		if s.opts.Terminating != nil && time.Now().Before(pod.DeletionTimestamp.Time) && s.opts.Terminating(pod) {
+			return min(s.opts.ProbeInterval, 200*time.Millisecond), nil
+		}
 		// There are no containers to stop, so finish the deletion at once, as
 		// a kubelet does once its containers are gone.
 		zero := int64(0)

@@ -3,6 +3,7 @@ package podsim_test
 import (
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -198,5 +199,111 @@ func TestProbeFaultPrecedenceAndUnhandled(t *testing.T) {
 	}
 	if probes.timesAsked(plain) == 0 {
 		t.Error("probe never asked about the unmarked image")
+	}
+}
+
+// holds is the shared plane's Options.Terminating: pods in a held
+// namespace are "still stopping".
+var holds = &holdTable{ns: map[string]bool{}}
+
+type holdTable struct {
+	mu sync.Mutex
+	ns map[string]bool
+}
+
+func (h *holdTable) terminating(pod *corev1.Pod) bool {
+	if f := stillHeld.Load(); f != nil && (*f)(pod) {
+		return true
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.ns[pod.Namespace]
+}
+
+// stillHeld holds single pods after their namespace is released.
+var stillHeld atomic.Pointer[func(*corev1.Pod) bool]
+
+func (h *holdTable) set(ns string, held bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.ns[ns] = held
+}
+
+// A pod whose containers are still stopping stays (Terminating) until
+// Options.Terminating says they are gone, or until its grace period ends.
+func TestTerminatingHoldsDeletion(t *testing.T) {
+	env := kubetest.Shared(t)
+	ctx := testContext(t)
+	ns := env.TestNamespace(t, "sim-terminating")
+	grace := int64(4)
+	for _, name := range []string{"released", "graceful"} {
+		if _, err := env.CreateDeployment(ctx, ns, name, "registry.local/probe/backend:v1", 1, func(d *appsv1.Deployment) {
+			d.Spec.Template.Spec.TerminationGracePeriodSeconds = &grace
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := env.WaitForRollout(ctx, ns, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	holds.set(ns, true)
+	list := func(name string) []corev1.Pod {
+		pods, err := env.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=" + name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pods.Items
+	}
+	for _, name := range []string{"released", "graceful"} {
+		pods := list(name)
+		if len(pods) != 1 {
+			t.Fatalf("%s: %d pods", name, len(pods))
+		}
+		if err := env.Client.CoreV1().Pods(ns).Delete(ctx, pods[0].Name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deleted := time.Now()
+	time.Sleep(time.Second)
+	for _, name := range []string{"released", "graceful"} {
+		var terminating int
+		for _, p := range list(name) {
+			if p.DeletionTimestamp != nil {
+				terminating++
+			}
+		}
+		if terminating != 1 {
+			t.Fatalf("%s: %d terminating pods 1s after the delete while held, want 1", name, terminating)
+		}
+	}
+	// Released: gone at once. Held past the grace period: gone at its end.
+	keepGraceful := func(pod *corev1.Pod) bool { return pod.Labels["app.kubernetes.io/name"] == "graceful" }
+	holds.mu.Lock()
+	delete(holds.ns, ns)
+	holds.mu.Unlock()
+	stillHeld.Store(&keepGraceful)
+	defer stillHeld.Store(nil)
+	waitGone := func(name string) time.Duration {
+		for {
+			gone := true
+			for _, p := range list(name) {
+				if p.DeletionTimestamp != nil {
+					gone = false
+				}
+			}
+			if gone {
+				return time.Since(deleted)
+			}
+			if time.Since(deleted) > 30*time.Second {
+				t.Fatalf("%s: terminating pod still there after 30s", name)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if d := waitGone("released"); d > 3*time.Second {
+		t.Errorf("released pod gone %s after the delete, want soon after the release", d)
+	}
+	if d := waitGone("graceful"); d < 3*time.Second || d > 8*time.Second {
+		t.Errorf("pod held forever gone %s after the delete, want at its 4s grace period", d)
 	}
 }

@@ -34,6 +34,7 @@ func TestMain(m *testing.M) {
 			onFault.calls = append(onFault.calls, pod.Namespace+"/"+pod.Name+" "+reason)
 		},
 		Probe:         probes.probe,
+		Terminating:   holds.terminating,
 		ProbeInterval: 200 * time.Millisecond,
 	}
 	os.Exit(kubetest.Main(m))
