@@ -130,6 +130,7 @@ func (b *backend) run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			b.set(StateStopping, "no pod has the image")
+			b.logf("stopped catalog %s (it had exited; not restarted)", version)
 			return
 		case <-time.After(backOff):
 		}

@@ -251,7 +251,7 @@ func TestUpgradeMigratesAndRollbackFails(t *testing.T) {
 	})
 	f.kube, err = kubetest.Start(ctx, kubetest.Options{
 		Namespaces: []string{ns},
-		Sim:        podsim.Options{Probe: f.sim.Probe, InitialBackOff: 2 * time.Second, MaxBackOff: 8 * time.Second},
+		Sim:        podsim.Options{Probe: f.sim.Probe, Terminating: f.sim.Terminating, InitialBackOff: 2 * time.Second, MaxBackOff: 8 * time.Second},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -404,7 +404,15 @@ func TestUpgradeMigratesAndRollbackFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.logf("scaled to 0; stopping pids %v", pids)
-	f.eventually(time.Minute, "no backend left after scaling to 0", func() bool { return len(f.sim.Backends()) == 0 })
+	f.eventually(time.Minute, "no pod left after scaling to 0", func() bool {
+		pods, err := f.kube.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
+		return err == nil && len(pods.Items) == 0
+	})
+	// Pods gone from the API means their processes are gone (Terminating
+	// held the deletions), so a restore could start now.
+	if bs := f.sim.Backends(); len(bs) != 0 {
+		f.fatalf("%d backends still there once every pod is gone", len(bs))
+	}
 	for _, pid := range pids {
 		if err := syscall.Kill(pid, 0); err == nil {
 			f.fatalf("backend process %d still runs after scaling to 0", pid)

@@ -31,10 +31,23 @@
 //     when X's backend answers readiness 200, Running not Ready while it
 //     starts or answers 503, Exited when the process ended, PullFailed when
 //     the image cannot be read.
+//   - Termination. Sim.Terminating is podsim.Options.Terminating: a deleted
+//     pod stays Terminating until its image's backend (if no other pod
+//     keeps it) has stopped, so pods gone means processes gone.
 //   - Service. An HTTP reverse proxy on 127.0.0.1:Portal.Port forwards to
 //     the backend of the newest Ready pod (by creation), as a Service routes
 //     to ready endpoints; with none Ready it answers 503 "no ready
 //     endpoints". Smoke checks and readiness presets use this URL.
+//
+// With kubetest, whose control plane runs the simulator it is given
+// options for, create the Sim first without a client and run it on the
+// plane's:
+//
+//	ps := portalsim.New(nil, []portalsim.Portal{{Namespace: "portal", Deployment: "backstage",
+//		Container: "backstage", Port: port, DB: portalsim.Database{Client: "pg", Host: pg.Host, Port: pg.Port, User: pg.User}}},
+//		portalsim.Options{Logf: t.Logf})
+//	env, err := kubetest.Start(ctx, kubetest.Options{Sim: podsim.Options{Probe: ps.Probe, Terminating: ps.Terminating}})
+//	go ps.RunOn(ctx, env.Client) // returns once ctx ends and every backend has stopped
 package portalsim
 
 import (
@@ -448,6 +461,38 @@ func (s *Sim) Probe(pod *corev1.Pod, c corev1.Container) podsim.ProbeResult {
 		return podsim.ProbeResult{Handled: true, Exited: true, ExitCode: code, Message: st.Message}
 	}
 	return podsim.ProbeResult{Handled: true, Message: st.Message}
+}
+
+// Terminating is podsim.Options.Terminating: a deleted pod of a portal
+// stays while the backend of its image is still to be stopped or
+// stopping because no other live pod has that image, so once the pods are
+// gone from the API (scaled to 0), their processes are gone too — a
+// database restore after that finds no backend holding connections.
+func (s *Sim) Terminating(pod *corev1.Pod) bool {
+	for _, p := range s.portals {
+		image := containerImage(pod, p.Container)
+		if image == "" || !belongs(pod, &p.Portal) {
+			continue
+		}
+		for _, other := range s.livePods(p) {
+			if other.UID != pod.UID && containerImage(other, p.Container) == image {
+				return false // the backend stays for the other pod
+			}
+		}
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.backends[image] != nil {
+			s.kick() // the watch has not caught up with the deletion yet
+			return true
+		}
+		for _, b := range p.gone {
+			if b.image == image {
+				return true
+			}
+		}
+		return false
+	}
+	return false
 }
 
 // Backends describes every backend of every portal (including those being

@@ -81,3 +81,33 @@ func TestPortalValidate(t *testing.T) {
 		}
 	}
 }
+
+// A deleted pod waits for its image's backend to stop, unless another live
+// pod keeps that backend.
+func TestTerminatingWaitsForTheBackend(t *testing.T) {
+	s := New(nil, []Portal{{Namespace: "portal", Deployment: "backstage", Container: "backstage", Port: 7007,
+		DB: Database{Client: "pg", Host: "127.0.0.1", Port: 5432, User: "postgres"}}}, Options{})
+	p := s.portals[0]
+	image := "127.0.0.1:5000/portal/backend:v1"
+	pod := portalPod("backstage", "7d9f", image)
+	if s.Terminating(pod) {
+		t.Error("no backend, yet terminating")
+	}
+	b := &backend{sim: s, portal: &p.Portal, image: image}
+	p.backends[image] = b
+	if !s.Terminating(pod) {
+		t.Error("backend not stopped yet, but not terminating")
+	}
+	delete(p.backends, image)
+	p.gone = append(p.gone, b)
+	if !s.Terminating(pod) {
+		t.Error("backend stopping, but not terminating")
+	}
+	p.gone = nil
+	if s.Terminating(pod) {
+		t.Error("backend stopped, still terminating")
+	}
+	if s.Terminating(portalPod("other", "1", image)) {
+		t.Error("a pod of another Deployment is held")
+	}
+}

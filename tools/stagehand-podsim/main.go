@@ -113,7 +113,7 @@ func run(ctx context.Context, logger *log.Logger, kubeconfig, kubeContext, nodeN
 	// Backend starts, stops and exits are always logged: they are what a
 	// person watching an upgrade needs to see.
 	ps := portalsim.New(client, portals, portalsim.Options{Logf: logger.Printf})
-	opts.Probe = ps.Probe
+	opts.Probe, opts.Terminating = ps.Probe, ps.Terminating
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	portalDone := make(chan error, 1)
