@@ -24,6 +24,7 @@ import (
 	"github.com/stagehand-dev/stagehand/internal/enginetest"
 	"github.com/stagehand-dev/stagehand/internal/kubetest"
 	"github.com/stagehand-dev/stagehand/internal/localenv"
+	"github.com/stagehand-dev/stagehand/internal/mysqltest"
 	"github.com/stagehand-dev/stagehand/internal/pgtest"
 	"github.com/stagehand-dev/stagehand/internal/podsim"
 	"github.com/stagehand-dev/stagehand/internal/portalsim"
@@ -428,3 +429,62 @@ const (
 	portalsimReadiness = "/.backstage/health/v1/readiness"
 	signIn             = "/api/auth/guest/refresh"
 )
+
+// On MariaDB (Knex client mysql2, a password-protected user) the same
+// upgrade migrates 43 → 45 rows through the portal's pods.
+func TestUpgradeOnMySQL(t *testing.T) {
+	localenv.SkipIfShort(t, "a control plane, MariaDB, podman and Backstage")
+	f := &fixture{t: t, start: time.Now()}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	engine := enginetest.New(t)
+	my := mysqltest.New(t)
+	v3 := portalImage(t, engine, "v3", "3.9.1", true)
+	v4 := portalImage(t, engine, "v4", "4.0.0", true)
+	port, err := localenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.url = fmt.Sprintf("http://127.0.0.1:%d", port)
+	f.sim = portalsim.New(nil, []portalsim.Portal{{
+		Namespace: ns, Deployment: deployName, Container: deployName, Port: port,
+		DB: portalsim.Database{Client: "mysql2", Host: my.Host, Port: my.Port, User: my.User, Password: my.Password},
+	}}, portalsim.Options{Logf: f.logf})
+	f.kube, err = kubetest.Start(ctx, kubetest.Options{Namespaces: []string{ns},
+		Sim: podsim.Options{Probe: f.sim.Probe, Terminating: f.sim.Terminating}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.kube.Stop() })
+	simCtx, stopSim := context.WithCancel(context.Background())
+	simDone := make(chan error, 1)
+	go func() { simDone <- f.sim.RunOn(simCtx, f.kube.Client) }()
+	t.Cleanup(func() {
+		stopSim()
+		if err := <-simDone; err != nil {
+			t.Errorf("portalsim: %v", err)
+		}
+	})
+	rows := func() string {
+		out, err := my.Exec(ctx, "SELECT COUNT(*), MAX(batch) FROM backstage_plugin_catalog.knex_migrations")
+		if err != nil {
+			f.fatalf("count migrations: %v", err)
+		}
+		return strings.Join(strings.Fields(out), " ")
+	}
+	if _, err := f.kube.CreateDeployment(ctx, ns, deployName, v3, 1); err != nil {
+		t.Fatal(err)
+	}
+	f.rollout(ctx)
+	if got := rows(); got != "43 1" {
+		f.fatalf("catalog 3.9.1 on MariaDB: %q, want \"43 1\"", got)
+	}
+	f.setImage(ctx, v4)
+	f.rollout(ctx)
+	if got := rows(); got != "45 2" {
+		f.fatalf("catalog 4.0.0 on MariaDB: %q, want \"45 2\"", got)
+	}
+	if code, body := f.get(portalsimReadiness); code != http.StatusOK {
+		f.fatalf("service readiness: %d %s", code, body)
+	}
+}
