@@ -213,7 +213,9 @@ func (b *backend) runOnce(ctx context.Context, info ImageInfo, version string) e
 			_ = srv.Stop() // removes its config; the group may have children left
 			b.mu.Lock()
 			b.srv, b.state, b.exitCode, b.logTail = nil, StateExited, code, tail
-			b.message = fmt.Sprintf("exit code %d: %s", code, lastLine(tail))
+			// The last line is what a person reading the pod's last
+			// termination needs (the error); the exit code is beside it.
+			b.message = truncate(lastLine(tail), 512)
 			b.mu.Unlock()
 			return fmt.Errorf("exit code %d", code)
 		case <-ctx.Done():
@@ -257,6 +259,13 @@ func readiness(ctx context.Context, client *http.Client, base string) (State, st
 		return StateReady, "readiness 200"
 	}
 	return StateStarting, fmt.Sprintf("HTTP probe failed with statuscode: %d", resp.StatusCode)
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
 }
 
 func lastLine(s string) string {
