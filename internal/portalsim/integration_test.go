@@ -344,10 +344,12 @@ func TestUpgradeMigratesAndRollbackFails(t *testing.T) {
 	// An image whose catalog version is not installed crash-loops before
 	// touching the database.
 	f.setImage(ctx, v5)
-	f.eventually(2*time.Minute, "a v5 pod in CrashLoopBackOff", func() bool {
+	f.eventually(2*time.Minute, "a v5 pod in CrashLoopBackOff, its last exit saying why", func() bool {
 		for _, p := range f.podsWithImage(ctx, v5) {
 			for _, cs := range p.Status.ContainerStatuses {
-				if w := cs.State.Waiting; w != nil && w.Reason == podsim.ReasonCrashLoopBackOff && cs.RestartCount >= 2 {
+				term := cs.LastTerminationState.Terminated
+				if w := cs.State.Waiting; w != nil && w.Reason == podsim.ReasonCrashLoopBackOff && cs.RestartCount >= 2 &&
+					term != nil && term.ExitCode == 1 && strings.Contains(term.Message, "Cannot find module @backstage/plugin-catalog-backend@5.0.0") {
 					return true
 				}
 			}
