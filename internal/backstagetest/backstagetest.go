@@ -73,9 +73,26 @@ type Options struct {
 	// MySQL is a MariaDB server to use instead (Knex client mysql2), with
 	// its password-protected user.
 	MySQL *mysqltest.Server
+	// DB is a database given by its connection alone (a server this
+	// package did not start, e.g. from a command's flags), instead of PG
+	// or MySQL.
+	DB *Database
 	// Catalog picks the catalog backend's version: CatalogV3 (default) or
 	// CatalogV4.
 	Catalog string
+	// CatalogVersion, instead of Catalog, names the catalog backend by the
+	// npm version a portal's package.json asks for: "3.9.1" is CatalogV3,
+	// "4.0.0" CatalogV4, and any other version starts a backend that exits
+	// at once with "Cannot find module @backstage/plugin-catalog-backend@<v>
+	// (not installed)", before it touches the database, as a portal image
+	// built for a version that is not there would.
+	CatalogVersion string
+	// StockStart starts the backend the way a stock packages/backend
+	// index does (backend.start() with no handler of ours) instead of
+	// exiting 1 when a plugin fails start-up, so what a real portal
+	// process does then is what happens (with catalog 3.9.1 on a 4.0.0
+	// schema: it stays up, readiness 503).
+	StockStart bool
 	// Port to listen on; 0 picks a free one.
 	Port int
 	// RequireAuth keeps Backstage's default auth policy on, so plugin
@@ -92,6 +109,15 @@ type Options struct {
 	ReadyTimeout time.Duration
 }
 
+// Database is a Knex connection for backend.database.
+type Database struct {
+	// Client is "pg" or "mysql2".
+	Client         string
+	Host           string
+	Port           int
+	User, Password string
+}
+
 // Server is a running backend.
 type Server struct {
 	// URL is the base URL, e.g. http://127.0.0.1:7007.
@@ -105,6 +131,7 @@ type Server struct {
 	StartupTime time.Duration
 
 	cmd     *exec.Cmd
+	begin   time.Time
 	workDir string
 	logs    *syncBuffer
 	done    chan struct{}
@@ -118,13 +145,68 @@ const InstallHint = "run `make backstage-tools` (npm ci into tools/backstage)"
 
 // Start writes the config, starts the backend and waits until it is ready.
 func Start(ctx context.Context, opts Options) (*Server, error) {
-	if (opts.PG == nil) == (opts.MySQL == nil) {
-		return nil, errors.New("backstagetest: exactly one of Options.PG and Options.MySQL is required")
+	s, err := Launch(opts)
+	if err != nil {
+		return nil, err
+	}
+	timeout := opts.ReadyTimeout
+	if timeout == 0 {
+		timeout = 3 * time.Minute
+	}
+	if err := s.WaitReady(ctx, timeout); err != nil {
+		_ = s.Stop()
+		return nil, err
+	}
+	s.StartupTime = time.Since(s.begin)
+	return s, nil
+}
+
+// CatalogFor maps a catalog backend npm version to the Catalog value that
+// runs it, or "" if tools/backstage does not have it installed.
+func CatalogFor(version string) string {
+	switch version {
+	case "3.9.1":
+		return CatalogV3
+	case "4.0.0":
+		return CatalogV4
+	}
+	return ""
+}
+
+// Launch writes the config and starts the backend without waiting for it:
+// the caller follows it with WaitReady, Exited and the readiness endpoint
+// (a backend that fails its migrations stays up, answering 503). The
+// caller must Stop it.
+func Launch(opts Options) (*Server, error) {
+	n := 0
+	for _, set := range []bool{opts.PG != nil, opts.MySQL != nil, opts.DB != nil} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		return nil, errors.New("backstagetest: exactly one of Options.PG, Options.MySQL and Options.DB is required")
+	}
+	if opts.DB != nil && opts.DB.Client != "pg" && opts.DB.Client != "mysql2" {
+		return nil, fmt.Errorf("backstagetest: Options.DB.Client %q: want pg or mysql2", opts.DB.Client)
 	}
 	switch opts.Catalog {
 	case "", CatalogV3, CatalogV4:
 	default:
 		return nil, fmt.Errorf("backstagetest: unknown Options.Catalog %q: want %q or %q", opts.Catalog, CatalogV3, CatalogV4)
+	}
+	catalogEnv := opts.Catalog
+	if opts.CatalogVersion != "" {
+		if opts.Catalog != "" {
+			return nil, errors.New("backstagetest: set Options.Catalog or Options.CatalogVersion, not both")
+		}
+		if !validVersion(opts.CatalogVersion) {
+			return nil, fmt.Errorf("backstagetest: Options.CatalogVersion %q is not an npm version", opts.CatalogVersion)
+		}
+		catalogEnv = CatalogFor(opts.CatalogVersion)
+		if catalogEnv == "" {
+			catalogEnv = opts.CatalogVersion // index.js reports it missing
+		}
 	}
 	dir, err := toolsDir(opts.Dir)
 	if err != nil {
@@ -157,9 +239,12 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("backstagetest: read config template: %w", err)
 	}
 	client, dbHost, dbPort, dbUser, dbPassword := "pg", "", 0, "", ""
-	if opts.PG != nil {
+	switch {
+	case opts.DB != nil:
+		client, dbHost, dbPort, dbUser, dbPassword = opts.DB.Client, opts.DB.Host, opts.DB.Port, opts.DB.User, opts.DB.Password
+	case opts.PG != nil:
 		dbHost, dbPort, dbUser = opts.PG.Host, opts.PG.Port, opts.PG.User
-	} else {
+	default:
 		client = "mysql2"
 		dbHost, dbPort, dbUser, dbPassword = opts.MySQL.Host, opts.MySQL.Port, opts.MySQL.User, opts.MySQL.Password
 	}
@@ -169,7 +254,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		"@PGHOST@", dbHost,
 		"@PGPORT@", strconv.Itoa(dbPort),
 		"@PGUSER@", dbUser,
-		"@PGPASSWORD@", dbPassword,
+		"@PGPASSWORD@", strings.ReplaceAll(dbPassword, "'", "''"),
 		"@DISABLE_AUTH_POLICY@", strconv.FormatBool(!opts.RequireAuth),
 		"@STATIC_TOKEN@", token,
 	).Replace(string(tmpl))
@@ -196,13 +281,16 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		"NODE_ENV=production",
 		"NODE_OPTIONS=--no-deprecation",
 		"STAGEHAND_BACKSTAGE_WITHOUT="+faultPlugins(opts.Fault),
-		"STAGEHAND_BACKSTAGE_CATALOG="+opts.Catalog,
+		"STAGEHAND_BACKSTAGE_CATALOG="+catalogEnv,
 	)
+	if opts.StockStart {
+		cmd.Env = append(cmd.Env, "STAGEHAND_BACKSTAGE_STOCK_START=1")
+	}
 	cmd.Stdout = s.logs
 	cmd.Stderr = s.logs
 	// Own process group, so Stop reaches anything node spawns.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	begin := time.Now()
+	s.begin = time.Now()
 	if err := cmd.Start(); err != nil {
 		_ = os.RemoveAll(workDir)
 		return nil, fmt.Errorf("backstagetest: start node: %w", err)
@@ -212,17 +300,50 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		s.waitErr = cmd.Wait()
 		close(s.done)
 	}()
-
-	timeout := opts.ReadyTimeout
-	if timeout == 0 {
-		timeout = 3 * time.Minute
-	}
-	if err := s.waitReady(ctx, timeout); err != nil {
-		_ = s.Stop()
-		return nil, err
-	}
-	s.StartupTime = time.Since(begin)
 	return s, nil
+}
+
+// validVersion accepts an exact npm version (digits, dots, a prerelease
+// suffix), which is all that is passed to index.js.
+func validVersion(v string) bool {
+	if v == "" || len(v) > 64 || v[0] < '0' || v[0] > '9' {
+		return false
+	}
+	for _, r := range v {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '.' || r == '-' || r == '+') {
+			return false
+		}
+	}
+	return true
+}
+
+// Exited is closed when the backend's process has ended.
+func (s *Server) Exited() <-chan struct{} { return s.done }
+
+// ExitErr is how the process ended (nil for exit 0); valid once Exited is
+// closed.
+func (s *Server) ExitErr() error {
+	<-s.done
+	return s.waitErr
+}
+
+// ExitCode is the process's exit code once Exited is closed, -1 if it
+// was killed by a signal.
+func (s *Server) ExitCode() int {
+	<-s.done
+	if s.cmd.ProcessState == nil {
+		return -1
+	}
+	return s.cmd.ProcessState.ExitCode()
+}
+
+// Pid is the backend's process (and process group) id.
+func (s *Server) Pid() int { return s.cmd.Process.Pid }
+
+// WaitReady waits until the readiness endpoint answers 200, failing with
+// the log tail if the process exits first or timeout passes.
+func (s *Server) WaitReady(ctx context.Context, timeout time.Duration) error {
+	return s.waitReady(ctx, timeout)
 }
 
 func faultPlugins(f Fault) string {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagehand-dev/stagehand/internal/localenv"
 	"github.com/stagehand-dev/stagehand/internal/mysqltest"
 	"github.com/stagehand-dev/stagehand/internal/pgtest"
 )
@@ -61,9 +62,13 @@ func TestOptionsNeedOneDatabaseAndAKnownCatalog(t *testing.T) {
 		opts Options
 		want string
 	}{
-		{Options{}, "exactly one of Options.PG and Options.MySQL"},
-		{Options{PG: &pgtest.Server{}, MySQL: &mysqltest.Server{}}, "exactly one of Options.PG and Options.MySQL"},
+		{Options{}, "exactly one of Options.PG, Options.MySQL and Options.DB"},
+		{Options{PG: &pgtest.Server{}, MySQL: &mysqltest.Server{}}, "exactly one of Options.PG, Options.MySQL and Options.DB"},
+		{Options{PG: &pgtest.Server{}, DB: &Database{Client: "pg"}}, "exactly one of Options.PG, Options.MySQL and Options.DB"},
+		{Options{DB: &Database{Client: "sqlite3"}}, `Options.DB.Client "sqlite3"`},
 		{Options{PG: &pgtest.Server{}, Catalog: "v9"}, `unknown Options.Catalog "v9"`},
+		{Options{PG: &pgtest.Server{}, Catalog: CatalogV3, CatalogVersion: "4.0.0"}, "not both"},
+		{Options{PG: &pgtest.Server{}, CatalogVersion: "latest; rm -rf"}, "is not an npm version"},
 	} {
 		if _, err := Start(context.Background(), tc.opts); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Start(%+v) = %v, want %q", tc.opts, err, tc.want)
@@ -93,5 +98,28 @@ func TestMySQLCatalogUpgrade(t *testing.T) {
 	_ = s.Stop()
 	if got := migrations(); got != "45 2" {
 		t.Fatalf("catalog 4.0.0: migrations and batch %q, want \"45 2\"", got)
+	}
+}
+
+// TestUnknownCatalogVersionExitsBeforeTheDatabase: a catalog version that
+// is not installed ends the process at once with "Cannot find module",
+// without opening the database (none listens at the address given).
+func TestUnknownCatalogVersionExitsBeforeTheDatabase(t *testing.T) {
+	localenv.SkipIfShort(t, "Node and tools/backstage")
+	s, err := Launch(Options{DB: &Database{Client: "pg", Host: "127.0.0.1", Port: 1, User: "nobody"}, CatalogVersion: "5.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	select {
+	case <-s.Exited():
+	case <-time.After(time.Minute):
+		t.Fatalf("still running after a minute:\n%s", s.LogTail(2000))
+	}
+	if code := s.ExitCode(); code != 1 {
+		t.Errorf("exit code %d, want 1", code)
+	}
+	if log := s.LogTail(2000); !strings.Contains(log, "Cannot find module @backstage/plugin-catalog-backend@5.0.0 (not installed") || strings.Contains(log, "ECONNREFUSED") {
+		t.Errorf("log:\n%s", log)
 	}
 }

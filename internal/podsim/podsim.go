@@ -95,6 +95,49 @@ type Options struct {
 	ImagePullBackOffDelay time.Duration
 	// Logf receives diagnostic lines; nil discards them.
 	Logf func(format string, args ...any)
+	// Probe, if set, is asked about every container that has no injected
+	// fault (image-tag and annotation faults take precedence) at each sync
+	// of its pod: it plays the container's process and readiness probe, so
+	// something outside the simulator (internal/portalsim runs the real
+	// program an image names) decides whether the container runs, is
+	// Ready, exits or cannot be pulled. A result with Handled false leaves
+	// the container to the simulator's default (Running and Ready). Probe
+	// runs on simulator goroutines, often: it must answer from memory,
+	// never block, and never call back into the Sim.
+	Probe func(pod *corev1.Pod, c corev1.Container) ProbeResult
+	// Terminating, if set, is asked about a pod whose deletion was
+	// requested: true while what plays its containers is still stopping.
+	// The simulator removes the pod once it answers false, or at the
+	// deletion deadline (deletionTimestamp, from the grace period), as a
+	// kubelet removes a pod once its containers are gone or killed. Like
+	// Probe it must answer from memory and never block.
+	Terminating func(pod *corev1.Pod) bool
+	// ProbeInterval is how often a pod is synced again while Probe handles
+	// one of its containers, the simulated probe period. Default 1s.
+	ProbeInterval time.Duration
+}
+
+// ProbeResult is Options.Probe's answer for one container at one moment.
+type ProbeResult struct {
+	// Handled false means the probe has no opinion: the simulator behaves
+	// as without a probe. The other fields count only when it is true.
+	Handled bool
+	// Ready: Running and Ready. Not Ready (and not Exited or PullFailed):
+	// Running but not Ready, with an Unhealthy "Readiness probe failed"
+	// event, as FaultNotReady.
+	Ready bool
+	// Exited: the container's process ended with ExitCode; it shows as
+	// terminated (lastState: Error, or Completed for 0) and then
+	// CrashLoopBackOff with growing restarts, as FaultCrashLoop. At each
+	// simulated restart the probe is asked again.
+	Exited   bool
+	ExitCode int32
+	// PullFailed: the image cannot be pulled (ErrImagePull, then
+	// ImagePullBackOff), until a later answer says otherwise.
+	PullFailed bool
+	// Message explains the state (probe failure, exit or pull error); it
+	// goes into the status message and the event.
+	Message string
 }
 
 // FaultRecord is one fault status write, as reported to OnFault.
@@ -163,7 +206,21 @@ type containerState struct {
 	// written is the last status reason reported through OnFault, so a
 	// rewrite of an unchanged status is not reported twice.
 	written string
+	// probe is the state Options.Probe last put the container in (for
+	// containers without an injected fault), with the exit it reported.
+	probe    probeState
+	exitCode int32
+	probeMsg string
 }
+
+type probeState int
+
+const (
+	probeNone probeState = iota
+	probeRunning
+	probeCrashing
+	probePulling
+)
 
 // New returns a simulator that will act on client once Run is called.
 func New(client kubernetes.Interface, opts Options) *Sim {
@@ -178,6 +235,9 @@ func New(client kubernetes.Interface, opts Options) *Sim {
 	}
 	if opts.ImagePullBackOffDelay <= 0 {
 		opts.ImagePullBackOffDelay = time.Second
+	}
+	if opts.ProbeInterval <= 0 {
+		opts.ProbeInterval = time.Second
 	}
 	if opts.Logf == nil {
 		opts.Logf = func(string, ...any) {}
@@ -357,6 +417,13 @@ func (s *Sim) syncPod(ctx context.Context, key string) (time.Duration, error) {
 		return 0, nil
 	}
 	if pod.DeletionTimestamp != nil {
+		// Something outside may still be stopping what plays the pod's
+		// containers (Options.Terminating); the deletion waits for it, up to
+		// the deletion deadline the apiserver set from the grace period,
+		// when a kubelet would kill them.
+		if s.opts.Terminating != nil && time.Now().Before(pod.DeletionTimestamp.Time) && s.opts.Terminating(pod) {
+			return min(s.opts.ProbeInterval, 200*time.Millisecond), nil
+		}
 		// There are no containers to stop, so finish the deletion at once, as
 		// a kubelet does once its containers are gone.
 		zero := int64(0)
@@ -375,7 +442,8 @@ func (s *Sim) syncPod(ctx context.Context, key string) (time.Duration, error) {
 
 	now := time.Now()
 	st := s.stateFor(pod, now)
-	status, next, notes := s.desiredStatus(pod, st, now)
+	probes := s.probe(pod, st)
+	status, next, notes := s.desiredStatus(pod, st, probes, now)
 	if equality.Semantic.DeepEqual(status, &pod.Status) {
 		return untilNext(next, now), nil
 	}
@@ -463,6 +531,84 @@ func (s *Sim) stateFor(pod *corev1.Pod, now time.Time) *podState {
 	return st
 }
 
+// probe asks Options.Probe about pod's containers that have no injected
+// fault, outside the simulator's lock (the probe may take its own).
+func (s *Sim) probe(pod *corev1.Pod, st *podState) map[string]ProbeResult {
+	if s.opts.Probe == nil {
+		return nil
+	}
+	s.mu.Lock()
+	var ask []corev1.Container
+	for _, c := range pod.Spec.Containers {
+		if cst := st.containers[c.Name]; cst != nil && cst.fault == FaultNone {
+			ask = append(ask, c)
+		}
+	}
+	s.mu.Unlock()
+	results := map[string]ProbeResult{}
+	for _, c := range ask {
+		if r := s.opts.Probe(pod, c); r.Handled {
+			results[c.Name] = r
+		}
+	}
+	return results
+}
+
+// probeMode moves a probed container's state on by the probe's answer and
+// returns the fault whose status shape it now has: FaultNone (Running,
+// Ready), FaultNotReady, FaultCrashLoop or FaultImagePull. It runs under
+// s.mu, as desiredStatus does.
+func (s *Sim) probeMode(pod *corev1.Pod, c corev1.Container, cst *containerState, pr ProbeResult, now time.Time) (Fault, []note) {
+	var notes []note
+	restartEvents := func() {
+		notes = append(notes,
+			note{container: c.Name, eventType: corev1.EventTypeNormal, reason: "Pulled", message: fmt.Sprintf("Container image %q already present on machine", c.Image)},
+			note{container: c.Name, eventType: corev1.EventTypeNormal, reason: "Created", message: fmt.Sprintf("Created container: %s", c.Name)},
+			note{container: c.Name, eventType: corev1.EventTypeNormal, reason: "Started", message: fmt.Sprintf("Started container %s", c.Name)},
+		)
+	}
+	cst.probeMsg = pr.Message
+	switch {
+	case pr.PullFailed:
+		if cst.probe != probePulling {
+			cst.probe = probePulling
+			cst.pullBackOff, cst.pullEvents, cst.nextStep, cst.written = false, false, time.Time{}, ""
+		}
+		return FaultImagePull, nil
+	case cst.probe == probeCrashing && now.Before(cst.nextStep):
+		// The kubelet is waiting out the back-off: whatever the process
+		// does meanwhile does not show.
+		return FaultCrashLoop, nil
+	case pr.Exited:
+		if cst.probe == probeCrashing {
+			restartEvents() // restarted at the end of the back-off, exited again
+		}
+		cst.probe = probeCrashing
+		cst.restarts++
+		cst.lastExit = metav1.NewTime(now).Rfc3339Copy()
+		cst.exitCode = pr.ExitCode
+		cst.nextStep = now.Add(s.backOff(cst.restarts))
+		return FaultCrashLoop, notes
+	}
+	switch cst.probe {
+	case probeCrashing:
+		restartEvents()
+		cst.startedAt = metav1.NewTime(now).Rfc3339Copy()
+	case probePulling:
+		// Pulled at last: the usual start events follow.
+		cst.startEvents = false
+		cst.startedAt = metav1.NewTime(now).Rfc3339Copy()
+	}
+	if cst.probe != probeRunning {
+		cst.probe, cst.pullBackOff, cst.nextStep, cst.written = probeRunning, false, time.Time{}, ""
+	}
+	if pr.Ready {
+		cst.unhealthy = false // a later failure is a new episode, with its own event
+		return FaultNone, notes
+	}
+	return FaultNotReady, notes
+}
+
 // faultFor picks a container's fault: the pod annotation wins, otherwise a
 // marker in the image tag.
 func faultFor(pod *corev1.Pod, c corev1.Container) Fault {
@@ -515,7 +661,7 @@ type note struct {
 // desiredStatus computes the status a kubelet would report for pod at now, the
 // time of the next simulated transition, and the events/reports that go with
 // writing it.
-func (s *Sim) desiredStatus(pod *corev1.Pod, st *podState, now time.Time) (*corev1.PodStatus, time.Time, []note) {
+func (s *Sim) desiredStatus(pod *corev1.Pod, st *podState, probes map[string]ProbeResult, now time.Time) (*corev1.PodStatus, time.Time, []note) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
@@ -533,12 +679,22 @@ func (s *Sim) desiredStatus(pod *corev1.Pod, st *podState, now time.Time) (*core
 	}
 	for _, c := range pod.Spec.Containers {
 		cst := st.containers[c.Name]
+		mode := cst.fault
+		pr, probed := probes[c.Name]
+		if probed && cst.fault == FaultNone {
+			var probeNotes []note
+			mode, probeNotes = s.probeMode(pod, c, cst, pr, now)
+			notes = append(notes, probeNotes...)
+			later(now.Add(s.opts.ProbeInterval))
+		} else {
+			probed = false
+		}
 		cs := corev1.ContainerStatus{
 			Name:         c.Name,
 			Image:        c.Image,
 			RestartCount: cst.restarts,
 		}
-		if cst.fault != FaultImagePull {
+		if mode != FaultImagePull {
 			cs.ImageID = imageID(c.Image)
 			cs.ContainerID = containerID(pod.UID, c.Name, cst.restarts)
 			if !cst.startEvents {
@@ -552,13 +708,34 @@ func (s *Sim) desiredStatus(pod *corev1.Pod, st *podState, now time.Time) (*core
 				notes[len(notes)-1].mark = func() { cstRef.startEvents = true }
 			}
 		}
-		switch cst.fault {
+		switch mode {
 		case FaultNone, FaultNotReady:
 			started := true
 			cs.Started = &started
 			cs.State.Running = &corev1.ContainerStateRunning{StartedAt: cst.startedAt}
-			cs.Ready = cst.fault == FaultNone
-			if cst.fault == FaultNotReady {
+			cs.Ready = mode == FaultNone
+			if probed && cst.restarts > 0 && !cst.lastExit.IsZero() {
+				// A container that recovered from exits keeps its last one.
+				cs.LastTerminationState.Terminated = &corev1.ContainerStateTerminated{
+					ExitCode: cst.exitCode, Reason: exitReason(cst.exitCode), Message: cst.probeMsg,
+					StartedAt: cst.lastExit, FinishedAt: cst.lastExit,
+					ContainerID: containerID(pod.UID, c.Name, cst.restarts-1),
+				}
+			}
+			if mode == FaultNotReady && probed {
+				// A probed container is not Ready while it starts, too:
+				// that is no fault to report, only the kubelet's event.
+				allReady = false
+				if !cst.unhealthy {
+					cstRef := cst
+					msg := pr.Message
+					if msg == "" {
+						msg = probeFailure(c)
+					}
+					notes = append(notes, note{container: c.Name, eventType: corev1.EventTypeWarning, reason: "Unhealthy",
+						message: "Readiness probe failed: " + msg, mark: func() { cstRef.unhealthy = true }})
+				}
+			} else if mode == FaultNotReady {
 				allReady = false
 				if cst.written != ReasonNotReady {
 					cstRef := cst
@@ -575,13 +752,16 @@ func (s *Sim) desiredStatus(pod *corev1.Pod, st *podState, now time.Time) (*core
 			allReady = false
 			started := false
 			cs.Started = &started
-			termReason, exitCode := "Error", int32(1)
+			termReason, exitCode, termMsg := "Error", int32(1), ""
 			if cst.fault == FaultOOM {
 				termReason, exitCode = ReasonOOMKilled, 137
 			}
-			// A crashing container has exited once by the first status a
-			// kubelet reports; after that, one more exit per back-off.
-			if cst.restarts == 0 {
+			if probed {
+				// probeMode counted the exits and set the back-off clock.
+				termReason, exitCode, termMsg = exitReason(cst.exitCode), cst.exitCode, cst.probeMsg
+			} else if cst.restarts == 0 {
+				// A crashing container has exited once by the first status a
+				// kubelet reports; after that, one more exit per back-off.
 				cst.restarts = 1
 				cst.lastExit = metav1.NewTime(now).Rfc3339Copy()
 				cst.nextStep = now.Add(s.backOff(1))
@@ -607,6 +787,7 @@ func (s *Sim) desiredStatus(pod *corev1.Pod, st *podState, now time.Time) (*core
 			cs.LastTerminationState.Terminated = &corev1.ContainerStateTerminated{
 				ExitCode:    exitCode,
 				Reason:      termReason,
+				Message:     termMsg,
 				StartedAt:   cst.lastExit,
 				FinishedAt:  cst.lastExit,
 				ContainerID: containerID(pod.UID, c.Name, cst.restarts-1),
@@ -625,6 +806,10 @@ func (s *Sim) desiredStatus(pod *corev1.Pod, st *podState, now time.Time) (*core
 			anyPullOK = false
 			started := false
 			cs.Started = &started
+			pullMsg := pullError(c.Image)
+			if probed && pr.Message != "" {
+				pullMsg = pr.Message
+			}
 			if !cst.pullBackOff && cst.nextStep.IsZero() {
 				cst.nextStep = now.Add(s.opts.ImagePullBackOffDelay)
 			}
@@ -634,7 +819,7 @@ func (s *Sim) desiredStatus(pod *corev1.Pod, st *podState, now time.Time) (*core
 			cstRef := cst
 			if cst.pullBackOff {
 				cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: ReasonImagePullBackOff,
-					Message: fmt.Sprintf("Back-off pulling image %q: ErrImagePull: %s", c.Image, pullError(c.Image))}
+					Message: fmt.Sprintf("Back-off pulling image %q: ErrImagePull: %s", c.Image, pullMsg)}
 				if cst.written != ReasonImagePullBackOff {
 					notes = append(notes,
 						note{container: c.Name, eventType: corev1.EventTypeNormal, reason: "BackOff", message: fmt.Sprintf("Back-off pulling image %q", c.Image)},
@@ -643,11 +828,11 @@ func (s *Sim) desiredStatus(pod *corev1.Pod, st *podState, now time.Time) (*core
 				}
 			} else {
 				later(cst.nextStep)
-				cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: ReasonErrImagePull, Message: pullError(c.Image)}
+				cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: ReasonErrImagePull, Message: pullMsg}
 				if !cst.pullEvents {
 					notes = append(notes,
 						note{container: c.Name, eventType: corev1.EventTypeNormal, reason: "Pulling", message: fmt.Sprintf("Pulling image %q", c.Image)},
-						note{container: c.Name, eventType: corev1.EventTypeWarning, reason: "Failed", message: fmt.Sprintf("Failed to pull image %q: %s", c.Image, pullError(c.Image))},
+						note{container: c.Name, eventType: corev1.EventTypeWarning, reason: "Failed", message: fmt.Sprintf("Failed to pull image %q: %s", c.Image, pullMsg)},
 						note{container: c.Name, eventType: corev1.EventTypeWarning, reason: "Failed", message: "Error: ErrImagePull",
 							mark: func() { cstRef.pullEvents = true }})
 				}
@@ -827,6 +1012,14 @@ func (s *Sim) backOff(restarts int32) time.Duration {
 		d *= 2
 	}
 	return min(d, s.opts.MaxBackOff)
+}
+
+// exitReason is the terminated reason a kubelet writes for an exit code.
+func exitReason(code int32) string {
+	if code == 0 {
+		return "Completed"
+	}
+	return "Error"
 }
 
 func imageID(image string) string {

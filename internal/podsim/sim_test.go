@@ -33,6 +33,9 @@ func TestMain(m *testing.M) {
 			defer onFault.Unlock()
 			onFault.calls = append(onFault.calls, pod.Namespace+"/"+pod.Name+" "+reason)
 		},
+		Probe:         probes.probe,
+		Terminating:   holds.terminating,
+		ProbeInterval: 200 * time.Millisecond,
 	}
 	os.Exit(kubetest.Main(m))
 }

@@ -13,7 +13,20 @@
 // the alias @backstage/plugin-catalog-backend-v4) instead of 3.9.1: started on
 // a database 3.9.1 created, it applies two more Knex migrations in a new
 // batch, a real plugin upgrade for the database steps' tests.
+//
+// STAGEHAND_BACKSTAGE_CATALOG=<npm version> (what a portal image's
+// package.json asks for, passed by internal/portalsim) names a version that
+// is not installed here: the backend exits 1 at once, before it opens the
+// database, as a portal image built without that package would.
 'use strict';
+
+const catalogChoice = process.env.STAGEHAND_BACKSTAGE_CATALOG || '';
+if (/^[0-9]/.test(catalogChoice)) {
+  console.error(
+    `Error: Cannot find module @backstage/plugin-catalog-backend@${catalogChoice} (not installed; this backend has 3.9.1 and 4.0.0)`,
+  );
+  process.exit(1);
+}
 
 const Module = require('node:module');
 
@@ -59,9 +72,16 @@ if (!without.has('auth')) {
   backend.add(require('@backstage/plugin-auth-backend'));
   backend.add(require('@backstage/plugin-auth-backend-module-guest-provider'));
 }
-backend.start().catch(err => {
-  // Exit non-zero so whoever supervises the process (the test harness, a
-  // process manager) sees the failed start at once instead of a hung port.
-  console.error('backend start failed:', err);
-  process.exit(1);
-});
+if (process.env.STAGEHAND_BACKSTAGE_STOCK_START === '1') {
+  // As a stock packages/backend/src/index.ts does it (internal/portalsim,
+  // which plays real portal pods): no handler of our own, so a plugin that
+  // fails start-up does whatever Backstage itself then does with the process.
+  backend.start();
+} else {
+  backend.start().catch(err => {
+    // Exit non-zero so whoever supervises the process (the test harness, a
+    // process manager) sees the failed start at once instead of a hung port.
+    console.error('backend start failed:', err);
+    process.exit(1);
+  });
+}
