@@ -23,7 +23,7 @@ source "$root/scripts/dev-lib.sh"
 # What is running now, to check at the end that all of it is gone. Only our
 # own PIDs: other checkouts and tests on this machine run the same binaries.
 watch_pids=()
-for f in "$state/temporal.pid" "$state/worker.pid" "$state/backstage.pid" "$KUBE_STATE_DIR"/pids/*.pid; do
+for f in "$state/temporal.pid" "$state/worker.pid" "$state/backstage.pid" "$state/upgrade-demo.pid" "$KUBE_STATE_DIR"/pids/*.pid; do
 	[[ -f "$f" ]] || continue
 	p="$(<"$f")"
 	[[ "$p" =~ ^[0-9]+$ ]] && alive "$p" || continue
@@ -78,6 +78,24 @@ for p in $(pgrep -f -- 'node index.js --config /tmp/backstagetest-' || true); do
 		kill -KILL -- "-$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null || true
 	fi
 done
+
+# The upgrade demo (make dev-upgrade): SIGTERM lets it stop its Backstage
+# backends, PostgreSQL, MariaDB, podman's service and the registry.
+if pid="$(running_pid "$state/upgrade-demo.pid" upgrade-demo)"; then
+	echo "stopping the upgrade demo (pid $pid): Backstage backends, PostgreSQL, MariaDB, podman, registry"
+	kill -TERM "$pid" 2>/dev/null || true
+	start=$SECONDS
+	while alive "$pid"; do
+		if ((SECONDS - start >= 60)); then
+			echo "upgrade-demo did not exit within 60s; killing it"
+			kill -KILL "$pid" 2>/dev/null || true
+			break
+		fi
+		sleep 0.2
+	done
+	echo "stopped the upgrade demo in $((SECONDS - start))s"
+fi
+rm -f "$state/upgrade-demo.pid"
 
 # The control plane and the pod simulator.
 scripts/kube-down.sh || rc=1
