@@ -161,17 +161,24 @@ type workerProcess struct {
 
 func (l *lab) startWorkerProcess() *workerProcess {
 	l.t.Helper()
-	dir := l.t.TempDir()
+	return startWorkerBinary(l.t, l.cfg)
+}
+
+// startWorkerBinary runs the worker binary with cfg until the test ends
+// (or a kill).
+func startWorkerBinary(t *testing.T, cfg config.Config) *workerProcess {
+	t.Helper()
+	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "worker.yaml")
-	require.NoError(l.t, patchlab.WriteConfig(l.cfg, cfgPath))
+	require.NoError(t, patchlab.WriteConfig(cfg, cfgPath))
 	logf, err := os.CreateTemp(dir, "worker-*.log")
-	require.NoError(l.t, err)
+	require.NoError(t, err)
 	cmd := exec.Command(workerBin, "--config", cfgPath)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	require.NoError(l.t, cmd.Start())
+	require.NoError(t, cmd.Start())
 	w := &workerProcess{cmd: cmd, log: logf}
-	l.t.Cleanup(func() { w.kill() })
+	t.Cleanup(func() { w.kill() })
 	return w
 }
 

@@ -17,8 +17,10 @@ import (
 
 	"github.com/stagehand-dev/stagehand/internal/backstagetest"
 	"github.com/stagehand-dev/stagehand/internal/devserver"
+	"github.com/stagehand-dev/stagehand/internal/enginetest"
 	"github.com/stagehand-dev/stagehand/internal/kubetest"
 	"github.com/stagehand-dev/stagehand/internal/pgtest"
+	"github.com/stagehand-dev/stagehand/internal/podsim"
 )
 
 // The systems every test shares; each test gets its own namespaces, git
@@ -27,8 +29,10 @@ var (
 	temporalSrv *devserver.Server
 	kube        *kubetest.Env
 	backstage   *backstagetest.Server
+	engine      *enginetest.Env
 	workerBin   string
 	cliBin      string
+	bumpBin     string
 )
 
 func TestMain(m *testing.M) {
@@ -37,7 +41,7 @@ func TestMain(m *testing.M) {
 
 // systemsNeeded is what every test here needs; under -short they skip
 // with it and TestMain starts none of it.
-const systemsNeeded = "a Temporal dev server, a Kubernetes control plane, PostgreSQL, Node and git remotes"
+const systemsNeeded = "a Temporal dev server, a Kubernetes control plane, PostgreSQL, MariaDB, an image engine and registry, Node and git remotes"
 
 func run(m *testing.M) int {
 	// testing.Short reads the flags, which m.Run has not parsed yet.
@@ -56,7 +60,7 @@ func run(m *testing.M) int {
 		return fail("start Temporal dev server", err)
 	}
 	defer temporalSrv.Stop()
-	if kube, err = kubetest.Start(ctx, kubetest.Options{}); err != nil {
+	if kube, err = kubetest.Start(ctx, kubetest.Options{Sim: podsim.Options{Probe: portals.Probe, Terminating: portals.Terminating}}); err != nil {
 		return fail("start Kubernetes control plane", err)
 	}
 	defer kube.Stop()
@@ -69,6 +73,10 @@ func run(m *testing.M) int {
 		return fail("start Backstage backend", err)
 	}
 	defer backstage.Stop()
+	if engine, err = enginetest.Start(ctx); err != nil {
+		return fail("start the image engine and registry", err)
+	}
+	defer engine.Stop()
 	if err := installCRD(ctx); err != nil {
 		return fail("install ImagePolicy CRD", err)
 	}
@@ -80,7 +88,8 @@ func run(m *testing.M) int {
 	// The kill test needs the worker as a process of its own.
 	workerBin = filepath.Join(dir, "stagehand-worker")
 	cliBin = filepath.Join(dir, "stagehand")
-	for bin, pkg := range map[string]string{workerBin: "../worker", cliBin: "../starter"} {
+	bumpBin = filepath.Join(dir, "stagehand-portal-bump")
+	for bin, pkg := range map[string]string{workerBin: "../worker", cliBin: "../starter", bumpBin: "../tools/stagehand-portal-bump"} {
 		build := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg)
 		if out, err := build.CombinedOutput(); err != nil {
 			return fail("build "+pkg, fmt.Errorf("%w: %s", err, out))

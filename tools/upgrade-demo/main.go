@@ -57,11 +57,11 @@ const NodeName = "stagehand-portal-node"
 const PasswordEnv = "STAGEHAND_DEMO_MARIADB_PASSWORD"
 
 type options struct {
-	state, kubeconfig, context        string
-	temporalAddress, taskQueue        string
-	sandboxNS, prodNS                 string
-	sandboxPort, prodPort             int
-	approvers                         string
+	state, kubeconfig, context string
+	temporalAddress, taskQueue string
+	sandboxNS, prodNS          string
+	sandboxPort, prodPort      int
+	approvers                  string
 }
 
 func main() {
