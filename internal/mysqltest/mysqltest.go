@@ -156,7 +156,10 @@ func start(ctx context.Context, tlsOpts *TLSOptions) (*Server, error) {
 	if !asRoot() {
 		rootAuth = "--auth-root-authentication-method=normal"
 	}
-	installArgs := []string{"--no-defaults", "--datadir=" + s.DataDir, rootAuth, "--skip-test-db", "--skip-name-resolve"}
+	// --tmpdir (passed on to the bootstrap mariadbd): with the shared /tmp,
+	// two installs at once (parallel tests) have failed creating their
+	// system tables ("Unknown table 'mysql.tmp_user_sys'").
+	installArgs := []string{"--no-defaults", "--datadir=" + s.DataDir, rootAuth, "--skip-test-db", "--skip-name-resolve", "--tmpdir=" + s.dir}
 	if asRoot() {
 		installArgs = append(installArgs, "--user=mysql")
 	}
