@@ -37,7 +37,7 @@ TEMPORAL := $(BIN)/temporal
 # Prerequisites of `make test` besides `tools`; fragments may append.
 TEST_PREREQS ?=
 # Flags for `go test`; the race detector stays on (workers are concurrent).
-GO_TEST_FLAGS ?= -race -count=1 -timeout 20m
+GO_TEST_FLAGS ?= -race -count=1 -timeout 30m
 # Packages to vet and test; narrow it while iterating, e.g.
 # make test TEST_PACKAGES=./internal/...
 TEST_PACKAGES ?= ./...

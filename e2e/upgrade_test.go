@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
 
 	"github.com/stagehand-dev/stagehand/internal/localenv"
 	"github.com/stagehand-dev/stagehand/internal/upgradelab"
@@ -77,11 +78,29 @@ func compensationState(st workflows.Status, id string) workflows.StepState {
 	return ""
 }
 
+// waitGate polls until gate waits for a decision. Unlike waitFor it does
+// not stop at a failed state: a run shows "failed" while its onFailure
+// steps (the restore gate among them) still run, so only a closed workflow
+// ends the wait.
 func waitGate(t *testing.T, id, gate string, timeout time.Duration) workflows.Status {
 	t.Helper()
-	return waitFor(t, id, timeout, "gate "+gate, func(s workflows.Status) bool {
-		return s.PendingGate != nil && s.PendingGate.Gate == gate
-	})
+	deadline := time.Now().Add(timeout)
+	var last workflows.Status
+	for time.Now().Before(deadline) {
+		if st, err := status(t, id); err == nil {
+			last = st
+			if st.PendingGate != nil && st.PendingGate.Gate == gate {
+				return st
+			}
+		}
+		desc, err := temporalSrv.Client.DescribeWorkflowExecution(context.Background(), id, "")
+		if err == nil && desc.WorkflowExecutionInfo.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			t.Fatalf("run %s closed (%s, failed step %s: %s) before gate %s", id, last.State, last.FailedStep, last.Error, gate)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Fatalf("run %s: gate %s not reached within %s (state %s, current step %q)", id, gate, timeout, last.State, last.CurrentStep)
+	return last
 }
 
 // upgradeHappyPath: bump 1.44.0 → 1.45.0, real build and push, sandbox
@@ -197,7 +216,7 @@ func migratedThenFailed(t *testing.T, l *upgradeLab, id string) workflows.Status
 	l.startWorker()
 	l.start(id, upgradelab.ToRelease)
 	st := waitGate(t, id, "restore", 10*time.Minute)
-	assert.Equal(t, workflows.RunFailed, st.State, "compensating a failed run")
+	assert.Equal(t, workflows.RunWaitingApproval, st.State, "a failed run waiting at its onFailure gate")
 	assert.Equal(t, "sandbox_smoke", st.FailedStep, st.Error)
 	assert.Equal(t, workflows.StepSkipped, compensationState(st, "rollback"), "never roll the image back onto a migrated schema")
 	assert.Equal(t, false, outputsOf(st, "migrations")["rollbackSafe"])
