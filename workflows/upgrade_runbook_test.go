@@ -301,3 +301,18 @@ func TestUpgradeRunbookNeverRollsBackAMigratedSchema(t *testing.T) {
 		})
 	}
 }
+
+func TestUpgradeRunbookAuditReadsWell(t *testing.T) {
+	w := &upgradeWorld{migrated: true}
+	env := newUpgradeEnv(t, w, "direct")
+	decide(env, "promote", workflows.DecisionApprove, "bob")
+	st, err := runUpgrade(t, env)
+	require.NoError(t, err)
+	assert.Equal(t, "prod catalog+2; sandbox catalog+2", st.Audit.Summary["migrations"])
+	assert.Equal(t, "none", st.Audit.Summary["rollback"])
+	assert.Equal(t, "sandbox:\n  catalog: 2 new migrations a.js b.js; tables +[refresh_keys] -[]; columns +[final_entities.hash] -[] ~[]; indexes +[] -[]\n"+
+		"prod:\n  catalog: 2 new migrations a.js b.js; tables +[refresh_keys] -[]; columns +[final_entities.hash] -[] ~[]; indexes +[] -[]",
+		strings.TrimSpace(st.Audit.Details["schema"]))
+	assert.Equal(t, "sandbox: /backups/upgrade-default-test-workflow-id-sandbox\n  catalog.dump 100 bytes sha256 feed\n"+
+		"prod: /backups/upgrade-default-test-workflow-id-prod\n  catalog.dump 100 bytes sha256 feed", strings.TrimSpace(st.Audit.Details["backups"]))
+}
