@@ -33,6 +33,7 @@ var (
 	workerBin   string
 	cliBin      string
 	bumpBin     string
+	upgradeCI   string
 )
 
 func TestMain(m *testing.M) {
@@ -89,7 +90,8 @@ func run(m *testing.M) int {
 	workerBin = filepath.Join(dir, "stagehand-worker")
 	cliBin = filepath.Join(dir, "stagehand")
 	bumpBin = filepath.Join(dir, "stagehand-portal-bump")
-	for bin, pkg := range map[string]string{workerBin: "../worker", cliBin: "../starter", bumpBin: "../tools/stagehand-portal-bump"} {
+	upgradeCI = filepath.Join(dir, "upgrade-ci")
+	for bin, pkg := range map[string]string{workerBin: "../worker", cliBin: "../starter", bumpBin: "../tools/stagehand-portal-bump", upgradeCI: "../tools/upgrade-ci"} {
 		build := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg)
 		if out, err := build.CombinedOutput(); err != nil {
 			return fail("build "+pkg, fmt.Errorf("%w: %s", err, out))

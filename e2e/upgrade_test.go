@@ -37,6 +37,7 @@ func TestUpgrade(t *testing.T) {
 			{"restore-approved", upgradeRestoreApproved},
 			{"restore-rejected", upgradeRestoreRejected},
 			{"worker-killed", upgradeWorkerKilled},
+			{"gitops", upgradeGitOps},
 		} {
 			id := prefix + "-" + sc.name
 			ids[sc.name] = id
@@ -304,6 +305,31 @@ func upgradeWorkerKilled(t *testing.T, id string) {
 	assert.Equal(t, 45, l.catalogMigrations("prod"))
 }
 
+// upgradeGitOps: production by GitOps — the upgrade branch is merged, the
+// CI stand-in really builds and pushes prod-<merge sha8>-<unix> from main,
+// the Flux stand-in sets it on the ImagePolicy and the Deployment, and the
+// run verifies production (MariaDB) migrated.
+func upgradeGitOps(t *testing.T, id string) {
+	l := newUpgradeLab(t, func(l *upgradeLab) { l.gitops = true })
+	l.startWorker()
+	l.start(id, upgradelab.ToRelease)
+	waitGate(t, id, "promote", 10*time.Minute)
+	update(t, id, `{"gate":"promote","decision":"approve","by":"carol"}`)
+	final, err := finalStatus(t, id)
+	require.NoError(t, err, "%s", final.Error)
+	assert.Equal(t, workflows.RunSucceeded, final.State)
+	assert.Equal(t, workflows.StepSkipped, stepState(final, "prod_apply"))
+	assert.Equal(t, workflows.StepSkipped, stepState(final, "merge_branch"))
+	head := l.portal.Head("main")
+	prodImage := l.image(l.prod)
+	assert.True(t, hasPrefixTag(prodImage, "prod-"+head[:8]+"-"), "production runs %s, want the merge %s", prodImage, head[:8])
+	assert.Equal(t, prodImage, outputsOf(final, "prod_image")["image"])
+	assert.Equal(t, 45, l.catalogMigrations("prod"), "production (MariaDB) migrated by the image CI built from main")
+	bs, err := l.portal.File("main", "backstage.json")
+	require.NoError(t, err)
+	assert.Contains(t, bs, upgradelab.ToRelease)
+}
+
 // upgradeAuditListsRuns: `stagehand audit --runbook upgrade` lists every
 // run with its outcome, approvers and the versions; `audit show` has the
 // schema diff and the backups.
@@ -315,6 +341,7 @@ func upgradeAuditListsRuns(t *testing.T, prefix string, ids map[string]string) {
 		"restore-approved": {"failed", "bob"},
 		"restore-rejected": {"failed", ""},
 		"worker-killed":    {"succeeded", "carol"},
+		"gitops":           {"succeeded", "carol"},
 	}
 	ctx := context.Background()
 	var rows []map[string]any

@@ -92,7 +92,9 @@ type upgradeLab struct {
 	imageRepo     string
 	backupDir     string
 	taskQueue     string
-	cfg           config.Config
+	// gitops deploys production by merge + CI + Flux instead of directly.
+	gitops bool
+	cfg    config.Config
 }
 
 const upgradeApprover = "bob"
@@ -171,6 +173,22 @@ func newUpgradeLab(t *testing.T, prepare ...func(*upgradeLab)) *upgradeLab {
 		WorkDir: filepath.Join(root, "worker"), BackupDir: l.backupDir,
 		Approvers: []string{upgradeApprover, "carol"},
 	}
+	if l.gitops {
+		createPolicy(t, l.prod, l.initialImage)
+		require.NoError(t, l.portal.InstallCIHook(upgradelab.CIHook{
+			Bin: upgradeCI, ImageRepo: l.imageRepo, DockerHost: engine.Host,
+			Kubeconfig: kube.Kubeconfig, Context: kube.Context, Namespace: l.prod,
+			Deployment: "backstage", Container: "backstage", ImagePolicy: "backstage",
+			Log: filepath.Join(root, "ci-sim.log"),
+		}))
+		spec.Deploy, spec.ImagePolicy = "gitops", "backstage"
+		t.Cleanup(func() {
+			if t.Failed() {
+				b, _ := os.ReadFile(filepath.Join(root, "ci-sim.log"))
+				t.Logf("CI + Flux stand-in log:\n%s", b)
+			}
+		})
+	}
 	l.cfg = spec.WorkerConfig()
 	return l
 }
@@ -192,7 +210,7 @@ func (l *upgradeLab) start(id, release string) client.WorkflowRun {
 	l.t.Helper()
 	run, err := temporalSrv.Client.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{ID: id, TaskQueue: l.taskQueue},
 		workflows.WorkflowType, workflows.RunInput{Runbook: "upgrade", RequestedBy: "alice", Params: map[string]any{
-			"release": release, "soak": "2s", "smokeTimeout": "40s", "rolloutTimeout": "4m", "restoreTimeout": "10m",
+			"release": release, "soak": "2s", "smokeTimeout": "40s", "rolloutTimeout": "4m", "restoreTimeout": "10m", "prodTimeout": "5m",
 		}})
 	require.NoError(l.t, err)
 	return run

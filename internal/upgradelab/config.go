@@ -33,6 +33,8 @@ type Lab struct {
 	Approvers          []string
 	// Deploy is settings.upgrade.deploy: direct (default here) or gitops.
 	Deploy string
+	// ImagePolicy is production's Flux ImagePolicy (GitOps).
+	ImagePolicy string
 }
 
 // WorkerConfig is the worker configuration for the lab.
@@ -41,16 +43,16 @@ func (l Lab) WorkerConfig() config.Config {
 	cfg.Temporal = config.Temporal{Address: l.TemporalAddress, Namespace: l.Namespace, TaskQueue: l.TaskQueue}
 	cfg.WorkDir = l.WorkDir
 	checks := patchlab.DefaultSmokeChecks()
-	env := func(ns, url, database string) config.Environment {
+	env := func(ns, url, database, policy string) config.Environment {
 		return config.Environment{
 			Kubeconfig: l.Kubeconfig, Context: l.Context, Namespace: ns,
 			Deployment: l.Deployment, Container: l.Container, URL: url,
-			Approvers: l.Approvers, Database: database, SmokeChecks: checks,
+			Approvers: l.Approvers, Database: database, SmokeChecks: checks, ImagePolicy: policy,
 		}
 	}
 	cfg.Environments = map[string]config.Environment{
-		"sandbox": env(l.SandboxNamespace, l.SandboxURL, "sandbox-db"),
-		"prod":    env(l.ProdNamespace, l.ProdURL, "prod-db"),
+		"sandbox": env(l.SandboxNamespace, l.SandboxURL, "sandbox-db", ""),
+		"prod":    env(l.ProdNamespace, l.ProdURL, "prod-db", l.ImagePolicy),
 	}
 	cfg.Databases = map[string]db.Database{"sandbox-db": l.SandboxDB, "prod-db": l.ProdDB}
 	cfg.Backups = config.Backups{Dir: l.BackupDir}

@@ -27,6 +27,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/image"
@@ -215,8 +216,14 @@ func (p *Portal) File(branch, name string) (string, error) {
 // CI did for the image production runs before the upgrade. It returns the
 // pushed digest.
 func (p *Portal) BuildAndPush(ctx context.Context, cli *client.Client, ref string) (string, error) {
+	return BuildAndPush(ctx, cli, p.Work, ref)
+}
+
+// BuildAndPush builds the portal tree in dir (its Dockerfile) into ref and
+// pushes it to its registry, plain HTTP without credentials.
+func BuildAndPush(ctx context.Context, cli *client.Client, dir, ref string) (string, error) {
 	var ctxTar bytes.Buffer
-	if err := tarDir(&ctxTar, p.Work); err != nil {
+	if err := tarDir(&ctxTar, dir); err != nil {
 		return "", err
 	}
 	resp, err := cli.ImageBuild(ctx, &ctxTar, build.ImageBuildOptions{Tags: []string{ref}, Remove: true, Dockerfile: "Dockerfile"})
@@ -237,6 +244,54 @@ func (p *Portal) BuildAndPush(ctx context.Context, cli *client.Client, ref strin
 	}
 	return digest, nil
 }
+
+// CIHook configures the CI + Flux stand-in for GitOps production
+// (tools/upgrade-ci, run detached by the remote's post-receive hook).
+type CIHook struct {
+	// Bin is the upgrade-ci binary.
+	Bin                    string
+	ImageRepo, DockerHost  string
+	Kubeconfig, Context    string
+	Namespace, Deployment  string
+	Container, ImagePolicy string
+	Delay                  time.Duration
+	// Log receives the hook's output (default <remote>/ci-sim.log).
+	Log string
+}
+
+// InstallCIHook writes the post-receive hook: every push to main starts
+// upgrade-ci for the new commit, detached (setsid), so the push returns at
+// once and the pusher's fate (even a SIGKILL) does not touch the build.
+func (p *Portal) InstallCIHook(h CIHook) error {
+	if h.Log == "" {
+		h.Log = filepath.Join(p.Dir, "ci-sim.log")
+	}
+	if h.Delay == 0 {
+		h.Delay = time.Second
+	}
+	args := []string{
+		"--git-dir", p.Dir, "--image-repo", h.ImageRepo, "--docker-host", h.DockerHost,
+		"--kubeconfig", h.Kubeconfig, "--context", h.Context, "--namespace", h.Namespace,
+		"--deployment", h.Deployment, "--container", h.Container, "--image-policy", h.ImagePolicy,
+		"--delay", h.Delay.String(),
+	}
+	quoted := make([]string, len(args))
+	for i, a := range args {
+		quoted[i] = shellQuote(a)
+	}
+	hook := fmt.Sprintf(`#!/usr/bin/env bash
+# post-receive hook written by Stagehand's upgradelab: CI builds and pushes
+# main's image for real and a Flux stand-in rolls it (tools/upgrade-ci).
+set -u
+while read -r old new ref; do
+  [ "$ref" = "refs/heads/main" ] || continue
+  setsid -f %s %s --sha "$new" >> %s 2>&1 </dev/null
+done
+`, shellQuote(h.Bin), strings.Join(quoted, " "), shellQuote(h.Log))
+	return os.WriteFile(filepath.Join(p.Dir, "hooks", "post-receive"), []byte(hook), 0o755)
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // drain reads a Docker JSON message stream to its end; it returns the
 // stream's error, if any, and the last digest it mentioned.

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -50,4 +51,25 @@ func TestPortalAndManifests(t *testing.T) {
 	var m Manifest
 	require.NoError(t, json.Unmarshal(data, &m))
 	assert.Equal(t, ToRelease, m.ReleaseVersion)
+}
+
+func TestCIHookStartsTheBuildForMainOnly(t *testing.T) {
+	root := t.TempDir()
+	p, err := NewPortal(filepath.Join(root, "lab"), "localhost/base:1")
+	require.NoError(t, err)
+	// A stand-in for upgrade-ci that records how it was called.
+	record := filepath.Join(root, "calls")
+	bin := filepath.Join(root, "fake-ci")
+	require.NoError(t, os.WriteFile(bin, []byte("#!/bin/sh\necho \"$@\" >> "+record+"\n"), 0o755))
+	require.NoError(t, p.InstallCIHook(CIHook{Bin: bin, ImageRepo: "reg/portal", DockerHost: "unix:///x.sock",
+		Kubeconfig: "/k'c", Namespace: "prod", Deployment: "backstage", Container: "backstage", ImagePolicy: "backstage"}))
+	sha, err := p.Commit("bump", map[string]string{"README.md": "# portal 2\n"})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		b, err := os.ReadFile(record)
+		return err == nil && strings.Contains(string(b), "--sha "+sha)
+	}, 10*time.Second, 50*time.Millisecond, "the hook starts the CI build for the new main commit")
+	b, _ := os.ReadFile(record)
+	assert.Contains(t, string(b), "--kubeconfig /k'c --context  --namespace prod")
+	assert.Equal(t, 1, strings.Count(string(b), "--sha"), "one build per push to main")
 }
