@@ -113,6 +113,13 @@ func (w *upgradeWorld) handle(ctx context.Context, uses string, req activities.S
 }
 
 func newUpgradeEnv(t *testing.T, w *upgradeWorld, deploy string) *testsuite.TestWorkflowEnvironment {
+	return newUpgradeEnvWith(t, w, map[string]any{
+		"git":     map[string]any{"provider": "git", "repository": "/git/portal.git", "targetBranch": "main"},
+		"upgrade": map[string]any{"imageRepository": "reg/portal", "bumpCommand": "backstage-bump", "deploy": deploy},
+	})
+}
+
+func newUpgradeEnvWith(t *testing.T, w *upgradeWorld, settings map[string]any) *testsuite.TestWorkflowEnvironment {
 	w.args = map[string]map[string]any{}
 	var suite testsuite.WorkflowTestSuite
 	suite.SetLogger(log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
@@ -127,10 +134,7 @@ func newUpgradeEnv(t *testing.T, w *upgradeWorld, deploy string) *testsuite.Test
 	}
 	workflows.Register(env, &workflows.Resolver{Library: lib, Catalogue: cat,
 		Environments: map[string]any{"sandbox": envData("sb", "sandbox-db"), "prod": envData("pr", "prod-db")},
-		Settings: map[string]any{
-			"git":     map[string]any{"provider": "git", "repository": "/git/portal.git", "targetBranch": "main"},
-			"upgrade": map[string]any{"imageRepository": "reg/portal", "bumpCommand": "backstage-bump", "deploy": deploy},
-		}})
+		Settings:     settings})
 	env.OnUpsertTypedSearchAttributes(mock.Anything).Return(nil).Maybe()
 	env.OnUpsertMemo(mock.Anything).Return(nil).Maybe()
 	for _, spec := range cat.Specs() {
@@ -315,4 +319,15 @@ func TestUpgradeRunbookAuditReadsWell(t *testing.T) {
 		strings.TrimSpace(st.Audit.Details["schema"]))
 	assert.Equal(t, "sandbox: /backups/upgrade-default-test-workflow-id-sandbox\n  catalog.dump 100 bytes sha256 feed\n"+
 		"prod: /backups/upgrade-default-test-workflow-id-prod\n  catalog.dump 100 bytes sha256 feed", strings.TrimSpace(st.Audit.Details["backups"]))
+}
+
+func TestUpgradeRunbookNeedsItsSettingsBeforeAnything(t *testing.T) {
+	w := &upgradeWorld{}
+	env := newUpgradeEnvWith(t, w, map[string]any{"git": map[string]any{"provider": "git", "repository": "/git/portal.git"}})
+	st, err := runUpgrade(t, env)
+	require.Error(t, err)
+	assert.Equal(t, "preflight", st.FailedStep)
+	assert.Contains(t, st.Error, `map has no entry for key "upgrade"`)
+	assert.False(t, w.called("checkout"), "nothing is checked out, built or changed")
+	assert.False(t, w.called("build"))
 }
