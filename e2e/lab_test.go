@@ -164,6 +164,32 @@ func (l *lab) startWorkerProcess() *workerProcess {
 	return startWorkerBinary(l.t, l.cfg)
 }
 
+// scenario is one end-to-end run of a built-in runbook; id is its workflow id.
+type scenario struct {
+	name string
+	fn   func(t *testing.T, id string)
+}
+
+// runScenarios runs the scenarios as parallel subtests, each under the
+// workflow id <runbook>-e2e-<unix>-<name>, and then audit, which checks
+// what all of them left in visibility.
+func runScenarios(t *testing.T, runbook string, scenarios []scenario, audit func(t *testing.T, prefix string, ids map[string]string)) {
+	localenv.SkipIfShort(t, systemsNeeded)
+	prefix := fmt.Sprintf("%s-e2e-%d", runbook, time.Now().Unix())
+	ids := map[string]string{}
+	t.Run("scenarios", func(t *testing.T) {
+		for _, sc := range scenarios {
+			id := prefix + "-" + sc.name
+			ids[sc.name] = id
+			t.Run(sc.name, func(t *testing.T) {
+				t.Parallel()
+				sc.fn(t, id)
+			})
+		}
+	})
+	t.Run("audit", func(t *testing.T) { audit(t, prefix, ids) })
+}
+
 // startWorkerBinary runs the worker binary with cfg until the test ends
 // (or a kill).
 func startWorkerBinary(t *testing.T, cfg config.Config) *workerProcess {

@@ -16,7 +16,6 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
-	"github.com/stagehand-dev/stagehand/internal/localenv"
 	"github.com/stagehand-dev/stagehand/internal/patchlab"
 	"github.com/stagehand-dev/stagehand/workflows"
 )
@@ -41,30 +40,14 @@ func finalStatus(t *testing.T, id string) (workflows.Status, error) {
 
 // The scenarios share the audit check at the end, so they run as subtests.
 func TestPatch(t *testing.T) {
-	localenv.SkipIfShort(t, systemsNeeded)
-	prefix := fmt.Sprintf("patch-e2e-%d", time.Now().Unix())
-	ids := map[string]string{}
-	t.Run("scenarios", func(t *testing.T) {
-		for _, sc := range []struct {
-			name string
-			fn   func(t *testing.T, id string)
-		}{
-			{"happy", happyPath},
-			{"crashloop", crashLoopingImage},
-			{"rejected", rejectedAtGate},
-			{"gate-timeout", gateTimeout},
-			{"smoke-failing", smokeFailing},
-			{"worker-killed", workerKilled},
-		} {
-			id := prefix + "-" + sc.name
-			ids[sc.name] = id
-			t.Run(sc.name, func(t *testing.T) {
-				t.Parallel()
-				sc.fn(t, id)
-			})
-		}
-	})
-	t.Run("audit", func(t *testing.T) { auditListsRuns(t, prefix, ids) })
+	runScenarios(t, "patch", []scenario{
+		{"happy", happyPath},
+		{"crashloop", crashLoopingImage},
+		{"rejected", rejectedAtGate},
+		{"gate-timeout", gateTimeout},
+		{"smoke-failing", smokeFailing},
+		{"worker-killed", workerKilled},
+	}, auditListsRuns)
 }
 
 // happyPath: sandbox, checks, approval through the real `temporal workflow

@@ -13,7 +13,6 @@ import (
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
 
-	"github.com/stagehand-dev/stagehand/internal/localenv"
 	"github.com/stagehand-dev/stagehand/internal/upgradelab"
 	"github.com/stagehand-dev/stagehand/workflows"
 )
@@ -23,31 +22,15 @@ import (
 // names on PostgreSQL (sandbox) and MariaDB (production), real migrations,
 // backups and restores. The scenarios share the audit check at the end.
 func TestUpgrade(t *testing.T) {
-	localenv.SkipIfShort(t, systemsNeeded)
-	prefix := fmt.Sprintf("upgrade-e2e-%d", time.Now().Unix())
-	ids := map[string]string{}
-	t.Run("scenarios", func(t *testing.T) {
-		for _, sc := range []struct {
-			name string
-			fn   func(t *testing.T, id string)
-		}{
-			{"happy", upgradeHappyPath},
-			{"build-fails", upgradeBuildFails},
-			{"crashloop", upgradeCrashLoopRollsBack},
-			{"restore-approved", upgradeRestoreApproved},
-			{"restore-rejected", upgradeRestoreRejected},
-			{"worker-killed", upgradeWorkerKilled},
-			{"gitops", upgradeGitOps},
-		} {
-			id := prefix + "-" + sc.name
-			ids[sc.name] = id
-			t.Run(sc.name, func(t *testing.T) {
-				t.Parallel()
-				sc.fn(t, id)
-			})
-		}
-	})
-	t.Run("audit", func(t *testing.T) { upgradeAuditListsRuns(t, prefix, ids) })
+	runScenarios(t, "upgrade", []scenario{
+		{"happy", upgradeHappyPath},
+		{"build-fails", upgradeBuildFails},
+		{"crashloop", upgradeCrashLoopRollsBack},
+		{"restore-approved", upgradeRestoreApproved},
+		{"restore-rejected", upgradeRestoreRejected},
+		{"worker-killed", upgradeWorkerKilled},
+		{"gitops", upgradeGitOps},
+	}, upgradeAuditListsRuns)
 }
 
 // update decides a gate with the real `temporal workflow update`.
