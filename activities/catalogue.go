@@ -47,9 +47,38 @@ type Handler func(ctx context.Context, req StepRequest) (StepResult, error)
 // rendered `with` arguments and where the step sits in which run.
 type StepRequest struct {
 	// WorkflowID is the run's workflow id (templates call it .run.id).
-	WorkflowID string         `json:"workflowId,omitempty"`
-	StepID     string         `json:"stepId"`
-	With       map[string]any `json:"with,omitempty"`
+	WorkflowID string `json:"workflowId,omitempty"`
+	// Runbook is the name of the worker-loaded runbook the step belongs to;
+	// empty for an inline definition, whose self-chosen name must not earn
+	// the allowances (secret references) of a loaded runbook's steps.
+	Runbook string         `json:"runbook,omitempty"`
+	StepID  string         `json:"stepId"`
+	With    map[string]any `json:"with,omitempty"`
+}
+
+// StepUse names the step an activity call serves: its step type and, for
+// runbooks the worker loaded, the runbook and step id. The secret policy
+// (activities/secrets) decides from it which references the call may
+// resolve.
+type StepUse struct {
+	Type    string
+	Runbook string
+	StepID  string
+}
+
+type stepUseKey struct{}
+
+// WithStepUse returns ctx carrying u; every step handler bound with
+// Implement runs with one.
+func WithStepUse(ctx context.Context, u StepUse) context.Context {
+	return context.WithValue(ctx, stepUseKey{}, u)
+}
+
+// StepUseOf returns the step ctx serves; false outside a step (the
+// worker's own start-up checks).
+func StepUseOf(ctx context.Context) (StepUse, bool) {
+	u, ok := ctx.Value(stepUseKey{}).(StepUse)
+	return u, ok
 }
 
 // StepResult is what every step activity returns.
@@ -87,6 +116,7 @@ func Implement[In any, Out any](spec StepSpec, fn func(context.Context, In) (Out
 				return StepResult{}, temporal.NewNonRetryableApplicationError(
 					fmt.Sprintf("step %q (%s): bad arguments: %v", req.StepID, name, err), ErrInvalidArguments, nil)
 			}
+			ctx = WithStepUse(ctx, StepUse{Type: name, Runbook: req.Runbook, StepID: req.StepID})
 			out, err := fn(ctx, in)
 			if err != nil {
 				return StepResult{}, annotateFailure(err, attempt)

@@ -26,6 +26,7 @@ const (
 	// Secrets.
 	ErrSecretUnavailable = "SecretUnavailable"
 	ErrSecretNotFound    = "SecretNotFound"
+	ErrSecretNotAllowed  = "SecretNotAllowed"
 
 	// Kubernetes.
 	ErrKubeNoCluster       = "KubeNoCluster"
@@ -150,6 +151,7 @@ var errorTypes = []ErrorType{
 
 	{ErrSecretUnavailable, "a secret reference (env:NAME, secret:NAME/KEY) could not be resolved on the worker", false, ScopeStep},
 	{ErrSecretNotFound, "a tokenRef (env:NAME) is not set in the worker's environment (web steps)", false, ScopeStep},
+	{ErrSecretNotAllowed, "the worker config does not allow this step to use the secret reference, or to send it to that host (secrets.allow); nothing was sent", false, ScopeStep},
 
 	{ErrKubeNoCluster, "the worker has no Kubernetes cluster configured", false, ScopeStep},
 	{ErrKubeUnknownCluster, "the step names a cluster the worker does not have", false, ScopeStep},

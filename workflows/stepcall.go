@@ -73,8 +73,11 @@ func (r *run) callStep(ctx workflow.Context, c stepCall) (activities.StepResult,
 	var res activities.StepResult
 	err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, ao), c.uses, activities.StepRequest{
 		WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID,
-		StepID:     c.stepID,
-		With:       with,
+		// Only a runbook the worker loaded is named: the secret policy's
+		// "runbook/stepId" rules must not match an inline definition.
+		Runbook: r.in.Runbook,
+		StepID:  c.stepID,
+		With:    with,
 	}).Get(ctx, &res)
 	if err != nil {
 		if temporal.IsCanceledError(err) || ctx.Err() != nil {

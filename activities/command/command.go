@@ -393,8 +393,15 @@ func (a *Activities) check(ctx context.Context, in RunInput) (plan, error) {
 			env[k] = v
 		}
 	}
-	resolve := func(k, ref string) error {
-		v, err := secrets.Resolve(ctx, a.Resolve, ref)
+	// The value goes to the command's process, not to a host the step
+	// picks, so the secret policy checks only the step; a reference of the
+	// command's own `env` in the worker config was chosen by the config for
+	// this command and needs no rule.
+	resolve := func(k, ref string, configured bool) error {
+		v, err := secrets.ResolveFor(ctx, a.Resolve, ref, secrets.Use{Local: true, Configured: configured})
+		if refused := secrets.Refusal(err); refused != nil {
+			return refused
+		}
 		if err != nil {
 			return nonRetryable(activities.ErrSecretUnavailable, fmt.Sprintf("command %q: env %s: %v", in.Command, k, err))
 		}
@@ -408,12 +415,12 @@ func (a *Activities) check(ctx context.Context, in RunInput) (plan, error) {
 			env[k] = v
 			continue
 		}
-		if err := resolve(k, v); err != nil {
+		if err := resolve(k, v, true); err != nil {
 			return plan{}, err
 		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(in.Env)) {
-		if err := resolve(k, in.Env[k]); err != nil {
+		if err := resolve(k, in.Env[k], false); err != nil {
 			return plan{}, err
 		}
 	}

@@ -38,7 +38,13 @@ func (a *Activities) database(ctx context.Context, name string) (Database, strin
 	}
 	password := ""
 	if d.PasswordRef != "" {
-		v, err := secrets.Resolve(ctx, a.Resolve, d.PasswordRef)
+		// The reference and the server both come from the worker config
+		// (a run picks only the database's name), so the policy needs no
+		// rule for it.
+		v, err := secrets.ResolveFor(ctx, a.Resolve, d.PasswordRef, secrets.Use{Host: d.Host, Configured: true})
+		if refused := secrets.Refusal(err); refused != nil {
+			return Database{}, "", red, refused
+		}
 		if err != nil {
 			return Database{}, "", red, nonRetryable(activities.ErrSecretUnavailable, fmt.Sprintf("database %q: password: %v", name, err))
 		}

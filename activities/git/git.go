@@ -108,11 +108,15 @@ func (a *Activities) lock(dir string) func() {
 	return mu.Unlock
 }
 
-// resolveSecret resolves a reference; a failure is permanent (retrying does
-// not set a missing variable).
-func (a *Activities) resolveSecret(ctx context.Context, ref string) (string, error) {
-	v, err := secrets.Resolve(ctx, a.Secrets, ref)
+// resolveSecret resolves a reference for one use (where the token goes);
+// a failure is permanent (retrying does not set a missing variable), and a
+// refusal by the worker's secret policy stays SecretNotAllowed.
+func (a *Activities) resolveSecret(ctx context.Context, ref string, use secrets.Use) (string, error) {
+	v, err := secrets.ResolveFor(ctx, a.Secrets, ref, use)
 	if err != nil {
+		if refused := secrets.Refusal(err); refused != nil {
+			return "", refused
+		}
 		return "", nonRetryable(activities.ErrSecretUnavailable, err.Error())
 	}
 	return v, nil

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-github/v92/github"
 
 	"github.com/stagehand-dev/stagehand/activities"
+	"github.com/stagehand-dev/stagehand/activities/secrets"
 )
 
 // mergeGitHub merges through the GitHub REST API. It reads the pull request
@@ -46,7 +47,8 @@ func (a *Activities) mergeGitHub(ctx context.Context, in MergeInput) (MergeOutpu
 	if !strings.HasSuffix(apiURL, "/") {
 		apiURL += "/"
 	}
-	token, err := a.resolveSecret(ctx, in.TokenRef)
+	apiHost, _ := secrets.URLHost(apiURL)
+	token, err := a.resolveSecret(ctx, in.TokenRef, secrets.Use{Host: apiHost})
 	if err != nil {
 		return MergeOutput{}, err
 	}

@@ -33,14 +33,7 @@ func (a *Activities) mergePlain(ctx context.Context, in MergeInput) (MergeOutput
 		return MergeOutput{}, nonRetryable(activities.ErrInvalidArguments, "repo and apiURL belong to provider github")
 	}
 	red := newRedactor()
-	token := ""
-	if in.TokenRef != "" {
-		var err error
-		if token, err = a.resolveSecret(ctx, in.TokenRef); err != nil {
-			return MergeOutput{}, err
-		}
-	}
-	rem, err := parseRemote(in.Remote, token, red)
+	rem, err := a.remoteFor(ctx, in.Remote, in.TokenRef, red)
 	if err != nil {
 		return MergeOutput{}, err
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/stagehand-dev/stagehand/activities"
+	"github.com/stagehand-dev/stagehand/activities/secrets"
 )
 
 // remote is a parsed remote: the address git is given (never carrying a
@@ -29,9 +30,11 @@ type remote struct {
 	red        *redactor
 }
 
-// parseRemote strips credentials from an HTTPS remote and adds the token
-// from tokenRef, if any. A token for a non-HTTP remote is a mistake worth
-// reporting: SSH remotes authenticate with keys.
+// parseRemote checks a remote and adds the token from tokenRef, if any.
+// A remote with credentials in its URL (https://user:pw@host,
+// https://TOKEN@host) is refused: the URL is in the run's history, so the
+// credential would be too; it belongs in tokenRef. A token for a non-HTTP
+// remote is a mistake worth reporting: SSH remotes authenticate with keys.
 func parseRemote(raw, token string, red *redactor) (remote, error) {
 	r := remote{addr: raw, red: red}
 	if strings.HasPrefix(raw, "-") {
@@ -39,28 +42,20 @@ func parseRemote(raw, token string, red *redactor) (remote, error) {
 	}
 	u, err := url.Parse(raw)
 	isHTTP := err == nil && (u.Scheme == "http" || u.Scheme == "https")
-	user := "x-access-token" // what GitHub expects with an installation or personal token
 	if isHTTP && u.User != nil {
-		if pw, ok := u.User.Password(); ok {
-			red.add(pw)
-			if token == "" {
-				token = pw
+		_, hasPassword := u.User.Password()
+		// A user name that long is a token; a short one
+		// (https://deploy@host) is a real user name, left for the
+		// worker's credential helper.
+		if n := u.User.Username(); hasPassword || len(n) >= 20 {
+			if pw, ok := u.User.Password(); ok {
+				red.add(pw)
 			}
-			if n := u.User.Username(); n != "" {
-				user = n
-			}
-			u.User = nil
-		} else if n := u.User.Username(); len(n) >= 20 {
-			// https://TOKEN@host: a user name that long is a token. A
-			// short one (https://deploy@host) is a real user name, left
-			// for the worker's credential helper.
 			red.add(n)
-			if token == "" {
-				token = n
-			}
-			u.User = nil
+			return r, nonRetryable(activities.ErrInvalidArguments,
+				fmt.Sprintf("remote %s carries credentials in its URL, which would put them in the run's history: "+
+					"remove them and pass tokenRef (env:NAME or secret:NAME/KEY) instead", red.clean(raw)))
 		}
-		r.addr = u.String()
 	}
 	if token != "" {
 		if !isHTTP {
@@ -68,10 +63,31 @@ func parseRemote(raw, token string, red *redactor) (remote, error) {
 				fmt.Sprintf("tokenRef needs an http(s) remote, not %s", red.clean(raw)))
 		}
 		red.add(token)
-		r.authHeader = "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+token))
+		r.authHeader = "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte("x-access-token:"+token))
 		red.add(r.authHeader)
 	}
 	return r, nil
+}
+
+// remoteFor parses raw and, when tokenRef is set, resolves it for this
+// remote's host only (the secret policy refuses any other host), before
+// git contacts the remote.
+func (a *Activities) remoteFor(ctx context.Context, raw, tokenRef string, red *redactor) (remote, error) {
+	rem, err := parseRemote(raw, "", red)
+	if err != nil || tokenRef == "" {
+		return rem, err
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return rem, nonRetryable(activities.ErrInvalidArguments,
+			fmt.Sprintf("tokenRef needs an http(s) remote, not %s", red.clean(raw)))
+	}
+	host, _ := secrets.URLHost(raw)
+	token, err := a.resolveSecret(ctx, tokenRef, secrets.Use{Host: host})
+	if err != nil {
+		return rem, err
+	}
+	return parseRemote(raw, token, red)
 }
 
 // display is the remote as errors show it.

@@ -169,14 +169,7 @@ func (a *Activities) HeadCommit(ctx context.Context, in HeadCommitInput) (HeadCo
 	}
 	branch := orDefault(in.Branch, "main")
 	red := newRedactor()
-	token := ""
-	if in.TokenRef != "" {
-		var err error
-		if token, err = a.resolveSecret(ctx, in.TokenRef); err != nil {
-			return HeadCommitOutput{}, err
-		}
-	}
-	rem, err := parseRemote(in.Remote, token, red)
+	rem, err := a.remoteFor(ctx, in.Remote, in.TokenRef, red)
 	if err != nil {
 		return HeadCommitOutput{}, err
 	}

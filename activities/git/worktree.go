@@ -223,14 +223,7 @@ func (a *Activities) Checkout(ctx context.Context, in CheckoutInput) (CheckoutOu
 			fmt.Sprintf("name %q: use up to 64 letters, digits, '.', '_' and '-'", in.Name))
 	}
 	red := newRedactor()
-	token := ""
-	if in.TokenRef != "" {
-		var err error
-		if token, err = a.resolveSecret(ctx, in.TokenRef); err != nil {
-			return CheckoutOutput{}, err
-		}
-	}
-	rem, err := parseRemote(in.Remote, token, red)
+	rem, err := a.remoteFor(ctx, in.Remote, in.TokenRef, red)
 	if err != nil {
 		return CheckoutOutput{}, err
 	}
@@ -481,13 +474,7 @@ func (a *Activities) CommitPush(ctx context.Context, in CommitPushInput) (Commit
 		// Not the tree's cfgRemote: a command in the tree can rewrite it.
 		remoteAddr = meta.Remote
 	}
-	token := ""
-	if in.TokenRef != "" {
-		if token, err = a.resolveSecret(ctx, in.TokenRef); err != nil {
-			return CommitPushOutput{}, err
-		}
-	}
-	rem, err := parseRemote(remoteAddr, token, red)
+	rem, err := a.remoteFor(ctx, remoteAddr, in.TokenRef, red)
 	if err != nil {
 		return CommitPushOutput{}, err
 	}

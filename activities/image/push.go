@@ -51,7 +51,12 @@ func (a *Activities) Push(ctx context.Context, in PushInput) (PushOutput, error)
 	red := newRedactor()
 	auth := registry.AuthConfig{ServerAddress: server}
 	if in.PasswordRef != "" {
-		pw, err := secrets.Resolve(ctx, a.Resolve, in.PasswordRef)
+		// The engine sends the credentials to the image's registry, so
+		// that is the host the secret policy must allow.
+		pw, err := secrets.ResolveFor(ctx, a.Resolve, in.PasswordRef, secrets.Use{Host: host})
+		if refused := secrets.Refusal(err); refused != nil {
+			return PushOutput{}, refused
+		}
 		if err != nil {
 			return PushOutput{}, nonRetryable(activities.ErrSecretUnavailable, err.Error())
 		}

@@ -217,6 +217,9 @@ func (a *Activities) resolve(ctx context.Context, i int, w Webhook) (target, err
 		return t, invalid(label + ": give url or urlRef, not both")
 	case w.URLRef != "":
 		v, err := a.resolveSecret(ctx, w.URLRef)
+		if refused := secrets.Refusal(err); refused != nil {
+			return t, refused
+		}
 		if err != nil {
 			return t, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: %v", label, err), activities.ErrSecretUnavailable, nil)
 		}
@@ -241,7 +244,9 @@ func (a *Activities) resolve(ctx context.Context, i int, w Webhook) (target, err
 }
 
 func (a *Activities) resolveSecret(ctx context.Context, ref string) (string, error) {
-	return secrets.Resolve(ctx, a.Secrets, ref)
+	// The value is the webhook's URL: its host is where it goes, checked
+	// by the secret policy once read and before anything is posted.
+	return secrets.ResolveFor(ctx, a.Secrets, ref, secrets.Use{HostInValue: true})
 }
 
 type postError struct {

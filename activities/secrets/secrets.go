@@ -6,6 +6,7 @@ package secrets
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -24,6 +25,12 @@ func Resolve(ctx context.Context, r Resolver, ref string) (string, error) {
 	if r != nil {
 		v, err := r(ctx, ref)
 		if err != nil {
+			// A refusal by the policy stays one, so call sites can pass
+			// it on as SecretNotAllowed (see Refusal).
+			var na *NotAllowedError
+			if errors.As(err, &na) {
+				return "", err
+			}
 			return "", fmt.Errorf("resolve %s: %v", ref, err)
 		}
 		if v == "" {

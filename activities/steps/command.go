@@ -25,7 +25,7 @@ var command = []activities.StepSpec{
 			out("durationMs", TInt, "how long the command ran, in milliseconds"),
 		},
 		Errors: []string{
-			activities.ErrSecretUnavailable, activities.ErrCommandNotAllowed,
+			activities.ErrSecretUnavailable, activities.ErrSecretNotAllowed, activities.ErrCommandNotAllowed,
 			activities.ErrCommandFailed, activities.ErrCommandTimeout,
 		},
 		// The command's own timeout (default 30m, configurable per command)

@@ -7,7 +7,7 @@ import (
 )
 
 var dbErrors = []string{
-	activities.ErrDatabaseNotConfigured, activities.ErrSecretUnavailable,
+	activities.ErrDatabaseNotConfigured, activities.ErrSecretUnavailable, activities.ErrSecretNotAllowed,
 	activities.ErrDatabaseUnavailable, activities.ErrDatabaseError,
 }
 

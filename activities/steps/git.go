@@ -36,7 +36,7 @@ var git = []activities.StepSpec{
 			out("pr", TInt, "the pull request number"),
 		},
 		Errors: []string{
-			activities.ErrSecretUnavailable, activities.ErrMergeConflict, activities.ErrMergeBlocked, activities.ErrHeadMoved,
+			activities.ErrSecretUnavailable, activities.ErrSecretNotAllowed, activities.ErrMergeConflict, activities.ErrMergeBlocked, activities.ErrHeadMoved,
 			activities.ErrBranchNotFound, activities.ErrRemoteNotFound, activities.ErrGitAuth, activities.ErrGitUnavailable,
 			activities.ErrGitError, activities.ErrPushRejected, activities.ErrBranchMoving,
 			activities.ErrGitHubAuth, activities.ErrGitHubNotFound, activities.ErrGitHubRateLimited,
@@ -57,7 +57,7 @@ var git = []activities.StepSpec{
 			out("shortSha", TString, "its first 8 characters"),
 		},
 		Errors: []string{
-			activities.ErrSecretUnavailable, activities.ErrBranchNotFound, activities.ErrRemoteNotFound,
+			activities.ErrSecretUnavailable, activities.ErrSecretNotAllowed, activities.ErrBranchNotFound, activities.ErrRemoteNotFound,
 			activities.ErrGitAuth, activities.ErrGitUnavailable, activities.ErrGitError,
 		},
 		DefaultTimeout: 2 * time.Minute,
@@ -80,7 +80,7 @@ var git = []activities.StepSpec{
 			out("branch", TString, "the checked-out branch (the new one, or ref if it is a branch); empty for a tag or commit"),
 		},
 		Errors: []string{
-			activities.ErrSecretUnavailable, activities.ErrBranchNotFound, activities.ErrBranchExists,
+			activities.ErrSecretUnavailable, activities.ErrSecretNotAllowed, activities.ErrBranchNotFound, activities.ErrBranchExists,
 			activities.ErrRemoteNotFound, activities.ErrGitAuth, activities.ErrGitUnavailable, activities.ErrGitError,
 		},
 		DefaultTimeout: 15 * time.Minute,
@@ -109,7 +109,7 @@ var git = []activities.StepSpec{
 			out("changedCount", TInt, "how many files the commit changed"),
 		},
 		Errors: []string{
-			activities.ErrSecretUnavailable, activities.ErrRemoteNotFound, activities.ErrGitAuth,
+			activities.ErrSecretUnavailable, activities.ErrSecretNotAllowed, activities.ErrRemoteNotFound, activities.ErrGitAuth,
 			activities.ErrGitUnavailable, activities.ErrGitError, activities.ErrPushRejected,
 		},
 		DefaultTimeout: 5 * time.Minute,
@@ -134,7 +134,7 @@ var web = []activities.StepSpec{
 			out("checks", TList, "each check's name, url, status, elapsedMs, attempts and ok"),
 			out("passed", TInt, "the checks that passed"),
 		},
-		Errors: []string{activities.ErrSecretNotFound, activities.ErrSmokeCheckFailed},
+		Errors: []string{activities.ErrSecretNotFound, activities.ErrSecretNotAllowed, activities.ErrSmokeCheckFailed},
 		// The step's own `timeout` (default 2m) bounds the checks; this only
 		// stops a wedged attempt when the runbook sets no step timeout.
 		DefaultTimeout:   15 * time.Minute,
@@ -156,7 +156,7 @@ var web = []activities.StepSpec{
 			out("body", TString, "a sanitized snippet of the response (first ~300 bytes)"),
 			out("elapsedMs", TInt, "how long the request took, in milliseconds"),
 		},
-		Errors:         []string{activities.ErrSecretNotFound, activities.ErrUnexpectedStatus, activities.ErrRequestFailed},
+		Errors:         []string{activities.ErrSecretNotFound, activities.ErrSecretNotAllowed, activities.ErrUnexpectedStatus, activities.ErrRequestFailed},
 		DefaultTimeout: 2 * time.Minute,
 	},
 }
@@ -178,7 +178,7 @@ var notify = []activities.StepSpec{
 		Outputs: []activities.Output{
 			out("sent", TInt, "the webhooks that accepted the message"),
 		},
-		Errors:         []string{activities.ErrSecretUnavailable, activities.ErrNotifyRejected, activities.ErrNotifyFailed},
+		Errors:         []string{activities.ErrSecretUnavailable, activities.ErrSecretNotAllowed, activities.ErrNotifyRejected, activities.ErrNotifyFailed},
 		DefaultTimeout: time.Minute,
 	},
 }

@@ -51,7 +51,7 @@ var image = []activities.StepSpec{
 			out("tag", TString, "the tag pushed"),
 		},
 		Errors: []string{
-			activities.ErrSecretUnavailable, activities.ErrImagePushFailed, activities.ErrRegistryAuth,
+			activities.ErrSecretUnavailable, activities.ErrSecretNotAllowed, activities.ErrImagePushFailed, activities.ErrRegistryAuth,
 			activities.ErrImageNotFound, activities.ErrEngineUnavailable,
 		},
 		DefaultTimeout:   15 * time.Minute,

@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/stagehand-dev/stagehand/activities"
+	"github.com/stagehand-dev/stagehand/activities/secrets"
 )
 
 // GetInput is the `with` of a web.get step.
@@ -54,7 +55,10 @@ func (a *Activities) Get(ctx context.Context, in GetInput) (GetOutput, error) {
 	if err := checkHeaders(in.Headers); err != nil {
 		return bad(err)
 	}
-	token, err := a.resolveToken(ctx, in.TokenRef)
+	token, err := a.resolveToken(ctx, in.TokenRef, u)
+	if refused := secrets.Refusal(err); refused != nil {
+		return GetOutput{}, refused
+	}
 	if err != nil {
 		return GetOutput{}, temporal.NewNonRetryableApplicationError("web.get: "+err.Error(), activities.ErrSecretNotFound, nil)
 	}

@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/stagehand-dev/stagehand/activities"
+	"github.com/stagehand-dev/stagehand/activities/secrets"
 )
 
 // SmokeInput is the `with` of a web.smoke step.
@@ -379,7 +380,11 @@ func (a *Activities) Smoke(ctx context.Context, in SmokeInput) (SmokeOutput, err
 	// that no amount of retrying fixes.
 	tokens := make([]string, len(p.checks))
 	for i, c := range p.checks {
-		if tokens[i], err = a.resolveToken(ctx, c.tokenRef); err != nil {
+		tokens[i], err = a.resolveToken(ctx, c.tokenRef, c.url)
+		if refused := secrets.Refusal(err); refused != nil {
+			return SmokeOutput{}, refused
+		}
+		if err != nil {
 			return SmokeOutput{}, temporal.NewNonRetryableApplicationError(
 				fmt.Sprintf("web.smoke: check %q: %v", c.name, err), activities.ErrSecretNotFound, nil)
 		}

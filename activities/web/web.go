@@ -73,15 +73,21 @@ func (a *Activities) lookupEnv(name string) (string, bool) {
 // resolveToken turns a secret reference into its value: env:NAME from the
 // worker's environment (a Kubernetes Secret mounted as env, a systemd
 // EnvironmentFile), or, where the worker resolves it, secret:NAME/KEY.
+// With a worker's Resolver every reference goes through it, so its secret
+// policy decides whether this step may send the token to u's host; a
+// refusal comes back as a *secrets.NotAllowedError (see secrets.Refusal).
 // Errors name the reference, never a value.
-func (a *Activities) resolveToken(ctx context.Context, ref string) (string, error) {
+func (a *Activities) resolveToken(ctx context.Context, ref string, u *url.URL) (string, error) {
 	if ref == "" {
 		return "", nil
 	}
 	scheme, name, ok := strings.Cut(ref, ":")
-	if ok && scheme != "env" && name != "" && a != nil && a.Secrets != nil {
-		v, err := secrets.Resolve(ctx, a.Secrets, ref)
+	if a != nil && a.Secrets != nil {
+		v, err := secrets.ResolveFor(ctx, a.Secrets, ref, secrets.Use{Host: hostOf(u)})
 		if err != nil {
+			if secrets.Refusal(err) != nil {
+				return "", err
+			}
 			return "", fmt.Errorf("tokenRef %q: %v", ref, err)
 		}
 		return strings.TrimSpace(v), nil
@@ -94,6 +100,15 @@ func (a *Activities) resolveToken(ctx context.Context, ref string) (string, erro
 		return "", fmt.Errorf("tokenRef %q: %s is not set in the worker's environment", ref, name)
 	}
 	return strings.TrimSpace(v), nil
+}
+
+// hostOf is where a request to u goes, with the scheme's default port.
+func hostOf(u *url.URL) string {
+	if u == nil {
+		return ""
+	}
+	h, _ := secrets.URLHost(u.String())
+	return h
 }
 
 // parseDuration reads an optional Go duration with a default.

@@ -83,7 +83,13 @@ func secretResolver(cfg config.Config, kubeActs *kube.Activities) (secrets.Resol
 		}
 		byScheme["secret"] = cluster.SecretResolver(k.Namespace)
 	}
-	return secrets.Schemes(byScheme), nil
+	// Every step resolves through the policy: only the references the
+	// config allows for that step, sent only to the hosts it allows.
+	policy, err := cfg.SecretPolicy()
+	if err != nil {
+		return nil, err
+	}
+	return secrets.Guard(policy, secrets.Schemes(byScheme)), nil
 }
 
 // Options tune New; zero values are fine.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/stagehand-dev/stagehand/activities/command"
 	"github.com/stagehand-dev/stagehand/activities/db"
+	"github.com/stagehand-dev/stagehand/activities/secrets"
 	"github.com/stagehand-dev/stagehand/workflows"
 )
 
@@ -80,6 +81,10 @@ type Secrets struct {
 	// Kubernetes reads them from Kubernetes Secrets; nil leaves secret:
 	// references unresolvable (they fail at use with a message saying so).
 	Kubernetes *KubernetesSecrets `yaml:"kubernetes,omitempty"`
+	// Allow says which step may resolve which reference and to which
+	// hosts it may send the value; everything else is refused (see
+	// SecretPolicy for the rules the rest of the config implies).
+	Allow []secrets.Rule `yaml:"allow,omitempty"`
 }
 
 // KubernetesSecrets names the cluster and namespace whose Secrets back
@@ -235,6 +240,9 @@ func (c *Config) Validate() error {
 		if k.Namespace == "" {
 			problems = append(problems, "secrets.kubernetes.namespace is empty")
 		}
+	}
+	if _, err := c.SecretPolicy(); err != nil {
+		problems = append(problems, err.Error())
 	}
 	if _, err := c.ResolvedCommands(); err != nil {
 		problems = append(problems, err.Error())
