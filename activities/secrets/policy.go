@@ -87,16 +87,26 @@ type Policy struct {
 	rules []Rule
 }
 
-// NewPolicy checks the rules and builds a Policy from them.
+// NewPolicy checks the rules and builds a Policy from them. Errors name
+// each bad rule as secrets.allow[i] (counting the rules without an
+// Origin), or by its Origin.
 func NewPolicy(rules []Rule) (*Policy, error) {
-	var errs []error
-	for i, r := range rules {
+	var problems []string
+	i := 0
+	for _, r := range rules {
+		label := r.Origin
+		if label == "" {
+			label = fmt.Sprintf("secrets.allow[%d]", i)
+			i++
+		}
 		if err := r.Check(); err != nil {
-			errs = append(errs, fmt.Errorf("secrets.allow[%d]: %w", i, err))
+			for _, msg := range strings.Split(err.Error(), "\n") {
+				problems = append(problems, label+": "+msg)
+			}
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
+	if len(problems) > 0 {
+		return nil, errors.New(strings.Join(problems, "; "))
 	}
 	return &Policy{rules: slices.Clone(rules)}, nil
 }

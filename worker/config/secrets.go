@@ -32,11 +32,7 @@ var gitSteps = []string{"git.checkout", "git.commitPush", "git.merge", "git.head
 // tokenRef, any other passwordRef or tokenRef).
 func (c *Config) SecretPolicy() (*secrets.Policy, error) {
 	rules := append(c.impliedSecretRules(), c.Secrets.Allow...)
-	p, err := secrets.NewPolicy(rules)
-	if err != nil {
-		return nil, fmt.Errorf("secrets.allow: %w", err)
-	}
-	return p, nil
+	return secrets.NewPolicy(rules)
 }
 
 func (c *Config) impliedSecretRules() []secrets.Rule {
