@@ -6,10 +6,13 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +23,7 @@ import (
 	"github.com/stagehand-dev/stagehand/activities"
 	"github.com/stagehand-dev/stagehand/activities/command"
 	"github.com/stagehand-dev/stagehand/activities/db"
+	"github.com/stagehand-dev/stagehand/activities/secrets"
 	"github.com/stagehand-dev/stagehand/internal/devserver"
 	"github.com/stagehand-dev/stagehand/internal/enginetest"
 	"github.com/stagehand-dev/stagehand/internal/mysqltest"
@@ -109,14 +113,14 @@ INSERT INTO backstage_plugin_catalog.knex_migrations_lock VALUES (1, 0);`)
 	require.NoError(t, err)
 
 	stamp := fmt.Sprint(time.Now().UnixNano())
-	secrets := map[string]string{
+	planted := map[string]string{
 		"SCAN_DB_PASSWORD":             maria.Password,
 		"SCAN_WRONG_DB_PASSWORD":       "wrong-db-password-" + stamp,
 		"SCAN_REGISTRY_PASSWORD":       engine.Password,
 		"SCAN_WRONG_REGISTRY_PASSWORD": "wrong-registry-password-" + stamp,
 		"SCAN_TOKEN":                   "command-token-" + stamp,
 	}
-	for k, v := range secrets {
+	for k, v := range planted {
 		t.Setenv(k, v)
 	}
 
@@ -143,6 +147,13 @@ INSERT INTO backstage_plugin_catalog.knex_migrations_lock VALUES (1, 0);`)
 	cfg.Commands = map[string]command.Command{
 		"echo-token":      {Argv: []string{"/bin/sh", "-c", `echo "token=$TOKEN"`}, Dirs: []string{cmdDir}, Env: map[string]string{"TOKEN": "env:SCAN_TOKEN"}},
 		"fail-with-token": {Argv: []string{"/bin/sh", "-c", `echo "bad token $TOKEN" >&2; exit 3`}, Dirs: []string{cmdDir}, Env: map[string]string{"TOKEN": "env:SCAN_TOKEN"}},
+	}
+	// The runbook names the registry passwords itself, so the worker's
+	// policy must allow them for image.push to that registry (the
+	// databases' and commands' own references need no rule).
+	cfg.Secrets.Allow = []secrets.Rule{
+		{Ref: "env:SCAN_REGISTRY_PASSWORD", Steps: []string{"image.push"}, Hosts: []string{engine.AuthRegistryAddr}},
+		{Ref: "env:SCAN_WRONG_REGISTRY_PASSWORD", Steps: []string{"secrets-scan/badPush"}, Hosts: []string{engine.AuthRegistryAddr}},
 	}
 	logs := &lockedBuffer{}
 	logger := app.NewLogger(cfg.Log, logs)
@@ -183,7 +194,7 @@ INSERT INTO backstage_plugin_catalog.knex_migrations_lock VALUES (1, 0);`)
 	}
 	logText := logs.String()
 	require.True(t, strings.Contains(logText, "exec.run"), "the worker's log was captured")
-	for name, value := range secrets {
+	for name, value := range planted {
 		assert.False(t, strings.Contains(history, value), "the history carries the value of %s", name)
 		assert.False(t, strings.Contains(logText, value), "the worker log carries the value of %s", name)
 	}
@@ -221,4 +232,104 @@ func decodedHistory(t *testing.T, raw string) string {
 	}
 	walk(doc)
 	return b.String()
+}
+
+// policyRunbook names worker variables in its steps' `with`: a token for a
+// web check (allowed by the worker, but for another host) and a secret for
+// a command's environment that no rule allows.
+const policyRunbook = `name: secrets-policy
+description: steps naming references the worker does not allow them
+params:
+  url: {type: string, required: true}
+steps:
+  - id: probe
+    uses: web.get
+    continueOnError: true
+    with: {url: '{{ .params.url }}', tokenRef: env:POLICY_WEB_TOKEN}
+  - id: install
+    uses: exec.run
+    with: {command: install, env: {NPM_TOKEN: env:POLICY_AWS_SECRET}}
+`
+
+// TestSecretPolicyRefusesRun runs a real worker against a real Temporal
+// server with a secrets.allow that does not cover what the runbook asks:
+// the run fails at the first attempt with SecretNotAllowed naming the
+// reference, the step and the config that would allow it; no request
+// reaches the web server, no process starts, and no value is anywhere.
+func TestSecretPolicyRefusesRun(t *testing.T) {
+	srv := devserver.Shared(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	stamp := fmt.Sprint(time.Now().UnixNano())
+	planted := map[string]string{
+		"POLICY_WEB_TOKEN":  "policy-web-token-" + stamp,
+		"POLICY_AWS_SECRET": "policy-aws-secret-" + stamp,
+	}
+	for k, v := range planted {
+		t.Setenv(k, v)
+	}
+	var hits atomic.Int32
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Write([]byte("ok"))
+	}))
+	defer web.Close()
+
+	runbooksDir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(runbooksDir, "secrets-policy.yaml"), []byte(policyRunbook), 0o644))
+	cmdDir := t.TempDir()
+	marker := filepath.Join(cmdDir, "ran")
+	cfg := config.Defaults()
+	cfg.Temporal.Address = srv.Address
+	cfg.Temporal.Namespace = srv.Namespace
+	cfg.Temporal.TaskQueue = "it-policy-" + stamp
+	cfg.RunbooksDir = runbooksDir
+	cfg.WorkDir = t.TempDir()
+	cfg.Log = config.Log{Level: "debug", Format: "json"}
+	cfg.Commands = map[string]command.Command{
+		"install": {Argv: []string{"/bin/sh", "-c", `touch "` + marker + `"`}, Dirs: []string{cmdDir}, AllowEnv: []string{"NPM_TOKEN"}},
+	}
+	cfg.Secrets.Allow = []secrets.Rule{{Ref: "env:POLICY_WEB_TOKEN", Steps: []string{"web.get"}, Hosts: []string{"portal.example.com"}}}
+	logs := &lockedBuffer{}
+	a, err := app.New(ctx, cfg, app.Options{Client: srv.Client, Logger: app.NewLogger(cfg.Log, logs)})
+	require.NoError(t, err)
+	require.NoError(t, a.Start())
+	t.Cleanup(a.Stop)
+
+	run, err := srv.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "secrets-policy-" + stamp, TaskQueue: cfg.Temporal.TaskQueue},
+		workflows.WorkflowType, workflows.RunInput{Runbook: "secrets-policy", RequestedBy: "alice", Params: map[string]any{"url": web.URL}})
+	require.NoError(t, err)
+	require.Error(t, run.Get(ctx, nil), "the run must fail")
+	var st workflows.Status
+	val, err := srv.Client.QueryWorkflow(ctx, run.GetID(), "", workflows.StatusQuery)
+	require.NoError(t, err)
+	require.NoError(t, val.Get(&st))
+	require.Equal(t, workflows.RunFailed, st.State)
+	assert.Equal(t, "install", st.FailedStep)
+
+	steps := map[string]workflows.StepStatus{}
+	for _, s := range st.Steps {
+		steps[s.ID] = s
+	}
+	webHost := strings.TrimPrefix(web.URL, "http://")
+	probe, install := steps["probe"], steps["install"]
+	assert.Equal(t, activities.ErrSecretNotAllowed, probe.ErrorType, probe.Error)
+	assert.Contains(t, probe.Error, "secret env:POLICY_WEB_TOKEN may not be sent to "+webHost)
+	assert.Contains(t, probe.Error, "portal.example.com")
+	assert.Equal(t, activities.ErrSecretNotAllowed, install.ErrorType, install.Error)
+	for _, want := range []string{`secret env:POLICY_AWS_SECRET is not allowed for step "install" (exec.run) of runbook secrets-policy`,
+		"secrets.allow: [{ref: env:POLICY_AWS_SECRET, steps: [exec.run]}]", "secrets-policy/install"} {
+		assert.Contains(t, install.Error, want)
+	}
+	assert.EqualValues(t, 1, install.Attempts, "a refusal is not retried")
+	assert.Zero(t, hits.Load(), "no request may reach the web server")
+	_, statErr := os.Stat(marker)
+	assert.True(t, os.IsNotExist(statErr), "the command must not run")
+
+	history := decodedHistory(t, temporalCLI(t, srv, "workflow", "show", "--workflow-id", run.GetID(), "--output", "json"))
+	require.Contains(t, history, "env:POLICY_AWS_SECRET")
+	for name, value := range planted {
+		assert.NotContains(t, history, value, "the history carries the value of %s", name)
+		assert.NotContains(t, logs.String(), value, "the worker log carries the value of %s", name)
+	}
 }
