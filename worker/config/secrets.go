@@ -22,6 +22,8 @@ var gitSteps = []string{"git.checkout", "git.commitPush", "git.merge", "git.head
 //     api.github.com, and github.com);
 //   - settings.upgrade.registryPasswordRef: image.push, to the registry of
 //     settings.upgrade.imageRepository;
+//   - environments.<name>.smokeChecks[].tokenRef: web.smoke and web.get,
+//     to the host of the environment's url;
 //   - settings.notify.webhooks[].urlRef: notify.send (the value is the
 //     webhook URL, its own destination).
 //
@@ -68,6 +70,19 @@ func (c *Config) impliedSecretRules() []secrets.Rule {
 				hosts = append(hosts, h)
 			}
 			rules = append(rules, secrets.Rule{Ref: ref, Steps: []string{"image.push"}, Hosts: hosts, Origin: "settings.upgrade.registryPasswordRef"})
+		}
+	}
+	for _, name := range c.EnvironmentNames() {
+		env := c.Environments[name]
+		u, err := url.Parse(env.URL)
+		if err != nil || u.Host == "" {
+			continue
+		}
+		for i, check := range env.SmokeChecks {
+			if ref := str(check, "tokenRef"); ref != "" {
+				rules = append(rules, secrets.Rule{Ref: ref, Steps: []string{"web.smoke", "web.get"}, Hosts: []string{u.Host},
+					Origin: fmt.Sprintf("environments.%s.smokeChecks[%d].tokenRef", name, i)})
+			}
 		}
 	}
 	if n := sub(c.Settings, "notify"); n != nil {

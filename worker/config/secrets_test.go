@@ -83,7 +83,14 @@ func TestImpliedSecretRules(t *testing.T) {
 	assert.Equal(t, []string{"ghe.example.com", "github.com"}, rules[0].Hosts)
 	assert.Equal(t, []string{"docker.io"}, rules[1].Hosts)
 
+	cfg.Settings = nil
+	cfg.Environments = map[string]Environment{"sandbox": {URL: "https://portal.sandbox.example.com", SmokeChecks: []map[string]any{
+		{"preset": "catalog"}, {"path": "/api/x", "tokenRef": "env:SMOKE_TOKEN"}}}}
+	assert.Equal(t, []secrets.Rule{{Ref: "env:SMOKE_TOKEN", Steps: []string{"web.smoke", "web.get"}, Hosts: []string{"portal.sandbox.example.com"},
+		Origin: "environments.sandbox.smokeChecks[1].tokenRef"}}, cfg.impliedSecretRules())
+
 	// No settings, no implied rules: every reference a run names is refused.
+	cfg.Environments = nil
 	cfg.Settings = nil
 	assert.Empty(t, cfg.impliedSecretRules())
 	p, err := cfg.SecretPolicy()
