@@ -41,7 +41,7 @@ type run struct {
 	stepsData map[string]any
 	// decision is filled by the signal or update handler for the gate in
 	// status.PendingGate, the one waiting now.
-	decision *ApprovalDecision
+	decision *DecisionRecord
 	gateIDs  map[string]bool
 	// compensating is set while the onFailure steps run: the run's outcome
 	// is decided then, and a gate must not change it.

@@ -49,7 +49,7 @@ func newLiveCLI(t *testing.T) *liveCLI {
 		t.Fatal(err)
 	}
 	w := worker.New(srv.Client, tq, worker.Options{})
-	workflows.Register(w, &workflows.Resolver{Library: lib, Catalogue: cat})
+	workflows.Register(w, &workflows.Resolver{Library: lib, Catalogue: cat, AllowInline: true})
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}
