@@ -1,6 +1,9 @@
 package workflows
 
 import (
+	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,10 +20,14 @@ const (
 	// DefaultTaskQueue is where the worker listens unless configured otherwise.
 	DefaultTaskQueue = "stagehand"
 	// ApprovalSignal carries an ApprovalDecision; invalid ones are recorded
-	// as refused and otherwise ignored.
+	// as refused (the newest MaxRefusedDecisions), logged by the worker
+	// (RefusedApprovalLog) and otherwise ignored. The sender's identity
+	// travels in the IdentityHeader header.
 	ApprovalSignal = "approval"
 	// ApproveUpdate carries an ApprovalDecision; its validator refuses
-	// invalid decisions before they reach history.
+	// invalid decisions before they reach history, so the worker's log
+	// (RefusedApprovalLog) is their only trace. The sender's identity
+	// travels in the IdentityHeader header.
 	ApproveUpdate = "approve"
 	// StatusQuery returns a Status.
 	StatusQuery = "status"
@@ -224,6 +231,23 @@ func (p *ApprovalPolicy) approverFor(identity string) (string, bool) {
 		return "", false
 	}
 	return strings.TrimSpace(name), true
+}
+
+// Problems lists what is wrong with the policy, as worker config paths
+// under approvals, e.g. `approvals.identities["CN=x"] maps to no one`.
+func (p ApprovalPolicy) Problems() []string {
+	var out []string
+	for _, id := range slices.Sorted(maps.Keys(p.Identities)) {
+		switch {
+		case strings.TrimSpace(id) == "":
+			out = append(out, "approvals.identities has an empty identity")
+		case strings.TrimSpace(id) != id:
+			out = append(out, fmt.Sprintf("approvals.identities[%q]: remove the surrounding spaces (identities compare exactly)", id))
+		case strings.TrimSpace(p.Identities[id]) == "":
+			out = append(out, fmt.Sprintf("approvals.identities[%q] maps to no one: give the approver's name", id))
+		}
+	}
+	return out
 }
 
 func (p *ApprovalPolicy) requireAll() bool { return p != nil && p.RequireIdentity }

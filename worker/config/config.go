@@ -243,6 +243,7 @@ func (c *Config) Validate() error {
 			problems = append(problems, "secrets.kubernetes.namespace is empty")
 		}
 	}
+	problems = append(problems, c.Approvals.Problems()...)
 	if _, err := c.ResolvedCommands(); err != nil {
 		problems = append(problems, err.Error())
 	}
