@@ -60,7 +60,9 @@ func (s *syncBuffer) lines(t *testing.T, msg string) []map[string]any {
 // environment, which sends signals and updates without headers: it writes
 // workflows.IdentityHeader from the decision's comment ("identity:X"), and
 // the worker's real interceptor (installed after it) reads it from there.
-type testIdentity struct{ interceptor.WorkerInterceptorBase }
+type testIdentity struct {
+	interceptor.WorkerInterceptorBase
+}
 
 func (*testIdentity) InterceptWorkflow(_ workflow.Context, next interceptor.WorkflowInboundInterceptor) interceptor.WorkflowInboundInterceptor {
 	i := &testIdentityInbound{}
