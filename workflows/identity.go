@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"strings"
@@ -65,11 +66,30 @@ func CertIdentity(cert *x509.Certificate) string {
 	return cert.Subject.String()
 }
 
+// CertIdentityFromTLS is CertIdentity of a loaded client certificate
+// (tls.LoadX509KeyPair leaves Leaf empty before Go 1.23; the first DER
+// block is the leaf). "" if it cannot be parsed.
+func CertIdentityFromTLS(c tls.Certificate) string {
+	if c.Leaf != nil {
+		return CertIdentity(c.Leaf)
+	}
+	if len(c.Certificate) == 0 {
+		return ""
+	}
+	leaf, err := x509.ParseCertificate(c.Certificate[0])
+	if err != nil {
+		return ""
+	}
+	return CertIdentity(leaf)
+}
+
 // WithIdentityHeader returns opts with a client interceptor that sends
 // opts.Identity in IdentityHeader on every signal and update, so approval
 // gates can record (and check) who is on the other end. Options without an
 // identity are returned unchanged: the SDK's default (pid@host) says
-// nothing about a person.
+// nothing about a person. Set opts.Identity first (CLIIdentity, or
+// CertIdentityFromTLS for a connection with a client certificate): the
+// header carries the identity opts has when this is called.
 func WithIdentityHeader(opts client.Options) client.Options {
 	if strings.TrimSpace(opts.Identity) == "" {
 		return opts
