@@ -118,13 +118,17 @@ func runApprove(ctx context.Context, f *Factory, g *GlobalOptions, opts *Approve
 		Args:         []any{decision},
 		WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
+	var rec workflows.DecisionRecord
 	if err == nil {
-		err = handle.Get(uctx, nil)
+		err = handle.Get(uctx, &rec)
 	}
 	if err != nil {
 		return updateError(g, err, opts.Run, gate, verb, prefix)
 	}
 	fmt.Fprintf(f.IO.Out, "%s gate %s of run %s as %s.\n", capitalize(verb.past), gate, opts.Run, opts.As)
+	if rec.Identity != "" {
+		fmt.Fprintf(f.IO.Out, "Recorded with connection identity %s.\n", rec.Identity)
+	}
 	fmt.Fprintf(f.IO.Out, "Follow the run: %s watch %s\n", prefix, shellQuote(opts.Run))
 	return nil
 }

@@ -157,7 +157,9 @@ func TestApproveCompensationGate(t *testing.T) {
 		Return(describeResp(t, "hello-1", enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, nil), nil)
 	h.client.On("QueryWorkflow", mock.Anything, "hello-1", "run-1", workflows.StatusQuery).Return(statusValue{st}, nil)
 	handle := &mocks.WorkflowUpdateHandle{}
-	handle.On("Get", mock.Anything, nil).Return(nil)
+	handle.On("Get", mock.Anything, mock.Anything).Run(func(args mock.Arguments) {
+		*args.Get(1).(*workflows.DecisionRecord) = workflows.DecisionRecord{Identity: "stagehand-cli:bob@laptop"}
+	}).Return(nil)
 	want := workflows.ApprovalDecision{Gate: "restore", Decision: "approve", By: "bob"}
 	h.client.On("UpdateWorkflow", mock.Anything, mock.MatchedBy(func(o client.UpdateWorkflowOptions) bool {
 		return o.UpdateName == workflows.ApproveUpdate && len(o.Args) == 1 && o.Args[0] == want
@@ -165,7 +167,7 @@ func TestApproveCompensationGate(t *testing.T) {
 	if code := h.run("approve", "hello-1", "--as", "bob"); code != ExitOK {
 		t.Fatalf("exit %d: %s", code, h.errOut)
 	}
-	assertContains(t, h.out.String(), "Approved gate restore of run hello-1 as bob")
+	assertContains(t, h.out.String(), "Approved gate restore of run hello-1 as bob", "Recorded with connection identity stagehand-cli:bob@laptop.")
 }
 
 // `audit show` lists decisions with their connection identity, says how
