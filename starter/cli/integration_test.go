@@ -281,6 +281,16 @@ func TestLiveApprovalIdentity(t *testing.T) {
 	if d := st.Decisions[1]; d.Identity != bob || d.Refused != "" || d.By != "bob" {
 		t.Errorf("approval recorded as %+v", d)
 	}
+	waitClosed(t, l.srv, id)
+	// A worker without the run in its cache replays it: the identities
+	// come back from the history's headers, so the decisions replay alike.
+	updates, signals := replayWithIdentity(t, l.srv, id)
+	if len(updates) != 1 || updates[0] != bob {
+		t.Errorf("replayed update carried identities %q, want [%s]", updates, bob)
+	}
+	if len(signals) != 1 || signals[0] != alice {
+		t.Errorf("replayed signal carried identities %q, want [%s]", signals, alice)
+	}
 }
 
 // TestLiveRejectAndReadResultWithoutWorker: a rejected run exits 1 from
