@@ -137,9 +137,26 @@ type Approval struct {
 	// skips what depends on it: the run's outcome is already decided.
 	Timeout string `yaml:"timeout,omitempty" json:"timeout,omitempty"`
 	// Remind, if set, runs a step (typically notify.send) every interval
-	// while the gate stays open.
+	// while the gate stays open. After MaxRemindersAtInterval reminders the
+	// interval doubles (up to MaxReminderInterval), so a gate left open for
+	// weeks keeps its history small.
 	Remind *Reminder `yaml:"remind,omitempty" json:"remind,omitempty"`
+	// RequireIdentity refuses a decision unless the identity its connection
+	// claims (see the worker's approvals.identities) maps to the person in
+	// its `by`. The worker's approvals.requireIdentity turns it on for
+	// every gate.
+	RequireIdentity bool `yaml:"requireIdentity,omitempty" json:"requireIdentity,omitempty"`
 }
+
+// Reminder pacing: the first MaxRemindersAtInterval reminders of a gate
+// come every remind.every; after that each waits twice as long as the one
+// before, up to MaxReminderInterval. A gate open for four weeks with
+// reminders every minute sends about 250, not 40,000, and its history
+// stays far below Temporal's limits.
+const (
+	MaxRemindersAtInterval = 200
+	MaxReminderInterval    = 24 * time.Hour
+)
 
 // Reminder re-announces an open gate. Its `with` templates also see
 // .gate (id, message, approvers, waiting: how long it has been open).

@@ -161,11 +161,11 @@ Stagehand is running.
   Logs:          $state/temporal.log, $state/worker.log
 
 Start a run from the UI (Start Workflow: type RunbookWorkflow, task queue
-$task_queue, input {"runbook":"patch","params":{...}}), or:
+$task_queue, input {"runbook":"patch","params":{...},"requestedBy":"you"}), or:
   bin/stagehand runbooks        # the runbooks and step types the worker knows
   bin/stagehand start patch --param environment=sandbox --param image=...
   bin/temporal workflow start --address $address --type RunbookWorkflow \\
-    --task-queue $task_queue --input '{"runbook":"patch","params":{"environment":"sandbox"}}'
+    --task-queue $task_queue --input '{"runbook":"patch","params":{"environment":"sandbox"},"requestedBy":"$USER"}'
 
 Stop with: make dev-down
 EOF

@@ -15,20 +15,30 @@ import (
 
 // registerApprovalHandlers wires both ways of deciding a gate. The update
 // validates before anything reaches history, so a refused approval never
-// shows up as an event; the signal (which the Temporal UI can send without
-// tooling) cannot be validated in advance, so refused signals are recorded
-// in Status.Decisions and otherwise ignored.
+// shows up as an event: the worker logs it instead ("approval refused").
+// The signal (which the Temporal UI can send without tooling) cannot be
+// validated in advance, so refused signals are logged too and recorded in
+// Status.Decisions (the last MaxRefusedDecisions of them) and otherwise
+// ignored.
 func (r *run) registerApprovalHandlers(ctx workflow.Context) error {
 	err := workflow.SetUpdateHandlerWithOptions(ctx, ApproveUpdate,
 		func(ctx workflow.Context, d ApprovalDecision) (DecisionRecord, error) {
-			if err := r.checkDecision(d); err != nil {
+			id := updateIdentity(ctx)
+			if err := r.checkDecision(d, id); err != nil {
 				// The state may have changed between validation and now.
 				return DecisionRecord{}, err
 			}
-			return r.applyDecision(ctx, d), nil
+			return r.applyDecision(ctx, d, id), nil
 		},
 		workflow.UpdateHandlerOptions{
-			Validator:   func(ctx workflow.Context, d ApprovalDecision) error { return r.checkDecision(d) },
+			Validator: func(ctx workflow.Context, d ApprovalDecision) error {
+				id := updateIdentity(ctx)
+				err := r.checkDecision(d, id)
+				if err != nil {
+					r.logRefused(ctx, "update", d, id, err)
+				}
+				return err
+			},
 			Description: `Decide the waiting gate: {"gate":"merge","decision":"approve"|"reject","by":"you","comment":"..."}; refused if invalid`,
 		})
 	if err != nil {
@@ -43,24 +53,72 @@ func (r *run) registerApprovalHandlers(ctx workflow.Context) error {
 			if more := ch.Receive(ctx, &d); !more {
 				return
 			}
-			if err := r.checkDecision(d); err != nil {
-				workflow.GetLogger(ctx).Warn("approval signal refused", "gate", d.Gate, "by", d.By, "reason", err.Error())
-				r.status.Decisions = append(r.status.Decisions, DecisionRecord{ApprovalDecision: d, At: workflow.Now(ctx), Refused: err.Error()})
+			id := nextSignalIdentity(ctx)
+			if err := r.checkDecision(d, id); err != nil {
+				r.logRefused(ctx, "signal", d, id, err)
+				r.recordDecision(DecisionRecord{ApprovalDecision: d, Identity: id, At: workflow.Now(ctx), Refused: err.Error()})
 				continue
 			}
-			r.applyDecision(ctx, d)
+			r.applyDecision(ctx, d, id)
 		}
 	})
 	return nil
 }
 
+// RefusedApprovalLog is the message of the worker's log line for every
+// refused approval (update or signal); `stagehand audit show` points to it.
+const RefusedApprovalLog = "approval refused"
+
+// MaxRefusedDecisions bounds the refused signals kept in Status.Decisions:
+// the newest are kept, Status.RefusedDropped counts the others, so a client
+// sending signals in a loop cannot grow the status (the query answer and
+// the run's result) without bound.
+const MaxRefusedDecisions = 50
+
+// logRefused leaves the trace a refused decision cannot leave in history.
+// Replays do not log again (and do not run validators at all).
+func (r *run) logRefused(ctx workflow.Context, via string, d ApprovalDecision, identity string, err error) {
+	workflow.GetLogger(ctx).Warn(RefusedApprovalLog,
+		"workflowId", r.workflowID, "runId", workflow.GetInfo(ctx).WorkflowExecution.RunID, "via", via, "gate", d.Gate, "decision", d.Decision,
+		"by", d.By, "identity", identity, "reason", err.Error())
+}
+
+// recordDecision appends to Status.Decisions, dropping the oldest refused
+// record once there are more than MaxRefusedDecisions.
+func (r *run) recordDecision(rec DecisionRecord) {
+	r.status.Decisions = append(r.status.Decisions, rec)
+	if rec.Refused == "" {
+		return
+	}
+	refused := 0
+	for _, d := range r.status.Decisions {
+		if d.Refused != "" {
+			refused++
+		}
+	}
+	if refused <= MaxRefusedDecisions {
+		return
+	}
+	for i, d := range r.status.Decisions {
+		if d.Refused != "" {
+			r.status.Decisions = slices.Delete(r.status.Decisions, i, i+1)
+			r.status.RefusedDropped++
+			return
+		}
+	}
+}
+
+// normName is how names are compared: "Alice " and "alice" are one person.
+func normName(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
+
 // checkDecision enforces who may decide what, and when. It must not change
-// any state: it also serves as the update validator.
-func (r *run) checkDecision(d ApprovalDecision) error {
+// any state: it also serves as the update validator. identity is what the
+// decision's connection claimed (IdentityHeader), "" if nothing.
+func (r *run) checkDecision(d ApprovalDecision, identity string) error {
 	if d.Decision != DecisionApprove && d.Decision != DecisionReject {
 		return fmt.Errorf("decision must be %q or %q, got %q", DecisionApprove, DecisionReject, d.Decision)
 	}
-	by := strings.TrimSpace(d.By)
+	by := normName(d.By)
 	if by == "" {
 		return errors.New(`"by" is required: say who decides`)
 	}
@@ -81,30 +139,40 @@ func (r *run) checkDecision(d ApprovalDecision) error {
 	if r.decision != nil {
 		return fmt.Errorf("gate %q was already decided by %s", d.Gate, r.decision.By)
 	}
+	mapped, known := r.resolved.Approvals.approverFor(identity)
+	switch {
+	case gate.RequireIdentity && identity == "":
+		return fmt.Errorf("gate %q requires the decider's identity, and this decision's connection carried none (the stagehand CLI sends it; see the worker's approvals.identities)", d.Gate)
+	case gate.RequireIdentity && !known:
+		return fmt.Errorf("gate %q requires the decider's identity to map to an approver, and identity %q is not in the worker's approvals.identities", d.Gate, identity)
+	case known && normName(mapped) != by:
+		return fmt.Errorf("the decision is by %s, but its connection identity %q belongs to %s", strings.TrimSpace(d.By), identity, mapped)
+	}
 	listed := false
 	for _, a := range gate.Approvers {
-		if a == by {
+		if normName(a) == by {
 			listed = true
 		}
 	}
+	requester := normName(r.in.RequestedBy)
 	if d.Decision == DecisionApprove {
-		if by == r.in.RequestedBy {
-			return fmt.Errorf("%s requested this run and cannot approve it (four-eyes rule)", by)
+		if by == requester {
+			return fmt.Errorf("%s requested this run and cannot approve it (four-eyes rule)", strings.TrimSpace(d.By))
 		}
 		if !listed {
-			return fmt.Errorf("%s is not an approver of gate %q (approvers: %s)", by, d.Gate, strings.Join(gate.Approvers, ", "))
+			return fmt.Errorf("%s is not an approver of gate %q (approvers: %s)", strings.TrimSpace(d.By), d.Gate, strings.Join(gate.Approvers, ", "))
 		}
-	} else if !listed && by != r.in.RequestedBy {
-		return fmt.Errorf("%s may not reject gate %q: only its approvers (%s) or the requester may", by, d.Gate, strings.Join(gate.Approvers, ", "))
+	} else if !listed && by != requester {
+		return fmt.Errorf("%s may not reject gate %q: only its approvers (%s) or the requester may", strings.TrimSpace(d.By), d.Gate, strings.Join(gate.Approvers, ", "))
 	}
 	return nil
 }
 
-func (r *run) applyDecision(ctx workflow.Context, d ApprovalDecision) DecisionRecord {
+func (r *run) applyDecision(ctx workflow.Context, d ApprovalDecision, identity string) DecisionRecord {
 	d.By = strings.TrimSpace(d.By)
-	rec := DecisionRecord{ApprovalDecision: d, At: workflow.Now(ctx)}
-	r.decision = &d
-	r.status.Decisions = append(r.status.Decisions, rec)
+	rec := DecisionRecord{ApprovalDecision: d, Identity: identity, At: workflow.Now(ctx)}
+	r.decision = &rec
+	r.recordDecision(rec)
 	return rec
 }
 
@@ -150,7 +218,8 @@ func (r *run) runGate(ctx workflow.Context, s runbooks.Step, st *StepStatus) *st
 		outcome = RunRunning
 	}
 	opened := workflow.Now(ctx)
-	gate := &GateStatus{Gate: s.ID, Message: msg, Approvers: approvers, OpenedAt: opened}
+	gate := &GateStatus{Gate: s.ID, Message: msg, Approvers: approvers, OpenedAt: opened,
+		RequireIdentity: s.Approval.RequireIdentity || r.resolved.Approvals.requireAll()}
 	if timeout > 0 {
 		deadline := opened.Add(timeout)
 		gate.Deadline = &deadline
@@ -178,7 +247,7 @@ func (r *run) runGate(ctx workflow.Context, s runbooks.Step, st *StepStatus) *st
 		return &stepFailure{step: s.ID, message: st.Error, rejected: true}
 	}
 	d := *r.decision
-	st.Outputs = map[string]any{"decision": d.Decision, "by": d.By, "comment": d.Comment, "at": workflow.Now(ctx).UTC().Format("2006-01-02T15:04:05Z07:00")}
+	st.Outputs = map[string]any{"decision": d.Decision, "by": d.By, "identity": d.Identity, "comment": d.Comment, "at": workflow.Now(ctx).UTC().Format("2006-01-02T15:04:05Z07:00")}
 	st.Attempts = 1
 	if d.Decision == DecisionReject {
 		st.State = StepRejected
@@ -193,8 +262,30 @@ func (r *run) runGate(ctx workflow.Context, s runbooks.Step, st *StepStatus) *st
 	return nil
 }
 
+// reminderPacingChange marks the switch to paced reminders (see
+// runbooks.MaxRemindersAtInterval): before it a gate reminded at its
+// interval forever, one timer, one activity and their workflow tasks (about
+// a dozen history events) each time.
+const reminderPacingChange = "gate-reminder-pacing"
+
+// reminderInterval is the wait before reminder n (n > MaxRemindersAtInterval):
+// every doubled once per reminder past the cap, at most MaxReminderInterval
+// (or every itself when that is longer).
+func reminderInterval(every time.Duration, n int) time.Duration {
+	if every >= runbooks.MaxReminderInterval {
+		return every
+	}
+	wait := every
+	for k := runbooks.MaxRemindersAtInterval; k < n && wait < runbooks.MaxReminderInterval; k++ {
+		wait *= 2
+	}
+	return min(wait, runbooks.MaxReminderInterval)
+}
+
 // awaitDecision waits for a decision until the gate's timeout, running the
-// gate's reminder step every interval meanwhile. A wait of days is a few
+// gate's reminder step every interval meanwhile (paced after
+// MaxRemindersAtInterval, so the history of a gate open for weeks stays
+// bounded: see TestLongGateHistoryIsBounded). A wait of days is a few
 // timers in history, not a polling loop. The timers carry the gate's name
 // and approvers, which is what the UI shows for them.
 func (r *run) awaitDecision(ctx workflow.Context, s runbooks.Step, gate *GateStatus, timeout time.Duration) (bool, error) {
@@ -207,8 +298,19 @@ func (r *run) awaitDecision(ctx workflow.Context, s runbooks.Step, gate *GateSta
 		}
 		return true, workflow.Await(ctx, decided)
 	}
+	paced := false
 	for n := 1; ; n++ {
 		wait := remind.Every.D()
+		if n > runbooks.MaxRemindersAtInterval {
+			// Asked lazily, so runs whose gates never get this far record no
+			// marker; runs recorded before pacing replay with the old timers.
+			if !paced && workflow.GetVersion(ctx, reminderPacingChange, workflow.DefaultVersion, 1) == 1 {
+				paced = true
+			}
+			if paced {
+				wait = reminderInterval(wait, n)
+			}
+		}
 		if timeout > 0 {
 			left := gate.OpenedAt.Add(timeout).Sub(workflow.Now(ctx))
 			if left <= 0 {

@@ -82,7 +82,7 @@ func BenchmarkInterpreterOverhead(b *testing.B) {
 		b.Fatal(err)
 	}
 	w := worker.New(srv.Client, tq, worker.Options{})
-	workflows.Register(w, &workflows.Resolver{Library: lib, Catalogue: cat})
+	workflows.Register(w, &workflows.Resolver{Library: lib, Catalogue: cat, AllowInline: true})
 	w.RegisterWorkflowWithOptions(handWritten50, workflow.RegisterOptions{Name: "HandWritten50"})
 	if err := w.Start(); err != nil {
 		b.Fatal(err)
@@ -107,7 +107,7 @@ func BenchmarkInterpreterOverhead(b *testing.B) {
 		return elapsed, n
 	}
 	// Warm both paths (worker caches, server task queues) before timing.
-	runOnce(workflows.WorkflowType, workflows.RunInput{Definition: def})
+	runOnce(workflows.WorkflowType, workflows.RunInput{Definition: def, RequestedBy: "alice"})
 	runOnce("HandWritten50")
 
 	var interp, hand []time.Duration
@@ -116,14 +116,14 @@ func BenchmarkInterpreterOverhead(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		// Alternate which goes first so drift on a shared machine hits both.
 		if i%2 == 0 {
-			d, n := runOnce(workflows.WorkflowType, workflows.RunInput{Definition: def})
+			d, n := runOnce(workflows.WorkflowType, workflows.RunInput{Definition: def, RequestedBy: "alice"})
 			interp, interpEvents = append(interp, d), n
 			d, n = runOnce("HandWritten50")
 			hand, handEvents = append(hand, d), n
 		} else {
 			d, n := runOnce("HandWritten50")
 			hand, handEvents = append(hand, d), n
-			d, n = runOnce(workflows.WorkflowType, workflows.RunInput{Definition: def})
+			d, n = runOnce(workflows.WorkflowType, workflows.RunInput{Definition: def, RequestedBy: "alice"})
 			interp, interpEvents = append(interp, d), n
 		}
 	}
@@ -196,7 +196,7 @@ func BenchmarkThroughput(b *testing.B) {
 		b.Fatal(err)
 	}
 	w := worker.New(srv.Client, tq, worker.Options{})
-	workflows.Register(w, &workflows.Resolver{Library: lib, Catalogue: cat})
+	workflows.Register(w, &workflows.Resolver{Library: lib, Catalogue: cat, AllowInline: true})
 	w.RegisterWorkflowWithOptions(handWritten10, workflow.RegisterOptions{Name: "HandWritten10"})
 	if err := w.Start(); err != nil {
 		b.Fatal(err)
@@ -220,7 +220,9 @@ func BenchmarkThroughput(b *testing.B) {
 		}
 		return time.Since(start)
 	}
-	interpBatch := func() time.Duration { return batch(workflows.WorkflowType, workflows.RunInput{Runbook: "ten"}) }
+	interpBatch := func() time.Duration {
+		return batch(workflows.WorkflowType, workflows.RunInput{Runbook: "ten", RequestedBy: "alice"})
+	}
 	handBatch := func() time.Duration { return batch("HandWritten10") }
 	// Warm both paths before timing.
 	interpBatch()

@@ -1,6 +1,10 @@
 package workflows
 
 import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -16,10 +20,14 @@ const (
 	// DefaultTaskQueue is where the worker listens unless configured otherwise.
 	DefaultTaskQueue = "stagehand"
 	// ApprovalSignal carries an ApprovalDecision; invalid ones are recorded
-	// as refused and otherwise ignored.
+	// as refused (the newest MaxRefusedDecisions), logged by the worker
+	// (RefusedApprovalLog) and otherwise ignored. The sender's identity
+	// travels in the IdentityHeader header.
 	ApprovalSignal = "approval"
 	// ApproveUpdate carries an ApprovalDecision; its validator refuses
-	// invalid decisions before they reach history.
+	// invalid decisions before they reach history, so the worker's log
+	// (RefusedApprovalLog) is their only trace. The sender's identity
+	// travels in the IdentityHeader header.
 	ApproveUpdate = "approve"
 	// StatusQuery returns a Status.
 	StatusQuery = "status"
@@ -86,8 +94,12 @@ func searchAttributeDefinitions() []string {
 }
 
 // RunInput starts a run. Exactly one of Runbook (a name the worker knows) or
-// Definition (inline YAML) is set. Params hold plain values or secret
-// references, never secret values.
+// Definition (inline YAML) is set; a worker accepts Definition only when its
+// config says allowInlineRunbooks: true (off by default: otherwise anyone
+// who can start a workflow could run any step, ungated). Params hold plain
+// values or secret references, never secret values. RequestedBy is
+// required: a run without it is refused before any step (four-eyes needs
+// it).
 type RunInput struct {
 	Runbook     string         `json:"runbook,omitempty"`
 	Definition  string         `json:"definition,omitempty"`
@@ -101,7 +113,11 @@ const (
 	DecisionReject  = "reject"
 )
 
-// ApprovalDecision is the payload of the approval signal and update.
+// ApprovalDecision is the payload of the approval signal and update. Names
+// (By, a gate's approvers, the run's RequestedBy) compare trimmed and
+// case-folded: "Alice " is alice. Who is on the other end of the
+// connection travels in the IdentityHeader header, not here (see
+// identity.go).
 type ApprovalDecision struct {
 	Gate     string `json:"gate"`
 	Decision string `json:"decision"`
@@ -170,16 +186,73 @@ type GateStatus struct {
 	Approvers []string   `json:"approvers"`
 	OpenedAt  time.Time  `json:"openedAt"`
 	Deadline  *time.Time `json:"deadline,omitempty"`
+	// RequireIdentity: a decision counts only if its connection identity
+	// maps to the approver (the gate's requireIdentity or the worker's
+	// approvals.requireIdentity).
+	RequireIdentity bool `json:"requireIdentity,omitempty"`
 }
 
 // DecisionRecord is an approval decision as the run saw it.
 type DecisionRecord struct {
 	ApprovalDecision
-	At time.Time `json:"at"`
+	// Identity is what the decision's connection claimed to be (the
+	// client's IdentityHeader, e.g. "CN=alice,O=acme" or
+	// "stagehand-cli:alice@laptop"); "" when it carried none. It is as
+	// trustworthy as the connection's authentication: see identity.go.
+	Identity string    `json:"identity,omitempty"`
+	At       time.Time `json:"at"`
 	// Refused holds why the decision was not applied (signals cannot be
-	// validated before they land, so refused ones are kept for audit).
+	// validated before they land, so refused ones are kept for audit;
+	// refused updates are only in the worker's log, RefusedApprovalLog).
 	Refused string `json:"refused,omitempty"`
 }
+
+// ApprovalPolicy is the worker's say on approvals beyond each gate's
+// approvers (worker config `approvals:`). It is recorded with the resolved
+// run, so replays and audits see the policy the run was decided under.
+type ApprovalPolicy struct {
+	// Identities maps a connection identity (a client certificate subject
+	// such as "CN=alice,O=acme", or "stagehand-cli:bob@build-host") to the
+	// approver it stands for. A decision whose identity is listed here must
+	// be by that approver.
+	Identities map[string]string `yaml:"identities,omitempty" json:"identities,omitempty"`
+	// RequireIdentity makes every gate refuse decisions whose identity is
+	// missing or not in Identities (as a gate's requireIdentity does).
+	RequireIdentity bool `yaml:"requireIdentity,omitempty" json:"requireIdentity,omitempty"`
+}
+
+// approverFor is the approver an identity stands for.
+func (p *ApprovalPolicy) approverFor(identity string) (string, bool) {
+	if p == nil || identity == "" {
+		return "", false
+	}
+	name, ok := p.Identities[identity]
+	if !ok || strings.TrimSpace(name) == "" {
+		return "", false
+	}
+	return strings.TrimSpace(name), true
+}
+
+// Problems lists what is wrong with the policy, as worker config paths
+// under approvals, e.g. `approvals.identities["CN=x"] maps to no one`.
+func (p ApprovalPolicy) Problems() []string {
+	var out []string
+	for _, id := range slices.Sorted(maps.Keys(p.Identities)) {
+		switch {
+		case strings.TrimSpace(id) == "":
+			out = append(out, "approvals.identities has an empty identity")
+		case strings.TrimSpace(id) != id:
+			out = append(out, fmt.Sprintf("approvals.identities[%q]: remove the surrounding spaces (identities compare exactly)", id))
+		case strings.TrimSpace(p.Identities[id]) == "":
+			out = append(out, fmt.Sprintf("approvals.identities[%q] maps to no one: give the approver's name", id))
+		}
+	}
+	return out
+}
+
+func (p *ApprovalPolicy) requireAll() bool { return p != nil && p.RequireIdentity }
+
+func (p ApprovalPolicy) isZero() bool { return len(p.Identities) == 0 && !p.RequireIdentity }
 
 // Status is what the status query returns and, at the end, the run's
 // result: everything the CLI, the UI and the audit need.
@@ -192,15 +265,19 @@ type Status struct {
 	Params      map[string]any `json:"params,omitempty"`
 	State       RunState       `json:"state"`
 	// CurrentStep is the step (or comma-separated parallel steps) running now.
-	CurrentStep  string           `json:"currentStep,omitempty"`
-	Steps        []StepStatus     `json:"steps"`
-	PendingGate  *GateStatus      `json:"pendingGate,omitempty"`
-	Decisions    []DecisionRecord `json:"decisions,omitempty"`
-	StartedAt    time.Time        `json:"startedAt"`
-	EndedAt      *time.Time       `json:"endedAt,omitempty"`
-	FailedStep   string           `json:"failedStep,omitempty"`
-	Error        string           `json:"error,omitempty"`
-	Compensation []StepStatus     `json:"compensation,omitempty"`
+	CurrentStep string       `json:"currentStep,omitempty"`
+	Steps       []StepStatus `json:"steps"`
+	PendingGate *GateStatus  `json:"pendingGate,omitempty"`
+	// Decisions are the gates' decisions in order, with at most
+	// MaxRefusedDecisions refused signals (the newest); RefusedDropped
+	// counts the older refused ones no longer listed.
+	Decisions      []DecisionRecord `json:"decisions,omitempty"`
+	RefusedDropped int              `json:"refusedDropped,omitempty"`
+	StartedAt      time.Time        `json:"startedAt"`
+	EndedAt        *time.Time       `json:"endedAt,omitempty"`
+	FailedStep     string           `json:"failedStep,omitempty"`
+	Error          string           `json:"error,omitempty"`
+	Compensation   []StepStatus     `json:"compensation,omitempty"`
 	// Compensated lists the onFailure steps that ran to success.
 	Compensated []string `json:"compensated,omitempty"`
 	// Audit holds the runbook's audit section as rendered when the run

@@ -70,7 +70,7 @@ func TestRecordedCompensationGateOnRealServer(t *testing.T) {
 	require.NoError(t, err)
 	tq := fmt.Sprintf("restore-%d", time.Now().UnixNano())
 	w := worker.New(srv.Client, tq, worker.Options{})
-	workflows.Register(w, &workflows.Resolver{Library: lib, Catalogue: cat})
+	workflows.Register(w, &workflows.Resolver{Library: lib, Catalogue: cat, AllowInline: true})
 	require.NoError(t, w.Start())
 	t.Cleanup(w.Stop)
 

@@ -77,7 +77,7 @@ func TestRecordedPathsOnRealServer(t *testing.T) {
 	require.NoError(t, err)
 	tq := fmt.Sprintf("paths-%d", time.Now().UnixNano())
 	w := worker.New(srv.Client, tq, worker.Options{})
-	workflows.Register(w, &workflows.Resolver{Library: lib, Catalogue: cat})
+	workflows.Register(w, &workflows.Resolver{Library: lib, Catalogue: cat, AllowInline: true})
 	require.NoError(t, w.Start())
 	t.Cleanup(w.Stop)
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -38,6 +39,9 @@ type ResolvedRun struct {
 	Environments map[string]any `json:"environments,omitempty"`
 	// Settings is the worker's team-wide settings, read as .settings.
 	Settings map[string]any `json:"settings,omitempty"`
+	// Approvals is the worker's approval policy (identities, whether every
+	// gate requires one); nil when the worker has none.
+	Approvals *ApprovalPolicy `json:"approvals,omitempty"`
 }
 
 // StepTypeOptions are the per-type defaults the interpreter applies.
@@ -56,7 +60,20 @@ type Resolver struct {
 	Environments map[string]any
 	// Settings is exposed to templates as .settings.
 	Settings map[string]any
+	// AllowInline accepts runs that carry their runbook inline (RunInput's
+	// Definition). Off by default: anyone who can start a workflow could
+	// otherwise run any step, ungated, on the worker's credentials; with it
+	// off a run can name only a runbook the worker loaded. The worker
+	// config's allowInlineRunbooks sets it.
+	AllowInline bool
+	// Approvals is the worker's approval policy (worker config
+	// `approvals:`), recorded with each run.
+	Approvals ApprovalPolicy
 }
+
+// AllowInlineSetting is the worker config key that sets
+// Resolver.AllowInline, named in the error a refused inline run gets.
+const AllowInlineSetting = "allowInlineRunbooks"
 
 // Resolve finds the runbook (by name or inline), validates it against the
 // catalogue, and resolves the parameters. Every failure is non-retryable:
@@ -70,6 +87,11 @@ func (r *Resolver) Resolve(_ context.Context, in RunInput) (*ResolvedRun, error)
 	case in.Runbook != "" && in.Definition != "":
 		return nil, temporal.NewNonRetryableApplicationError("give either runbook (a name) or definition (inline YAML), not both", InvalidRunbookErrorType, nil)
 	case in.Definition != "":
+		if !r.AllowInline {
+			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+				`inline runbooks ("definition") are off on this worker: name a runbook it loaded (%s), or set %s: true in the worker config to accept them`,
+				r.knownRunbooks(), AllowInlineSetting), InvalidRunbookErrorType, nil)
+		}
 		file, data = "inline", []byte(in.Definition)
 	case in.Runbook != "":
 		if r.Library == nil {
@@ -86,6 +108,13 @@ func (r *Resolver) Resolve(_ context.Context, in RunInput) (*ResolvedRun, error)
 	rb, err := runbooks.Parse(file, data, r.Catalogue)
 	if err != nil {
 		return nil, temporal.NewNonRetryableApplicationError(err.Error(), InvalidRunbookErrorType, nil)
+	}
+	if strings.TrimSpace(in.RequestedBy) == "" {
+		// Four-eyes compares approvers with the requester: a run without
+		// one would let anyone approve it, so it does not start.
+		return nil, temporal.NewNonRetryableApplicationError(
+			`"requestedBy" is required: say who asks for the run (the stagehand CLI sets it from --requested-by or $USER); the four-eyes rule at approval gates needs it`,
+			InvalidParamsErrorType, nil)
 	}
 	envNames := make([]string, 0, len(r.Environments))
 	for name := range r.Environments {
@@ -123,7 +152,20 @@ func (r *Resolver) Resolve(_ context.Context, in RunInput) (*ResolvedRun, error)
 	}
 	collect(rb.Steps)
 	collect(rb.OnFailure)
-	return &ResolvedRun{Runbook: *rb, Source: file, Params: params, StepTypes: types, Environments: r.Environments, Settings: r.Settings}, nil
+	res := &ResolvedRun{Runbook: *rb, Source: file, Params: params, StepTypes: types, Environments: r.Environments, Settings: r.Settings}
+	if !r.Approvals.isZero() {
+		policy := r.Approvals
+		res.Approvals = &policy
+	}
+	return res, nil
+}
+
+// knownRunbooks lists the library's runbooks for an error message.
+func (r *Resolver) knownRunbooks() string {
+	if r.Library == nil || len(r.Library.Names()) == 0 {
+		return "it has none"
+	}
+	return "known: " + strings.Join(r.Library.Names(), ", ")
 }
 
 // resolveLocalChange marks the switch of the resolve step from a regular

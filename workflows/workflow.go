@@ -7,7 +7,8 @@
 //
 // Files by role: workflow.go is the procedure (resolve, run the steps,
 // settle the outcome); stepcall.go is the one way any step type is called;
-// approval.go the gates; details.go what the Temporal UI shows;
+// approval.go the gates; identity.go who is on the other end of an
+// approval's connection (header, interceptors); details.go what the Temporal UI shows;
 // search.go the search attributes; failure.go how errors become a step's
 // message and type; resolve.go the activity that loads the runbook.
 package workflows
@@ -41,7 +42,7 @@ type run struct {
 	stepsData map[string]any
 	// decision is filled by the signal or update handler for the gate in
 	// status.PendingGate, the one waiting now.
-	decision *ApprovalDecision
+	decision *DecisionRecord
 	gateIDs  map[string]bool
 	// compensating is set while the onFailure steps run: the run's outcome
 	// is decided then, and a gate must not change it.

@@ -114,7 +114,7 @@ func newHarness(t *testing.T) *harness {
 	cat := rec.catalogue(t)
 	lib, err := runbooks.NewLibrary("", cat)
 	require.NoError(t, err)
-	workflows.Register(env, &workflows.Resolver{Library: lib, Catalogue: cat})
+	workflows.Register(env, &workflows.Resolver{Library: lib, Catalogue: cat, AllowInline: true})
 	h := &harness{TestWorkflowEnvironment: env, rec: rec}
 	env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(args mock.Arguments) {
 		h.upserted = append(h.upserted, args.Get(0).(temporal.SearchAttributes))
@@ -529,7 +529,7 @@ onFailure:
 
 func TestInvalidParamsFailBeforeAnyStep(t *testing.T) {
 	h := newHarness(t)
-	h.ExecuteWorkflow(workflows.WorkflowType, workflows.RunInput{Runbook: "hello", Params: map[string]any{"image": "no-tag", "environment": "qa"}})
+	h.ExecuteWorkflow(workflows.WorkflowType, workflows.RunInput{Runbook: "hello", Params: map[string]any{"image": "no-tag", "environment": "qa"}, RequestedBy: "alice"})
 	st, err := h.result(t)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `image: "no-tag" does not match pattern`)

@@ -60,9 +60,9 @@ func TestUpgradeRunbook(t *testing.T) {
 	env.SetTestTimeout(5 * time.Minute)
 	// Inline definition, no library: the built-in runbooks need every
 	// adapter, and this package binds only its own.
-	workflows.Register(env, &workflows.Resolver{Catalogue: cat})
+	workflows.Register(env, &workflows.Resolver{Catalogue: cat, AllowInline: true})
 	env.OnUpsertTypedSearchAttributes(mock.Anything).Return(nil)
-	env.ExecuteWorkflow(workflows.WorkflowType, workflows.RunInput{Definition: upgradeDB, Params: map[string]any{"key": "run-1"}})
+	env.ExecuteWorkflow(workflows.WorkflowType, workflows.RunInput{Definition: upgradeDB, RequestedBy: "alice", Params: map[string]any{"key": "run-1"}})
 	if !env.IsWorkflowCompleted() {
 		t.Fatal("workflow did not complete")
 	}

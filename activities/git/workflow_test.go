@@ -91,9 +91,9 @@ func TestPatchTailRunbook(t *testing.T) {
 		// activities here run real git, which takes longer than that under
 		// the race detector.
 		env.SetTestTimeout(time.Minute)
-		workflows.Register(env, &workflows.Resolver{Library: lib, Catalogue: cat})
+		workflows.Register(env, &workflows.Resolver{Library: lib, Catalogue: cat, AllowInline: true})
 		env.OnUpsertTypedSearchAttributes(mock.Anything).Return(nil)
-		env.ExecuteWorkflow(workflows.WorkflowType, workflows.RunInput{Definition: patchTail,
+		env.ExecuteWorkflow(workflows.WorkflowType, workflows.RunInput{Definition: patchTail, RequestedBy: "alice",
 			Params: map[string]any{"remote": repo.Origin, "pr": "42", "webhook": hook.URL}})
 		if !env.IsWorkflowCompleted() {
 			t.Fatal("workflow did not complete")

@@ -52,6 +52,12 @@ before it is recorded: an unknown gate, a gate that is not waiting, a user who
 is not one of the gate's approvers, or approving your own run is refused with
 the reason, and the command exits 2.
 
+The connection's identity (stagehand-cli:<user>@<host>, or the client
+certificate's subject) is sent with the decision and recorded apart from
+--as; where the worker maps identities to approvers, a decision whose
+identity belongs to someone else is refused, and a gate with
+requireIdentity accepts only mapped identities.
+
 --gate may be omitted when the run is waiting at a gate (status tells which).
 --signal sends the "approval" signal instead; signals are not checked before
 they land, so confirm with ` + "`stagehand status RUN`" + `.`,
@@ -112,13 +118,17 @@ func runApprove(ctx context.Context, f *Factory, g *GlobalOptions, opts *Approve
 		Args:         []any{decision},
 		WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
+	var rec workflows.DecisionRecord
 	if err == nil {
-		err = handle.Get(uctx, nil)
+		err = handle.Get(uctx, &rec)
 	}
 	if err != nil {
 		return updateError(g, err, opts.Run, gate, verb, prefix)
 	}
 	fmt.Fprintf(f.IO.Out, "%s gate %s of run %s as %s.\n", capitalize(verb.past), gate, opts.Run, opts.As)
+	if rec.Identity != "" {
+		fmt.Fprintf(f.IO.Out, "Recorded with connection identity %s.\n", rec.Identity)
+	}
 	fmt.Fprintf(f.IO.Out, "Follow the run: %s watch %s\n", prefix, shellQuote(opts.Run))
 	return nil
 }

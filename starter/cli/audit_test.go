@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -156,7 +157,9 @@ func TestApproveCompensationGate(t *testing.T) {
 		Return(describeResp(t, "hello-1", enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, nil), nil)
 	h.client.On("QueryWorkflow", mock.Anything, "hello-1", "run-1", workflows.StatusQuery).Return(statusValue{st}, nil)
 	handle := &mocks.WorkflowUpdateHandle{}
-	handle.On("Get", mock.Anything, nil).Return(nil)
+	handle.On("Get", mock.Anything, mock.Anything).Run(func(args mock.Arguments) {
+		*args.Get(1).(*workflows.DecisionRecord) = workflows.DecisionRecord{Identity: "stagehand-cli:bob@laptop"}
+	}).Return(nil)
 	want := workflows.ApprovalDecision{Gate: "restore", Decision: "approve", By: "bob"}
 	h.client.On("UpdateWorkflow", mock.Anything, mock.MatchedBy(func(o client.UpdateWorkflowOptions) bool {
 		return o.UpdateName == workflows.ApproveUpdate && len(o.Args) == 1 && o.Args[0] == want
@@ -164,5 +167,72 @@ func TestApproveCompensationGate(t *testing.T) {
 	if code := h.run("approve", "hello-1", "--as", "bob"); code != ExitOK {
 		t.Fatalf("exit %d: %s", code, h.errOut)
 	}
-	assertContains(t, h.out.String(), "Approved gate restore of run hello-1 as bob")
+	assertContains(t, h.out.String(), "Approved gate restore of run hello-1 as bob", "Recorded with connection identity stagehand-cli:bob@laptop.")
+}
+
+// `audit show` lists decisions with their connection identity, says how
+// many refused signals were dropped, and where refused updates are (the
+// worker's log): they never reach the history it reads.
+func TestShowDecisionsIdentityAndRefusedNote(t *testing.T) {
+	st := waitingStatus()
+	st.State, st.PendingGate = workflows.RunSucceeded, nil
+	st.Decisions = []workflows.DecisionRecord{
+		{ApprovalDecision: workflows.ApprovalDecision{Gate: "merge", Decision: "approve", By: "bob"}, Identity: "stagehand-cli:alice@host", At: fixedNow, Refused: "the decision is by bob, but its connection identity belongs to alice"},
+		{ApprovalDecision: workflows.ApprovalDecision{Gate: "merge", Decision: "approve", By: "bob"}, Identity: "CN=bob,O=acme", At: fixedNow},
+	}
+	st.RefusedDropped = 3
+	res := showResult{Run: &runView{WorkflowID: "patch-1", Start: fixedNow}, Status: &st}
+	for _, markdown := range []bool{false, true} {
+		var b bytes.Buffer
+		if err := writeShow(&b, res, markdown); err != nil {
+			t.Fatal(err)
+		}
+		assertContains(t, b.String(), "merge  approve by bob (identity CN=bob,O=acme)",
+			"(identity stagehand-cli:alice@host) — REFUSED: the decision is by bob",
+			"(3 older refused signals not listed)",
+			`the worker logs each one (msg="approval refused"`)
+	}
+	// Without any decision the note is still there.
+	st.Decisions, st.RefusedDropped = nil, 0
+	var b bytes.Buffer
+	if err := writeShow(&b, res, false); err != nil {
+		t.Fatal(err)
+	}
+	assertContains(t, b.String(), `msg="approval refused"`)
+}
+
+// The CLI names itself to Temporal as stagehand-cli:<user>@<host> and sends
+// that identity with signals and updates (a client interceptor).
+func TestCLIIdentity(t *testing.T) {
+	h := newHarness(t)
+	h.f.Hostname = func() (string, error) { return "laptop", nil }
+	var got client.Options
+	h.f.Dial = func(_ context.Context, o client.Options) (Client, error) { got = o; return h.client, nil }
+	h.client.On("ListWorkflow", mock.Anything, mock.Anything).Return(listResponse(t), nil)
+	if code := h.run("list"); code != ExitOK {
+		t.Fatal(code, h.errOut)
+	}
+	if got.Identity != "stagehand-cli:alice@laptop" {
+		t.Errorf("identity %q", got.Identity)
+	}
+	if len(got.Interceptors) != 1 {
+		t.Errorf("want the identity header interceptor, got %d interceptors", len(got.Interceptors))
+	}
+}
+
+// A run needs a requester: with neither --requested-by nor $USER the CLI
+// refuses before dialing (the worker would refuse it too).
+func TestStartNeedsRequester(t *testing.T) {
+	h := newHarness(t)
+	h.f.Getenv = func(string) string { return "" }
+	if code := h.run("start", "hello", "--param", "image=r/b:1"); code != ExitUsage {
+		t.Fatalf("exit %d, want %d: %s", code, ExitUsage, h.errOut)
+	}
+	assertContains(t, h.errOut.String(), "--requested-by")
+	if h.dialed != 0 {
+		t.Error("dialed Temporal for a run that cannot start")
+	}
+	if code := h.run("start", "hello", "--param", "image=r/b:1", "--requested-by", "  "); code != ExitUsage {
+		t.Fatalf("blank --requested-by: exit %d", code)
+	}
 }

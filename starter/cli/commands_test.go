@@ -444,7 +444,7 @@ func TestApprove(t *testing.T) {
 				h.client.On("QueryWorkflow", mock.Anything, "hello-1", "run-1", workflows.StatusQuery).Return(statusValue{waitingStatus()}, nil)
 			}
 			handle := &mocks.WorkflowUpdateHandle{}
-			handle.On("Get", mock.Anything, nil).Return(tt.getErr).Maybe()
+			handle.On("Get", mock.Anything, mock.Anything).Return(tt.getErr).Maybe()
 			var updHandle client.WorkflowUpdateHandle = handle
 			if tt.updErr != nil {
 				updHandle = nil

@@ -57,6 +57,8 @@ type Factory struct {
 	// OSUser names the account running the CLI, for when $USER is unset
 	// (containers, cron).
 	OSUser func() string
+	// Hostname names this machine in the CLI's Temporal identity.
+	Hostname func() (string, error)
 }
 
 // NewFactory returns the factory the stagehand binary uses.
@@ -70,6 +72,7 @@ func NewFactory(io *IOStreams) *Factory {
 		RPCTimeout:  15 * time.Second,
 		Catalogue:   steps.Catalogue,
 		LoadRunbook: loadRunbookFile,
+		Hostname:    os.Hostname,
 		OSUser: func() string {
 			if u, err := user.Current(); err == nil {
 				return u.Username
@@ -114,13 +117,17 @@ func defaultGlobals(getenv func(string) string) GlobalOptions {
 func (f *Factory) connect(ctx context.Context, g *GlobalOptions) (Client, error) {
 	dctx, cancel := context.WithTimeout(ctx, f.DialTimeout)
 	defer cancel()
-	c, err := f.Dial(dctx, client.Options{
+	c, err := f.Dial(dctx, workflows.WithIdentityHeader(client.Options{
 		HostPort:  g.Address,
 		Namespace: g.Namespace,
 		// The SDK logs every retry to stderr by default; the CLI reports
 		// errors itself.
 		Logger: tlog.NewStructuredLogger(slog.New(slog.DiscardHandler)),
-	})
+		// Who is on this end of the connection, recorded with approval
+		// decisions apart from --as (a connection with a client
+		// certificate uses workflows.CertIdentity instead).
+		Identity: f.identity(),
+	}))
 	if err != nil {
 		if errors.Is(dctx.Err(), context.DeadlineExceeded) && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			err = fmt.Errorf("no answer within %s: %w", f.DialTimeout, err)
@@ -128,6 +135,15 @@ func (f *Factory) connect(ctx context.Context, g *GlobalOptions) (Client, error)
 		return nil, exitf(ExitTemporal, "cannot reach Temporal at %s: %v (is the dev server running? try `make dev`)", g.Address, err)
 	}
 	return c, nil
+}
+
+// identity is the CLI's Temporal identity: stagehand-cli:<user>@<host>.
+func (f *Factory) identity() string {
+	host := ""
+	if f.Hostname != nil {
+		host, _ = f.Hostname()
+	}
+	return workflows.CLIIdentity(f.currentUser(), host)
 }
 
 // currentUser is who the CLI acts as when --requested-by / --as is not given.

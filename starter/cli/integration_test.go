@@ -38,6 +38,12 @@ type liveCLI struct {
 // pointed at it (via the same environment variables users set).
 func newLiveCLI(t *testing.T) *liveCLI {
 	t.Helper()
+	return newLiveCLIWith(t, workflows.ApprovalPolicy{})
+}
+
+// newLiveCLIWith is newLiveCLI with a worker approval policy.
+func newLiveCLIWith(t *testing.T, policy workflows.ApprovalPolicy) *liveCLI {
+	t.Helper()
 	srv := devserver.Shared(t)
 	tq := fmt.Sprintf("cli-%s-%d", strings.ReplaceAll(t.Name(), "/", "-"), time.Now().UnixNano())
 	cat, err := registry.Catalogue(registry.Deps{})
@@ -48,8 +54,8 @@ func newLiveCLI(t *testing.T) *liveCLI {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := worker.New(srv.Client, tq, worker.Options{})
-	workflows.Register(w, &workflows.Resolver{Library: lib, Catalogue: cat})
+	w := worker.New(srv.Client, tq, worker.Options{Interceptors: workflows.WorkerInterceptors()})
+	workflows.Register(w, &workflows.Resolver{Library: lib, Catalogue: cat, AllowInline: true, Approvals: policy})
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -221,6 +227,70 @@ func TestLiveApproveBySignal(t *testing.T) {
 	assertContains(t, out, "Sent approve signal for gate ship")
 	out = l.must(ExitOK, "watch", id, "--interval", "50ms")
 	assertContains(t, out, "ship", "approved", "succeeded")
+}
+
+// liveStatus queries a run's status directly.
+func liveStatus(t *testing.T, srv *devserver.Server, id string) workflows.Status {
+	t.Helper()
+	v, err := srv.Client.QueryWorkflow(context.Background(), id, "", workflows.StatusQuery)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st workflows.Status
+	if err := v.Get(&st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// TestLiveApprovalIdentity: through a real server, the CLI's identity
+// (stagehand-cli:<user>@<host>) reaches the workflow with updates and
+// signals, is recorded with the decision, and a mapped identity cannot
+// decide under another name.
+func TestLiveApprovalIdentity(t *testing.T) {
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := workflows.CLIIdentity("alice", host)
+	bob := workflows.CLIIdentity("bob", host)
+	l := newLiveCLIWith(t, workflows.ApprovalPolicy{Identities: map[string]string{alice: "alice", bob: "bob"}})
+	id := runID(t)
+	l.env["USER"] = "carol"
+	l.must(ExitOK, "start", "--file", writeGateRunbook(t), "--id", id)
+	l.must(ExitWaitingApproval, "watch", id, "--interval", "50ms")
+
+	// alice's connection approving as bob: refused before history.
+	l.env["USER"] = "alice"
+	out := l.must(ExitUsage, "approve", id, "--as", "bob")
+	assertContains(t, out, "refused", fmt.Sprintf("its connection identity %q belongs to alice", alice))
+	// The same by signal: recorded as refused, with the identity.
+	l.must(ExitOK, "approve", id, "--as", "bob", "--signal")
+	// bob himself, by update.
+	l.env["USER"] = "bob"
+	l.must(ExitOK, "approve", id, "--as", "bob", "--comment", "ok")
+	l.must(ExitOK, "watch", id, "--interval", "50ms")
+
+	st := liveStatus(t, l.srv, id)
+	if len(st.Decisions) != 2 {
+		t.Fatalf("decisions: %+v", st.Decisions)
+	}
+	if d := st.Decisions[0]; d.Identity != alice || !strings.Contains(d.Refused, "belongs to alice") {
+		t.Errorf("refused signal recorded as %+v", d)
+	}
+	if d := st.Decisions[1]; d.Identity != bob || d.Refused != "" || d.By != "bob" {
+		t.Errorf("approval recorded as %+v", d)
+	}
+	waitClosed(t, l.srv, id)
+	// A worker without the run in its cache replays it: the identities
+	// come back from the history's headers, so the decisions replay alike.
+	updates, signals := replayWithIdentity(t, l.srv, id)
+	if len(updates) != 1 || updates[0] != bob {
+		t.Errorf("replayed update carried identities %q, want [%s]", updates, bob)
+	}
+	if len(signals) != 1 || signals[0] != alice {
+		t.Errorf("replayed signal carried identities %q, want [%s]", signals, alice)
+	}
 }
 
 // TestLiveRejectAndReadResultWithoutWorker: a rejected run exits 1 from

@@ -28,7 +28,9 @@ func newShowCmd(f *Factory, g *GlobalOptions) *cobra.Command {
 		Long: `Print what happened in one run, read from its Temporal history (which no
 worker or file change can alter): when it started, with which runbook and
 params, each step with its attempts, duration and error, every wait, every
-approval decision with who, when and comment (refused ones too), how it
+approval decision with who, from which connection identity, when and
+comment (refused signals too; refused updates are only in the worker's log,
+msg="approval refused"), how it
 ended, and the facts the runbook's audit section recorded (summary and
 details, e.g. the schema diff of each plugin after an upgrade).`,
 		Example: `  stagehand audit show patch-20261122-024501
@@ -77,6 +79,10 @@ func runShow(ctx context.Context, f *Factory, g *GlobalOptions, opts *ShowOption
 	}
 	return writeShow(out, res, opts.Output == "markdown")
 }
+
+// refusedUpdatesNote tells where refused approval updates are: the update
+// validator cannot write history, so only the worker's log has them.
+var refusedUpdatesNote = fmt.Sprintf("Refused approval updates are not in the history: the worker logs each one (msg=%q, with workflowId, runId, gate, by, identity and reason).", workflows.RefusedApprovalLog)
 
 func writeShow(w io.Writer, res showResult, markdown bool) error {
 	title := res.Run.WorkflowID
@@ -127,6 +133,9 @@ func writeShow(w io.Writer, res showResult, markdown bool) error {
 		}
 		for _, d := range res.Status.Decisions {
 			line := fmt.Sprintf("%s  %s  %s by %s", d.At.UTC().Format("2006-01-02 15:04:05Z"), d.Gate, d.Decision, d.By)
+			if d.Identity != "" {
+				line += fmt.Sprintf(" (identity %s)", d.Identity)
+			}
 			if d.Comment != "" {
 				line += fmt.Sprintf(": %q", d.Comment)
 			}
@@ -140,7 +149,12 @@ func writeShow(w io.Writer, res showResult, markdown bool) error {
 			}
 			fmt.Fprintln(w, line)
 		}
+		if res.Status.RefusedDropped > 0 {
+			fmt.Fprintf(w, "  (%d older refused signals not listed)\n", res.Status.RefusedDropped)
+		}
 	}
+	// Refused updates never reach history; say where they are.
+	fmt.Fprintf(w, "\n%s\n", refusedUpdatesNote)
 	if res.Status != nil && res.Status.Error != "" {
 		fmt.Fprintf(w, "\nError at %s: %s\n", orDash(res.Status.FailedStep), res.Status.Error)
 	}

@@ -87,6 +87,10 @@ func runStart(ctx context.Context, f *Factory, g *GlobalOptions, opts *StartOpti
 	if err := checkOutput(opts.Output, "text", "json"); err != nil {
 		return err
 	}
+	if strings.TrimSpace(opts.RequestedBy) == "" {
+		// The worker refuses runs without a requester (four-eyes needs one).
+		return usageError("say who asks for the run with --requested-by USER ($USER is not set)")
+	}
 	if opts.Runbook == "" && opts.File == "" {
 		return usageError("name a runbook (e.g. `stagehand start patch`) or pass --file RUNBOOK.yaml; list step types with `stagehand runbooks`")
 	}

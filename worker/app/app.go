@@ -214,8 +214,8 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 		}
 		return nil, err
 	}
-	w := worker.New(c, cfg.Temporal.TaskQueue, worker.Options{})
-	workflows.Register(w, &workflows.Resolver{Library: lib, Catalogue: cat, Environments: cfg.TemplateData(), Settings: cfg.SettingsData()})
+	w := worker.New(c, cfg.Temporal.TaskQueue, worker.Options{Interceptors: workflows.WorkerInterceptors()})
+	workflows.Register(w, &workflows.Resolver{Library: lib, Catalogue: cat, Environments: cfg.TemplateData(), Settings: cfg.SettingsData(), AllowInline: cfg.AllowInlineRunbooks, Approvals: cfg.Approvals})
 	logger.Info("worker configured",
 		"address", cfg.Temporal.Address, "namespace", cfg.Temporal.Namespace, "taskQueue", cfg.Temporal.TaskQueue,
 		"runbooks", strings.Join(lib.Names(), ","), "stepTypes", len(cat.Names()),

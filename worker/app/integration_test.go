@@ -172,7 +172,7 @@ func TestBadInputFailsBeforeAnyStep(t *testing.T) {
 	tq, _ := startWorker(t, srv, "")
 	ctx := context.Background()
 	run, err := srv.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: tq},
-		workflows.WorkflowType, workflows.RunInput{Runbook: "hello", Params: map[string]any{"image": "no-tag"}})
+		workflows.WorkflowType, workflows.RunInput{Runbook: "hello", Params: map[string]any{"image": "no-tag"}, RequestedBy: "alice"})
 	require.NoError(t, err)
 	err = run.Get(ctx, nil)
 	require.Error(t, err)
@@ -194,7 +194,7 @@ func TestRunbooksDirIsLoaded(t *testing.T) {
 	tq, a := startWorker(t, srv, dir)
 	assert.Contains(t, a.Library.Names(), "mine")
 	run, err := srv.Client.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{TaskQueue: tq},
-		workflows.WorkflowType, workflows.RunInput{Runbook: "mine"})
+		workflows.WorkflowType, workflows.RunInput{Runbook: "mine", RequestedBy: "alice"})
 	require.NoError(t, err)
 	var st workflows.Status
 	require.NoError(t, run.Get(context.Background(), &st))

@@ -50,6 +50,13 @@ type Config struct {
 	Backups Backups `yaml:"backups,omitempty"`
 	// Docker is the engine the image steps drive.
 	Docker Docker `yaml:"docker,omitempty"`
+	// AllowInlineRunbooks accepts runs that send their runbook inline (the
+	// CLI's --file, RunInput.definition). Off by default: then a run can
+	// name only a runbook this worker loaded (built-in or runbooksDir).
+	AllowInlineRunbooks bool `yaml:"allowInlineRunbooks,omitempty"`
+	// Approvals says who may decide approval gates beyond the runbook's
+	// approvers list: which connection identities map to which approver.
+	Approvals workflows.ApprovalPolicy `yaml:"approvals,omitempty"`
 	// path is where the file was read from; relative paths in it are
 	// resolved against its directory.
 	path string
@@ -244,6 +251,7 @@ func (c *Config) Validate() error {
 	if _, err := c.SecretPolicy(); err != nil {
 		problems = append(problems, err.Error())
 	}
+	problems = append(problems, c.Approvals.Problems()...)
 	if _, err := c.ResolvedCommands(); err != nil {
 		problems = append(problems, err.Error())
 	}

@@ -1,0 +1,4 @@
+package workflows
+
+// ReminderInterval exposes reminderInterval to the external tests.
+var ReminderInterval = reminderInterval
