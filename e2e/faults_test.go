@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -568,13 +569,24 @@ func (f *faultLab) checkSecrets(id string) {
 		require.NoError(t, err, "stagehand %s: %s", strings.Join(args, " "), out)
 		places["stagehand "+strings.Join(args, " ")] = string(out)
 	}
+	for _, leak := range findLeaks(places, f.secrets.values()) {
+		t.Error(leak)
+	}
+}
+
+// findLeaks says where any of the secret values occurs in places, with a
+// little context.
+func findLeaks(places, secrets map[string]string) []string {
+	var leaks []string
 	for where, text := range places {
-		for what, v := range f.secrets.values() {
+		for what, v := range secrets {
 			if i := strings.Index(text, v); i >= 0 {
-				t.Errorf("the planted %s is in the %s: ...%s...", what, where, text[max(0, i-200):min(len(text), i+len(v)+50)])
+				leaks = append(leaks, fmt.Sprintf("the planted %s is in the %s: ...%s...", what, where, text[max(0, i-200):min(len(text), i+len(v)+50)]))
 			}
 		}
 	}
+	sort.Strings(leaks)
+	return leaks
 }
 
 // decodedPayloads returns every base64 string in a history's JSON decoded,
