@@ -44,28 +44,36 @@ import (
 // worker's log or the CLI's output.
 //
 // Kills are placed by internal/patchlab/faultworker, the worker built from
-// the same worker/app with one interceptor: STAGEHAND_FAULT_KILL_AT=<step>
-// makes it SIGKILL itself when the workflow, live, is about to schedule
-// that step's activity. That is the boundary itself (the previous step is
-// complete in history, this one not yet scheduled), reached every time
-// rather than by a poll that races the run, and it costs one workflow task
-// timeout per kill rather than the killed activity's timeout. The approval
+// the same worker/app with one interceptor: STAGEHAND_FAULT_KILL_AT=<steps>
+// makes it SIGKILL itself when the workflow, live, is about to schedule one
+// of those steps' activities (or, for <end>, has returned and not yet
+// reported it). That is the boundary itself (the previous step is complete
+// in history, this one not yet scheduled), reached every time rather than
+// by a poll that races the run, and it costs one workflow task timeout
+// (10 s) per kill rather than the killed activity's timeout. The approval
 // gate has no activity; the test kills the worker while the run waits
 // there, approves while no worker runs, and starts a new one.
 //
-// The kill points are every step of the loaded patch runbook, so a step
-// added to it is covered without a new test. They are dealt round-robin to
-// faultLabs labs that run at the same time (each a sandbox and production
-// namespace, a git remote served over HTTP with a token, a webhook
-// receiver); within one lab the worker is killed at each of its points in
-// turn, each restart with the next point.
+// The kill points are every step of the loaded patch runbook plus <end>,
+// so a step added to it is covered without a new test. They are dealt
+// round-robin to faultLabs labs that run at the same time (each a sandbox
+// and production namespace, a git remote served over HTTP with a token, a
+// webhook receiver); within one lab the worker is killed at each of its
+// points in turn, each new worker told the points not reached yet. Two
+// failing runs (before the merge: the image crash-loops; after it: CI never
+// builds) are killed before every onFailure step that runs, and a fourth
+// run has its Temporal server restarted twice under it.
 func TestFaults(t *testing.T) {
 	localenv.SkipIfShort(t, systemsNeeded)
 	began := time.Now()
 	t.Cleanup(func() { t.Logf("fault suite took %s", time.Since(began).Round(time.Second)) })
 	bin := buildFaultWorker(t)
-	points := patchKillPoints(t)
+	points, onFailure := patchKillPoints(t)
 	require.NotEmpty(t, points)
+	require.NotEmpty(t, onFailure)
+	// After the last step: the workflow has returned, its completion is
+	// not recorded yet.
+	points = append(points, killPoint{step: endOfRun})
 
 	const faultLabs = 3
 	groups := make([][]killPoint, faultLabs)
@@ -90,6 +98,8 @@ func TestFaults(t *testing.T) {
 		t.Logf("lab %d kills before: %s", i+1, strings.Join(names, ", "))
 		run(fmt.Sprintf("worker-killed-%d", i+1), func(t *testing.T) { workerKilledAtBoundaries(t, bin, g) })
 	}
+	run("failed-before-merge", func(t *testing.T) { failingRunKilled(t, bin, false, onFailure) })
+	run("failed-after-merge", func(t *testing.T) { failingRunKilled(t, bin, true, onFailure) })
 	run("server-restarted", func(t *testing.T) { serverRestarted(t) })
 	wg.Wait()
 }
@@ -101,9 +111,9 @@ type killPoint struct {
 	gate bool
 }
 
-// patchKillPoints lists the patch runbook's steps (not its onFailure steps:
-// a run that succeeds never reaches them) as the worker loads it.
-func patchKillPoints(t *testing.T) []killPoint {
+// patchKillPoints lists the patch runbook's steps and its onFailure steps
+// as the worker loads them.
+func patchKillPoints(t *testing.T) (steps, onFailure []killPoint) {
 	cat, err := registry.Catalogue(registry.Deps{})
 	require.NoError(t, err)
 	lib, err := runbooks.NewLibrary("", cat)
@@ -112,22 +122,22 @@ func patchKillPoints(t *testing.T) []killPoint {
 	require.NoError(t, err)
 	rb, err := runbooks.Parse(src.File, src.Data, cat)
 	require.NoError(t, err)
-	var points []killPoint
-	var add func(steps []runbooks.Step)
-	add = func(steps []runbooks.Step) {
+	var add func(points *[]killPoint, steps []runbooks.Step)
+	add = func(points *[]killPoint, steps []runbooks.Step) {
 		for _, s := range steps {
 			switch s.Kind() {
 			case runbooks.KindApproval:
-				points = append(points, killPoint{step: s.ID, gate: true})
+				*points = append(*points, killPoint{step: s.ID, gate: true})
 			case runbooks.KindParallel:
-				add(s.Parallel)
+				add(points, s.Parallel)
 			default:
-				points = append(points, killPoint{step: s.ID})
+				*points = append(*points, killPoint{step: s.ID})
 			}
 		}
 	}
-	add(rb.Steps)
-	return points
+	add(&steps, rb.Steps)
+	add(&onFailure, rb.OnFailure)
+	return steps, onFailure
 }
 
 var faultWorker struct {
@@ -321,13 +331,21 @@ func (p *faultProcess) exited() bool {
 	}
 }
 
-// killedBefore reports whether the process died of the planted kill before
-// step.
-func (p *faultProcess) killedBefore(step string) (bool, string) {
+// plantedKill returns the step before which the process died of the
+// planted kill, or "" when it died of anything else.
+func (p *faultProcess) plantedKill() (string, string) {
 	log, _ := os.ReadFile(p.log)
 	ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus)
-	planted := strings.Contains(string(log), "faultworker: SIGKILL before step "+step+" ")
-	return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL && planted, tail(string(log), 15)
+	if !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		return "", tail(string(log), 15)
+	}
+	for line := range strings.SplitSeq(string(log), "\n") {
+		if rest, found := strings.CutPrefix(line, killedMarker); found {
+			step, _, _ := strings.Cut(rest, " (")
+			return step, ""
+		}
+	}
+	return "", tail(string(log), 15)
 }
 
 func tail(s string, n int) string {
@@ -338,8 +356,11 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-func (f *faultLab) startRun(id string) {
+func (f *faultLab) startRun(id string, params map[string]any) {
 	p := map[string]any{"image": f.prImage, "pr": pr, "soak": "2s", "smokeTimeout": "30s", "prodTimeout": "2m"}
+	for k, v := range params {
+		p[k] = v
+	}
 	_, err := f.server().Client.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{ID: id, TaskQueue: f.taskQueue},
 		workflows.WorkflowType, workflows.RunInput{Runbook: "patch", Params: p, RequestedBy: "alice"})
 	require.NoError(f.t, err)
@@ -407,41 +428,57 @@ func faultRunID(t *testing.T) string {
 	return fmt.Sprintf("patch-faults-%d-%s", time.Now().Unix(), strings.ReplaceAll(t.Name(), "/", "-"))
 }
 
-// workerKilledAtBoundaries runs one patch run and kills its worker at each
-// of points in turn.
-func workerKilledAtBoundaries(t *testing.T, bin string, points []killPoint) {
-	f := newFaultLab(t, temporalSrv)
-	id := faultRunID(t)
-	next := 0
-	killAt := func() string {
-		if next < len(points) && !points[next].gate {
-			return points[next].step
+// What internal/patchlab/faultworker prints before its kill, and its
+// pseudo step for the boundary after the last step.
+const (
+	killedMarker = "faultworker: SIGKILL before step "
+	endOfRun     = "<end>"
+)
+
+// driveWithKills starts the run and, until it ends, kills its worker at
+// each of points it reaches (each worker is told all points not reached
+// yet; the gate is killed from here while the run waits there) and approves
+// the merge gate. It returns the points in the order they were killed.
+func (f *faultLab) driveWithKills(bin, id string, params map[string]any, points []killPoint) []string {
+	t := f.t
+	left := map[string]bool{}
+	gate := ""
+	for _, p := range points {
+		if p.gate {
+			gate = p.step
+		} else {
+			left[p.step] = true
 		}
-		return ""
+	}
+	killAt := func() string {
+		var at []string
+		for step := range left {
+			at = append(at, step)
+		}
+		sort.Strings(at)
+		return strings.Join(at, ",")
 	}
 	w := f.startWorker(bin, killAt())
-	f.startRun(id)
+	f.startRun(id, params)
 	var kills []string
 	approved := false
 	deadline := time.Now().Add(5 * time.Minute)
 	for !f.closed(id) {
 		require.True(t, time.Now().Before(deadline), "run %s not done after 5 minutes; kills so far %v", id, kills)
 		if w.exited() {
-			require.Less(t, next, len(points), "worker died with no kill planted")
-			ok, log := w.killedBefore(points[next].step)
-			require.True(t, ok, "worker died, but not of the kill planted before %s:\n%s", points[next].step, log)
-			kills = append(kills, points[next].step)
-			next++
+			step, log := w.plantedKill()
+			require.True(t, left[step], "worker died, but not of a planted kill (%q; planted %s):\n%s", step, killAt(), log)
+			delete(left, step)
+			kills = append(kills, step)
 			w = f.startWorker(bin, killAt())
 			continue
 		}
 		if !approved {
 			if st, err := f.status(id); err == nil && st.State == workflows.RunWaitingApproval {
-				if next < len(points) && points[next].gate {
+				if gate != "" {
 					// Nobody runs the workflow while the decision arrives.
 					w.kill()
-					kills = append(kills, points[next].step)
-					next++
+					kills = append(kills, gate)
 					f.approve(id)
 					w = f.startWorker(bin, killAt())
 				} else {
@@ -452,15 +489,69 @@ func workerKilledAtBoundaries(t *testing.T, bin string, points []killPoint) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	want := make([]string, len(points))
-	for i, p := range points {
-		want[i] = p.step
-	}
 	t.Logf("killed before %v", kills)
-	assert.Equal(t, want, kills, "every planted kill happened, in step order (a kill point the run never reached means a step was skipped)")
+	return kills
+}
+
+func stepIDs(points []killPoint) []string {
+	ids := make([]string, len(points))
+	for i, p := range points {
+		ids[i] = p.step
+	}
+	return ids
+}
+
+// workerKilledAtBoundaries runs one patch run and kills its worker at each
+// of points in turn.
+func workerKilledAtBoundaries(t *testing.T, bin string, points []killPoint) {
+	f := newFaultLab(t, temporalSrv)
+	id := faultRunID(t)
+	kills := f.driveWithKills(bin, id, nil, points)
+	assert.Equal(t, stepIDs(points), kills, "every planted kill happened, in step order (a kill point the run never reached means a step was skipped)")
 	final, err := f.final(id)
 	require.NoError(t, err, "run failed: %s at %s", final.Error, final.FailedStep)
 	f.checkOutcome(id, final)
+	f.checkSecrets(id)
+}
+
+// failingRunKilled runs a patch run that fails, before the merge (the PR
+// image crash-loops in the sandbox) or after it (CI never builds the
+// production image), and kills its worker before every onFailure step that
+// runs and after the last. The run fails with the step and reason it would
+// have failed with undisturbed, and compensates once.
+func failingRunKilled(t *testing.T, bin string, afterMerge bool, onFailure []killPoint) {
+	f := newFaultLab(t, temporalSrv)
+	id := faultRunID(t)
+	params := map[string]any{"image": f.prImage + "-crashloop"}
+	if afterMerge {
+		// No CI: the merge lands and no production image ever comes.
+		require.NoError(t, os.Remove(filepath.Join(f.remote.Dir, "hooks", "post-receive")))
+		params = map[string]any{"prodTimeout": "5s"}
+	}
+	points := append(append([]killPoint{}, onFailure...), killPoint{step: endOfRun})
+	kills := f.driveWithKills(bin, id, params, points)
+	final, err := f.final(id)
+	require.Error(t, err)
+	assert.Equal(t, workflows.RunFailed, final.State)
+	assert.Equal(t, append(append([]string{}, final.Compensated...), endOfRun), kills,
+		"killed before every onFailure step that ran, and at the end")
+	assert.NotEmpty(t, final.Compensated)
+	events := f.hooks.events(id)
+	if afterMerge {
+		assert.Equal(t, "prod_image", final.FailedStep, final.Error)
+		assert.Equal(t, 1, f.merges(), "merged exactly once")
+		assert.Contains(t, final.Compensated, "production_evidence")
+		assert.NotContains(t, final.Compensated, "rollback_sandbox", "after the merge the sandbox is not rolled back")
+		assert.Equal(t, initialImage, f.deploymentImage(f.prod), "production untouched")
+		assert.Equal(t, map[string]int{"gate_opened": 1, "run_failed": 1}, events, "notifications, once each")
+	} else {
+		assert.Equal(t, "sandbox_rollout", final.FailedStep, final.Error)
+		assert.Contains(t, final.Error, "CrashLoopBackOff")
+		assert.Equal(t, 0, f.merges(), "nothing merged")
+		assert.Contains(t, final.Compensated, "rollback_sandbox")
+		assert.Equal(t, initialImage, f.deploymentImage(f.sandbox), "sandbox rolled back")
+		assert.Equal(t, map[string]int{"run_failed": 1}, events, "notifications, once each")
+	}
 	f.checkSecrets(id)
 }
 
@@ -491,7 +582,7 @@ func serverRestarted(t *testing.T) {
 
 	id := faultRunID(t)
 	f.startWorker(workerBin, "")
-	f.startRun(id)
+	f.startRun(id, nil)
 	f.waitStatus(id, 2*time.Minute, "the sandbox soak", func(s workflows.Status) bool {
 		return stepState(s, "sandbox_pods") == workflows.StepRunning
 	})
