@@ -60,6 +60,9 @@ type Activities struct {
 	// beforePush runs between building the merge commit and pushing it;
 	// tests use it to make another writer win the race.
 	beforePush func(attempt int)
+	// afterPush runs once the merge is on the remote and before the
+	// activity returns; the crash test kills the process there.
+	afterPush func()
 
 	locks sync.Map // cache dir -> *sync.Mutex
 }

@@ -240,3 +240,20 @@ func TestGitHubMergeInvalidArguments(t *testing.T) {
 	_, err = runStep(t, newActivities(t), "git.merge", githubWith(api, map[string]any{"tokenRef": "secret:github/token"}))
 	steptest.WantAppError(t, err, activities.ErrSecretUnavailable, true, []string{"only env:NAME"})
 }
+
+// "Already merged" before "head moved", as for plain git: a retry whose
+// expectHead no longer matches the head GitHub reports (our merge landed,
+// then the reply was lost) is the merge it already made, not HeadMoved.
+func TestGitHubAlreadyMergedBeforeHeadMoved(t *testing.T) {
+	f := &fakeGitHub{merged: true}
+	api := newFakeGitHub(t, f)
+	out := mustStep(t, newActivities(t), "git.merge", githubWith(api, map[string]any{"expectHead": "deadbeef"}))
+	if out["alreadyMerged"] != true || out["mergeCommit"] != testMergeSH {
+		t.Errorf("outputs %v, want alreadyMerged with %s", out, testMergeSH)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.puts) != 0 {
+		t.Errorf("%d PUTs, want none", len(f.puts))
+	}
+}

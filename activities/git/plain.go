@@ -96,6 +96,20 @@ func (a *Activities) mergePlain(ctx context.Context, in MergeInput) (MergeOutput
 		}
 		out.PRHead = prHead
 		if in.ExpectHead != "" && !strings.HasPrefix(prHead, strings.ToLower(in.ExpectHead)) {
+			// "Already merged" comes before "head moved": a worker that
+			// crashed after pushing the merge of the tested head and
+			// before Temporal recorded it retries here, and a push to the
+			// PR branch since then does not undo that merge.
+			tested, merge, ok, err := a.mergedCommit(ctx, local, in.ExpectHead, targetHead)
+			if err != nil {
+				return MergeOutput{}, err
+			}
+			if ok {
+				log.Info("tested head already merged; the pull request moved on since", "remote", rem.display(),
+					"target", target, "mergeCommit", merge, "prHead", short(prHead))
+				out.PRHead, out.MergeCommit, out.AlreadyMerged = tested, merge, true
+				return out.withShort(), nil
+			}
 			return MergeOutput{}, nonRetryable(activities.ErrHeadMoved,
 				fmt.Sprintf("pull request branch %s is at %s, not the tested %s: it changed after it was checked", in.PRBranch, short(prHead), in.ExpectHead))
 		}
@@ -123,6 +137,9 @@ func (a *Activities) mergePlain(ctx context.Context, in MergeInput) (MergeOutput
 		}
 		err = a.push(ctx, dir, rem, commit, targetRef)
 		if err == nil {
+			if a.afterPush != nil {
+				a.afterPush()
+			}
 			log.Info("merged pull request", "remote", rem.display(), "target", target, "mergeCommit", commit, "attempt", attempt)
 			out.MergeCommit = commit
 			return out.withShort(), nil
@@ -277,6 +294,31 @@ func (a *Activities) mergeCommitOf(ctx context.Context, o runOpts, prHead, targe
 		c = p
 	}
 	return c, nil
+}
+
+// mergedCommit reports whether the commit named by sha (full or a prefix)
+// is in the target's history, and if so the full sha and the commit that
+// merged it. The cache holds every ancestor of the fetched target, so a
+// commit it cannot resolve is not merged.
+func (a *Activities) mergedCommit(ctx context.Context, o runOpts, sha, targetHead string) (full, merge string, ok bool, err error) {
+	full, code, err := a.git(ctx, o, "rev-parse", "--verify", "--quiet", "--end-of-options", strings.ToLower(sha)+"^{commit}")
+	if err != nil {
+		if code == 1 || code == 128 {
+			// Unknown here, or a prefix that names several objects:
+			// either way not something we can call merged.
+			return "", "", false, nil
+		}
+		return "", "", false, fmt.Errorf("resolve %s: %w", sha, err)
+	}
+	merged, err := a.isAncestor(ctx, o, full, targetHead)
+	if err != nil || !merged {
+		return "", "", false, err
+	}
+	merge, err = a.mergeCommitOf(ctx, o, full, targetHead)
+	if err != nil {
+		return "", "", false, err
+	}
+	return full, merge, true, nil
 }
 
 // findMergeByMessage looks on the target's first-parent line for a merge

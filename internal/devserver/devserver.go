@@ -73,6 +73,10 @@ type Options struct {
 	DBFilename string
 	// ExtraArgs are appended to `temporal server start-dev`.
 	ExtraArgs []string
+	// Port, when set, is the frontend port on 127.0.0.1 instead of a free
+	// one: a server restarted on the same DBFilename and Port is, to its
+	// clients and workers, the same server back from an outage.
+	Port int
 }
 
 // Server is a running dev server.
@@ -153,7 +157,10 @@ func StartWith(ctx context.Context, opts Options) (*Server, error) {
 	}
 	// We pick the port rather than let the SDK do it so that, if start-up
 	// fails, we can find and end the process the SDK leaves behind.
-	port, err := localenv.FreePort()
+	port, err := opts.Port, error(nil)
+	if port == 0 {
+		port, err = localenv.FreePort()
+	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	if err != nil {
 		return nil, fmt.Errorf("choosing a port for the dev server: %w", err)
