@@ -61,6 +61,7 @@ func run(args []string, stderr io.Writer, getenv config.Getenv) int {
 		runbooksDir = fs.String("runbooks-dir", "", "directory of extra runbooks (*.yaml)")
 		logLevel    = fs.String("log-level", "", "debug, info, warn or error")
 		logFormat   = fs.String("log-format", "", "text or json")
+		metricsAddr = fs.String("metrics-listen", "", "host:port serving Prometheus metrics at /metrics (overrides metrics.listen and STAGEHAND_METRICS_LISTEN)")
 		check       = fs.Bool("check", false, "validate the config and runbooks, connect to Temporal (search attributes), every configured database and the image engine, then exit (1 if any fails)")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -81,6 +82,7 @@ func run(args []string, stderr io.Writer, getenv config.Getenv) int {
 	for dst, v := range map[*string]string{
 		&cfg.Temporal.Address: *address, &cfg.Temporal.Namespace: *namespace, &cfg.Temporal.TaskQueue: *taskQueue,
 		&cfg.RunbooksDir: *runbooksDir, &cfg.Log.Level: *logLevel, &cfg.Log.Format: *logFormat,
+		&cfg.Metrics.Listen: *metricsAddr,
 	} {
 		if v != "" {
 			*dst = v
@@ -90,6 +92,12 @@ func run(args []string, stderr io.Writer, getenv config.Getenv) int {
 	defer stop()
 	logger := app.NewLogger(cfg.Log, stderr)
 	if *check {
+		if err := cfg.Validate(); err != nil {
+			fmt.Fprintf(stderr, "stagehand-worker: %v\n", err)
+			return 1
+		}
+		// A check must not take the port of the worker it checks for.
+		cfg.Metrics.Listen = ""
 		a, err := app.New(ctx, cfg, app.Options{Logger: logger})
 		if err != nil {
 			fmt.Fprintf(stderr, "stagehand-worker: %v\n", err)
