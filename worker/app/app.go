@@ -53,6 +53,8 @@ type App struct {
 	ownClient                bool
 	// Metrics is the Prometheus endpoint, nil when metrics.listen is empty.
 	Metrics *Metrics
+	// Kube holds every environment's cluster, for CheckBackends.
+	Kube *kube.Activities
 }
 
 // NewLogger builds the slog logger the worker and the Temporal SDK share.
@@ -228,7 +230,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 		"runbooks", strings.Join(lib.Names(), ","), "stepTypes", len(cat.Names()),
 		"environments", strings.Join(cfg.EnvironmentNames(), ","))
 	return &App{Config: cfg, Client: c, Worker: w, Catalogue: cat, Library: lib, Logger: logger, DB: dbActs, Image: imageActs,
-		SearchAttributesVerified: verified, ownClient: own, Metrics: metrics}, nil
+		SearchAttributesVerified: verified, ownClient: own, Metrics: metrics, Kube: kubeActs}, nil
 }
 
 // checkSearchAttributes runs the start-up check before anything polls: a

@@ -46,5 +46,6 @@ func (a *App) CheckBackends(ctx context.Context, timeout time.Duration) []Backen
 		cancel()
 		out = append(out, BackendCheck{What: "image engine", Err: err, Detail: v})
 	}
+	out = append(out, a.checkClusters(ctx, timeout)...)
 	return out
 }
