@@ -2,12 +2,14 @@ package app_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +22,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/stagehand-dev/stagehand/internal/devserver"
+	"github.com/stagehand-dev/stagehand/internal/localenv"
 	"github.com/stagehand-dev/stagehand/worker/app"
 	"github.com/stagehand-dev/stagehand/worker/config"
 	"github.com/stagehand-dev/stagehand/workflows"
@@ -135,6 +138,36 @@ func TestMetricsAfterRealRuns(t *testing.T) {
 	// The SDK's own metrics share the endpoint.
 	assert.Equal(t, 3.0, value("temporal_workflow_completed_total", nil)+value("temporal_workflow_failed_total", nil), "SDK workflow outcomes")
 	assert.Greater(t, value("temporal_activity_execution_latency_seconds_count", nil), 0.0)
+
+	// Every series the example Grafana dashboard plots is one the worker
+	// exports (failure counters appear only after a failure).
+	root, err := localenv.RepoRoot()
+	require.NoError(t, err)
+	dash, err := os.ReadFile(filepath.Join(root, "deploy", "grafana", "stagehand.json"))
+	require.NoError(t, err)
+	var board struct {
+		Panels []struct {
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	require.NoError(t, json.Unmarshal(dash, &board))
+	seriesRE := regexp.MustCompile(`\b(?:stagehand|temporal)_[a-z_]+`)
+	plotted := 0
+	for _, p := range board.Panels {
+		for _, tg := range p.Targets {
+			for _, name := range seriesRE.FindAllString(tg.Expr, -1) {
+				plotted++
+				if strings.Contains(name, "failure") {
+					continue
+				}
+				base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(name, "_bucket"), "_count"), "_sum")
+				assert.Contains(t, families, base, "the dashboard plots %s", name)
+			}
+		}
+	}
+	assert.Greater(t, plotted, 10)
 }
 
 func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
