@@ -1,16 +1,17 @@
 package app_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -74,7 +75,8 @@ func TestMetricsAfterRealRuns(t *testing.T) {
 	cfg.RunbooksDir = dir
 	cfg.WorkDir = t.TempDir()
 	cfg.Metrics.Listen = "127.0.0.1:0"
-	a, err := app.New(context.Background(), cfg, app.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	logs := &metricsLogSink{}
+	a, err := app.New(context.Background(), cfg, app.Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	require.NoError(t, err)
 	require.NoError(t, a.Start())
 	t.Cleanup(a.Stop)
@@ -105,6 +107,21 @@ func TestMetricsAfterRealRuns(t *testing.T) {
 	require.NoError(t, h.Get(ctx, nil))
 	require.NoError(t, hello.Get(ctx, &st))
 	require.Equal(t, workflows.RunSucceeded, st.State)
+
+	// Structured logs carry the run and the step: the log step's line names
+	// its workflow, run and step (the activity id is the step id).
+	var logged bool
+	for _, line := range strings.Split(logs.String(), "\n") {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) != nil || rec["msg"] != "calm" {
+			continue
+		}
+		logged = true
+		assert.Equal(t, "say", rec["ActivityID"], line)
+		assert.NotEmpty(t, rec["WorkflowID"], line)
+		assert.NotEmpty(t, rec["RunID"], line)
+	}
+	assert.True(t, logged, "the calm runbook's log step wrote its line")
 
 	families := scrape(t, url)
 	value := func(name string, labels map[string]string) float64 {
@@ -168,6 +185,25 @@ func TestMetricsAfterRealRuns(t *testing.T) {
 		}
 	}
 	assert.Greater(t, plotted, 10)
+}
+
+// metricsLogSink is a log sink the worker's goroutines write while the test
+// reads it.
+type metricsLogSink struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *metricsLogSink) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *metricsLogSink) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
