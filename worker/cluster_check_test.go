@@ -37,17 +37,25 @@ func TestMain(m *testing.M) { os.Exit(kubetest.Main(m)) }
 // validates them, and returns them.
 func applyManifests(t *testing.T, ctx context.Context, env *kubetest.Env) []*unstructured.Unstructured {
 	t.Helper()
-	dir := filepath.Join("..", "deploy", "kubernetes")
 	var kust struct {
 		Resources []string `yaml:"resources"`
 	}
-	data, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
+	data, err := os.ReadFile(filepath.Join(manifestsDir, "kustomization.yaml"))
 	require.NoError(t, err)
 	require.NoError(t, yaml.Unmarshal(data, &kust))
+	return applyFiles(t, ctx, env, kust.Resources...)
+}
+
+var manifestsDir = filepath.Join("..", "deploy", "kubernetes")
+
+// applyFiles server-side applies the files (relative to deploy/kubernetes).
+func applyFiles(t *testing.T, ctx context.Context, env *kubetest.Env, files ...string) []*unstructured.Unstructured {
+	t.Helper()
+	dir := manifestsDir
 	cluster, err := kube.NewClusterFromConfig("admin", env.RESTConfig)
 	require.NoError(t, err)
 	var objs []*unstructured.Unstructured
-	for _, f := range kust.Resources {
+	for _, f := range files {
 		data, err := os.ReadFile(filepath.Join(dir, f))
 		require.NoError(t, err)
 		r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
@@ -178,6 +186,17 @@ environments:
 	prodPerms := linesAfter(out, "stagehand-worker: cluster prod permissions: ")
 	require.Len(t, prodPerms, 1, out)
 	assert.Contains(t, prodPerms[0], "read-only: may not patch deployments.apps in backstage-prod, so kube.rollback, kube.scale, kube.setImage will be Forbidden here")
+
+	// The optional grant for direct upgrades makes production writable.
+	applyFiles(t, ctx, env, filepath.Join("optional", "production-write.yaml"))
+	t.Cleanup(func() {
+		_ = env.Client.RbacV1().RoleBindings("backstage-prod").Delete(context.Background(), "stagehand-worker-write", metav1.DeleteOptions{})
+	})
+	code, out = runReturns(t, "--config", cfgPath, "--address", srv.Address, "--check")
+	require.Equal(t, 0, code, out)
+	prodPerms = linesAfter(out, "stagehand-worker: cluster prod permissions: ")
+	require.Len(t, prodPerms, 1, out)
+	assert.Regexp(t, `^OK, \d+ permissions of .* allowed$`, prodPerms[0])
 
 	// An API server that does not answer: a port nothing listens on.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
