@@ -28,12 +28,14 @@ Usage:
 Configuration is read from the file (default: $STAGEHAND_CONFIG, else the
 built-in local defaults), then environment variables override it
 (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, STAGEHAND_TASK_QUEUE,
-STAGEHAND_RUNBOOKS_DIR, STAGEHAND_LOG_LEVEL), then flags override both.
+STAGEHAND_RUNBOOKS_DIR, STAGEHAND_LOG_LEVEL, STAGEHAND_METRICS_LISTEN), then
+flags override both.
 
 Examples:
   stagehand-worker --config config/local.yaml
   TEMPORAL_ADDRESS=temporal:7233 stagehand-worker --config /config/worker.yaml
   stagehand-worker --check --config config/local.yaml   # validate and exit
+  stagehand-worker --metrics-listen 127.0.0.1:9090       # Prometheus at /metrics
 
 Before polling, the worker checks that the namespace has every search
 attribute runs set (see the README's workflow contract) and refuses to start,
@@ -61,7 +63,8 @@ func run(args []string, stderr io.Writer, getenv config.Getenv) int {
 		runbooksDir = fs.String("runbooks-dir", "", "directory of extra runbooks (*.yaml)")
 		logLevel    = fs.String("log-level", "", "debug, info, warn or error")
 		logFormat   = fs.String("log-format", "", "text or json")
-		check       = fs.Bool("check", false, "validate the config and runbooks, connect to Temporal (search attributes), every configured database and the image engine, then exit (1 if any fails)")
+		metricsAddr = fs.String("metrics-listen", "", "host:port serving Prometheus metrics at /metrics (overrides metrics.listen and STAGEHAND_METRICS_LISTEN)")
+		check       = fs.Bool("check", false, "validate the config and runbooks, connect to Temporal (search attributes), every configured database, the image engine and every environment's cluster (version, namespace, deployment, the permissions the runbooks' kube steps need), then exit (1 if any fails)")
 	)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -81,6 +84,7 @@ func run(args []string, stderr io.Writer, getenv config.Getenv) int {
 	for dst, v := range map[*string]string{
 		&cfg.Temporal.Address: *address, &cfg.Temporal.Namespace: *namespace, &cfg.Temporal.TaskQueue: *taskQueue,
 		&cfg.RunbooksDir: *runbooksDir, &cfg.Log.Level: *logLevel, &cfg.Log.Format: *logFormat,
+		&cfg.Metrics.Listen: *metricsAddr,
 	} {
 		if v != "" {
 			*dst = v
@@ -90,6 +94,12 @@ func run(args []string, stderr io.Writer, getenv config.Getenv) int {
 	defer stop()
 	logger := app.NewLogger(cfg.Log, stderr)
 	if *check {
+		if err := cfg.Validate(); err != nil {
+			fmt.Fprintf(stderr, "stagehand-worker: %v\n", err)
+			return 1
+		}
+		// A check must not take the port of the worker it checks for.
+		cfg.Metrics.Listen = ""
 		a, err := app.New(ctx, cfg, app.Options{Logger: logger})
 		if err != nil {
 			fmt.Fprintf(stderr, "stagehand-worker: %v\n", err)

@@ -152,6 +152,7 @@ func (r *run) begin(ctx workflow.Context, resolved *ResolvedRun) {
 		},
 	}
 	r.upsertStart(ctx)
+	r.countRunStarted(ctx)
 	r.publish(ctx)
 }
 
@@ -279,6 +280,7 @@ func (r *run) runStep(ctx workflow.Context, s runbooks.Step, st *StepStatus) *st
 	end := workflow.Now(ctx)
 	st.EndedAt = &end
 	r.recordStep(s.ID, st)
+	r.recordStepMetrics(ctx, s, st)
 	r.publish(ctx)
 	if f != nil && s.ContinueOnError && !f.cancelled && !f.rejected {
 		workflow.GetLogger(ctx).Warn("step failed; continuing (continueOnError)", "step", s.ID, "error", f.message)
@@ -371,6 +373,7 @@ func (r *run) compensate(ctx workflow.Context) {
 			r.status.Compensated = append(r.status.Compensated, s.ID)
 		}
 	}
+	r.countCompensation(ctx)
 }
 
 func (r *run) finish(ctx workflow.Context) {
@@ -378,6 +381,7 @@ func (r *run) finish(ctx workflow.Context) {
 	r.status.EndedAt = &now
 	r.status.CurrentStep = ""
 	r.status.PendingGate = nil
+	r.countRunFinished(ctx)
 	r.publish(ctx)
 }
 

@@ -32,13 +32,12 @@ type Progress struct {
 // activity's cancellation, whichever comes first.
 func (a *Activities) run(ctx context.Context, p plan) (RunOutput, error) {
 	out := newOutput(a.tailLines(), p.secrets)
-	step, workflowID := "", ""
+	step := ""
 	if activity.IsActivity(ctx) {
-		info := activity.GetInfo(ctx)
-		step, workflowID = info.ActivityID, info.WorkflowExecution.ID
+		step = activity.GetInfo(ctx).ActivityID
 	}
 	if a.Logger != nil {
-		log := a.Logger.With("workflowId", workflowID, "step", step, "command", p.name)
+		log := a.Logger.With(activities.LogAttrs(ctx)...).With("step", step, "command", p.name)
 		out.log = func(line string) { log.Info("command output", "line", line) }
 	}
 
@@ -137,7 +136,7 @@ loop:
 
 	res := RunOutput{Command: p.name, ExitCode: cmd.ProcessState.ExitCode(), Tail: out.tail(), DurationMs: elapsed.Milliseconds()}
 	if a.Logger != nil {
-		a.Logger.Info("command finished", "workflowId", workflowID, "step", step, "command", p.name,
+		a.Logger.With(activities.LogAttrs(ctx)...).Info("command finished", "step", step, "command", p.name,
 			"exitCode", res.ExitCode, "durationMs", res.DurationMs, "killed", reason)
 	}
 	switch reason {

@@ -79,7 +79,7 @@ func (a *Activities) Build(ctx context.Context, in BuildInput) (BuildOutput, err
 		return BuildOutput{}, err
 	}
 	first := in.Tags[0]
-	log := a.logger().With("step", "image.build", "image", first)
+	log := a.logger(ctx).With("step", "image.build", "image", first)
 
 	if out, done, err := a.alreadyBuilt(ctx, cli, in); err != nil || done {
 		if done {

@@ -98,9 +98,11 @@ func (a *Activities) hostForMessages() string {
 	return "DOCKER_HOST"
 }
 
-func (a *Activities) logger() *slog.Logger {
+// logger is the adapter's logger with the run and step ctx serves
+// (activities.LogAttrs), so a build's lines can be told apart by run.
+func (a *Activities) logger(ctx context.Context) *slog.Logger {
 	if a.Logger != nil {
-		return a.Logger
+		return a.Logger.With(activities.LogAttrs(ctx)...)
 	}
 	return slog.New(slog.DiscardHandler)
 }

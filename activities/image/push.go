@@ -76,7 +76,7 @@ func (a *Activities) Push(ctx context.Context, in PushInput) (PushOutput, error)
 	if err != nil {
 		return PushOutput{}, err
 	}
-	log := a.logger().With("step", "image.push", "image", in.Image)
+	log := a.logger(ctx).With("step", "image.push", "image", in.Image)
 	if _, err := cli.ImageInspect(ctx, in.Image); err != nil {
 		switch {
 		case cerrdefs.IsNotFound(err):

@@ -50,6 +50,6 @@ func (a *Activities) Tag(ctx context.Context, in TagInput) (TagOutput, error) {
 		}
 		return TagOutput{}, nonRetryable(activities.ErrInvalidArguments, fmt.Sprintf("tag %s as %s: %s", in.Source, in.Target, bounded(err.Error(), maxEngineErrBytes)))
 	}
-	a.logger().Info("image tagged", "step", "image.tag", "source", in.Source, "target", in.Target, "imageId", insp.ID)
+	a.logger(ctx).Info("image tagged", "step", "image.tag", "source", in.Source, "target", in.Target, "imageId", insp.ID)
 	return TagOutput{Image: in.Target, ImageID: insp.ID}, nil
 }

@@ -51,6 +51,10 @@ type App struct {
 	// namespace's search attributes, so the start-up check could not run.
 	SearchAttributesVerified bool
 	ownClient                bool
+	// Metrics is the Prometheus endpoint, nil when metrics.listen is empty.
+	Metrics *Metrics
+	// Kube holds every environment's cluster, for CheckBackends.
+	Kube *kube.Activities
 }
 
 // NewLogger builds the slog logger the worker and the Temporal SDK share.
@@ -188,6 +192,14 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 		return nil, fmt.Errorf("load runbooks: %w", err)
 	}
 
+	var metrics *Metrics
+	if cfg.Metrics.Listen != "" {
+		// The SDK takes the metrics handler from the client, so a client
+		// passed in Options keeps its own.
+		if metrics, err = StartMetrics(cfg.Metrics.Listen, logger); err != nil {
+			return nil, err
+		}
+	}
 	c := opts.Client
 	own := false
 	if c == nil {
@@ -198,11 +210,13 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 		dctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		c, err = client.DialContext(dctx, client.Options{
-			HostPort:  cfg.Temporal.Address,
-			Namespace: cfg.Temporal.Namespace,
-			Logger:    tlog.NewStructuredLogger(logger),
+			HostPort:       cfg.Temporal.Address,
+			Namespace:      cfg.Temporal.Namespace,
+			Logger:         tlog.NewStructuredLogger(logger),
+			MetricsHandler: metrics.handler(),
 		})
 		if err != nil {
+			metrics.close()
 			return nil, fmt.Errorf("connect to Temporal at %s (namespace %s): %w (is the server running? `make dev` starts a local one)", cfg.Temporal.Address, cfg.Temporal.Namespace, err)
 		}
 		own = true
@@ -212,6 +226,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 		if own {
 			c.Close()
 		}
+		metrics.close()
 		return nil, err
 	}
 	w := worker.New(c, cfg.Temporal.TaskQueue, worker.Options{Interceptors: workflows.WorkerInterceptors()})
@@ -221,7 +236,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 		"runbooks", strings.Join(lib.Names(), ","), "stepTypes", len(cat.Names()),
 		"environments", strings.Join(cfg.EnvironmentNames(), ","))
 	return &App{Config: cfg, Client: c, Worker: w, Catalogue: cat, Library: lib, Logger: logger, DB: dbActs, Image: imageActs,
-		SearchAttributesVerified: verified, ownClient: own}, nil
+		SearchAttributesVerified: verified, ownClient: own, Metrics: metrics, Kube: kubeActs}, nil
 }
 
 // checkSearchAttributes runs the start-up check before anything polls: a
@@ -262,6 +277,7 @@ func (a *App) Stop() {
 	if a.ownClient {
 		a.Client.Close()
 	}
+	a.Metrics.close()
 }
 
 // Run polls until ctx is done.

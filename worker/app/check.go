@@ -21,10 +21,11 @@ type BackendCheck struct {
 }
 
 // CheckBackends connects to every configured database (password resolved
-// from its reference, plugin databases listed) and, when docker.host or
-// DOCKER_HOST names one, the image engine — as the steps would, each within
-// timeout — so that a wrong host, password or grant is found when the worker
-// is configured, not in the middle of an upgrade.
+// from its reference, plugin databases listed), when docker.host or
+// DOCKER_HOST names one, the image engine, and every environment's cluster
+// (see checkClusters) — as the steps would, each within timeout — so that a
+// wrong host, password or grant is found when the worker is configured, not
+// in the middle of an upgrade.
 func (a *App) CheckBackends(ctx context.Context, timeout time.Duration) []BackendCheck {
 	var out []BackendCheck
 	for _, name := range slices.Sorted(maps.Keys(a.Config.Databases)) {
@@ -46,5 +47,6 @@ func (a *App) CheckBackends(ctx context.Context, timeout time.Duration) []Backen
 		cancel()
 		out = append(out, BackendCheck{What: "image engine", Err: err, Detail: v})
 	}
+	out = append(out, a.checkClusters(ctx, timeout)...)
 	return out
 }

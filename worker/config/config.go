@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -57,6 +58,8 @@ type Config struct {
 	// Approvals says who may decide approval gates beyond the runbook's
 	// approvers list: which connection identities map to which approver.
 	Approvals workflows.ApprovalPolicy `yaml:"approvals,omitempty"`
+	// Metrics serves Prometheus metrics; off unless listen is set.
+	Metrics Metrics `yaml:"metrics,omitempty"`
 	// path is where the file was read from; relative paths in it are
 	// resolved against its directory.
 	path string
@@ -81,6 +84,13 @@ type Docker struct {
 	// context; default: the git checkouts (what git.checkout makes). A run
 	// naming any other directory is refused before the engine is called.
 	ContextRoots []string `yaml:"contextRoots,omitempty"`
+}
+
+// Metrics configures the worker's Prometheus endpoint.
+type Metrics struct {
+	// Listen is the host:port serving GET /metrics (127.0.0.1:9090;
+	// :9090 in a pod, for the cluster's Prometheus); empty turns it off.
+	Listen string `yaml:"listen,omitempty"`
 }
 
 // Secrets configures the secret:NAME/KEY references.
@@ -177,7 +187,8 @@ func Load(path string) (Config, error) {
 type Getenv func(string) string
 
 // ApplyEnv overrides the file with TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
-// STAGEHAND_TASK_QUEUE, STAGEHAND_RUNBOOKS_DIR and STAGEHAND_LOG_LEVEL.
+// STAGEHAND_TASK_QUEUE, STAGEHAND_RUNBOOKS_DIR, STAGEHAND_LOG_LEVEL and
+// STAGEHAND_METRICS_LISTEN.
 // (DOCKER_HOST is the default of docker.host, not an override: the image
 // steps' client reads it when docker.host is empty.)
 func (c *Config) ApplyEnv(getenv Getenv) {
@@ -191,6 +202,7 @@ func (c *Config) ApplyEnv(getenv Getenv) {
 	set(&c.Temporal.TaskQueue, "STAGEHAND_TASK_QUEUE")
 	set(&c.RunbooksDir, "STAGEHAND_RUNBOOKS_DIR")
 	set(&c.Log.Level, "STAGEHAND_LOG_LEVEL")
+	set(&c.Metrics.Listen, "STAGEHAND_METRICS_LISTEN")
 }
 
 // Validate reports every problem at once.
@@ -214,6 +226,11 @@ func (c *Config) Validate() error {
 	case "", "text", "json":
 	default:
 		problems = append(problems, fmt.Sprintf("log.format %q: want text or json", c.Log.Format))
+	}
+	if l := c.Metrics.Listen; l != "" {
+		if _, port, err := net.SplitHostPort(l); err != nil || port == "" {
+			problems = append(problems, fmt.Sprintf("metrics.listen %q: want host:port (127.0.0.1:9090, :9090)", l))
+		}
 	}
 	for _, name := range c.EnvironmentNames() {
 		e := c.Environments[name]
