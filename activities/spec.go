@@ -211,7 +211,13 @@ func (s *Specs) ErrorTypes() []string {
 }
 
 func stepInfo(sp StepSpec) runbooks.StepInfo {
-	return runbooks.StepInfo{Keys: sp.ArgNames(), Required: sp.RequiredArgs()}
+	info := runbooks.StepInfo{Keys: sp.ArgNames(), Required: sp.RequiredArgs(), Native: sp.Native}
+	for _, a := range sp.Args {
+		if a.Type == "duration" {
+			info.Durations = append(info.Durations, a.Name)
+		}
+	}
+	return info
 }
 
 func errorTypeNames(specs []StepSpec) []string {

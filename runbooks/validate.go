@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 )
 
 var (
@@ -232,14 +233,37 @@ func (p *parser) validateActivityStep(s Step, path string, cat Catalogue, sc *sc
 			}
 		}
 	}
-	if s.Uses == "wait" {
-		if d, ok := s.With["duration"].(string); ok && !isTemplate(d) {
-			if _, err := ParseDuration(d); err != nil {
-				p.at(path+".with.duration", "%v", err)
-			}
-		}
+	var info StepInfo
+	if cat != nil {
+		info, _ = cat.StepInfo(s.Uses)
+	}
+	if s.Uses == "wait" && len(info.Durations) == 0 {
+		// Without a catalogue the native wait is still known.
+		info = StepInfo{Durations: []string{"duration"}, Native: true}
+	}
+	for _, k := range info.Durations {
+		p.checkDurationArg(s.With[k], path+".with."+k, info.Native)
 	}
 	p.checkValueTemplates(s.With, path+".with", sc)
+}
+
+// checkDurationArg checks a literal duration argument (templates are
+// checked when they render): negative, overflowing and over-long values are
+// refused here, before any run, naming the field.
+func (p *parser) checkDurationArg(v any, path string, native bool) {
+	d, ok := v.(string)
+	if !ok || isTemplate(d) || strings.TrimSpace(d) == "" {
+		return
+	}
+	if _, err := ParseDuration(d); err != nil {
+		p.at(path, "%v", err)
+		return
+	}
+	if !native {
+		if _, err := time.ParseDuration(strings.TrimSpace(d)); err != nil {
+			p.at(path, "invalid duration %q: this step type takes Go durations such as 30s, 5m or 72h (no days)", d)
+		}
+	}
 }
 
 func (p *parser) validateRetry(r RetryPolicy, path string, cat Catalogue) {
