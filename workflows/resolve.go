@@ -45,6 +45,10 @@ type StepTypeOptions struct {
 	Native           bool              `json:"native,omitempty"`
 	DefaultTimeout   runbooks.Duration `json:"defaultTimeout,omitempty"`
 	HeartbeatTimeout runbooks.Duration `json:"heartbeatTimeout,omitempty"`
+	// Irreversible: a cancel waits for the step's outcome (see stepcall.go).
+	// Recorded with the run, so a run resolved before the flag existed
+	// replays without it.
+	Irreversible bool `json:"irreversible,omitempty"`
 }
 
 // Resolver is the activity that loads and validates a run's runbook and
@@ -117,6 +121,7 @@ func (r *Resolver) Resolve(_ context.Context, in RunInput) (*ResolvedRun, error)
 					Native:           t.Native,
 					DefaultTimeout:   runbooks.Duration(t.DefaultTimeout),
 					HeartbeatTimeout: runbooks.Duration(t.HeartbeatTimeout),
+					Irreversible:     t.Irreversible,
 				}
 			}
 		}
