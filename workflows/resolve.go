@@ -104,6 +104,9 @@ func (r *Resolver) Resolve(_ context.Context, in RunInput) (*ResolvedRun, error)
 		}
 		return nil, fmt.Errorf("resolve params: %w", err)
 	}
+	if err := checkConfigKeys(rb, params, r.Environments, r.Settings, r.Catalogue); err != nil {
+		return nil, temporal.NewNonRetryableApplicationError(err.Error(), InvalidRunbookErrorType, nil)
+	}
 	types := map[string]StepTypeOptions{}
 	var collect func(steps []runbooks.Step)
 	collect = func(steps []runbooks.Step) {
