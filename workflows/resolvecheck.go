@@ -159,7 +159,9 @@ func (c *configCheck) required(s runbooks.Step) {
 	}
 	for _, k := range t.RequiredArgs() {
 		text, ok := s.With[k].(string)
-		if !ok || !strings.Contains(text, "{{") || !readsOnly(text, configRoots) {
+		// Only what the config feeds: an empty param is the caller's
+		// choice, and some step types take an empty required value.
+		if !ok || !strings.Contains(text, "{{") || !readsOnly(text, configRoots) || !readsConfig(text) {
 			continue
 		}
 		v, err := runbooks.RenderValue(text, c.data)
@@ -275,6 +277,12 @@ func (c *configCheck) err() error {
 		fmt.Fprintf(&b, "\n- %v", p)
 	}
 	return errors.New(b.String())
+}
+
+// readsConfig reports whether a template reads .settings or .environments.
+func readsConfig(text string) bool {
+	roots, _ := runbooks.TemplateRoots(text)
+	return slices.Contains(roots, runbooks.RootSettings) || slices.Contains(roots, runbooks.RootEnvironments)
 }
 
 // readsOnly reports whether a template reads nothing but the given roots

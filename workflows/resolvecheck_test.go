@@ -125,6 +125,8 @@ onFailure:
     with: {message: 'after {{ .failedStep }}: {{ .error }} {{ .settings.team }}'}
 `
 	require.NoError(t, resolve(dependent, map[string]any{"team": "portal"}))
+	// An empty param is the caller's choice, not the config's problem.
+	require.NoError(t, resolve("name: p\nparams:\n  m: {type: string, default: \"\"}\nsteps:\n  - id: a\n    uses: log\n    with: {message: '{{ .params.m }}'}\n", nil))
 	err = resolve(dependent, nil)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `"team": step second reads it in with.message`)
