@@ -51,15 +51,18 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
-// FuzzParseDuration: whatever it accepts lies within [0, MaxDuration] and
-// reads back the same from its own String form (recorded histories hold
-// that form).
+// FuzzParseDuration: whatever ParseRunbookDuration accepts lies within
+// [0, MaxDuration], ParseDuration accepts too, and reads back the same from
+// its own String form (recorded histories hold that form).
 func FuzzParseDuration(f *testing.F) {
 	for _, s := range []string{"30s", "7d", "90d", "-1d", "9999999999d", "1e400s", "99999999999h", "1h30m", "0", "2160h0m0s"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		d, err := runbooks.ParseDuration(s)
+		if d, err := runbooks.ParseDuration(s); err == nil && d < 0 {
+			t.Fatalf("%q accepted as negative %s", s, d)
+		}
+		d, err := runbooks.ParseRunbookDuration(s)
 		if err != nil {
 			if err.Error() == "" {
 				t.Fatal("empty error message")
@@ -69,7 +72,7 @@ func FuzzParseDuration(f *testing.F) {
 		if d < 0 || d.D() > runbooks.MaxDuration {
 			t.Fatalf("%q accepted as %s, outside [0, %s]", s, d, runbooks.MaxDuration)
 		}
-		back, err := runbooks.ParseDuration(d.String())
+		back, err := runbooks.ParseRunbookDuration(d.String())
 		if err != nil || back != d {
 			t.Fatalf("%q -> %s -> %s, %v", s, d, back, err)
 		}

@@ -155,7 +155,7 @@ func TestParseDurationBounds(t *testing.T) {
 		{in: "", err: `invalid duration ""`},
 	} {
 		t.Run(tc.in, func(t *testing.T) {
-			d, err := runbooks.ParseDuration(tc.in)
+			d, err := runbooks.ParseRunbookDuration(tc.in)
 			if tc.err != "" {
 				require.Error(t, err, "accepted as %s", d)
 				assert.Contains(t, err.Error(), tc.err)
@@ -165,15 +165,21 @@ func TestParseDurationBounds(t *testing.T) {
 			assert.Equal(t, tc.want, d.D())
 		})
 	}
-	// Outside runbooks (e.g. how far back a listing reaches) the bound is
-	// the caller's; negative and overflowing values are still refused.
-	d, err := runbooks.ParseDurationWithin("365d", 0)
+	// ParseDuration, which workflow code and recorded histories use, has
+	// no upper bound below time.Duration's (a run recorded before the
+	// bound must replay), but negative and overflowing values are refused.
+	d, err := runbooks.ParseDuration("365d")
 	require.NoError(t, err)
 	assert.Equal(t, 365*24*time.Hour, d.D())
-	_, err = runbooks.ParseDurationWithin("9999999999d", 0)
+	_, err = runbooks.ParseDuration("9999999999d")
 	assert.ErrorContains(t, err, "longer than the largest duration")
-	_, err = runbooks.ParseDurationWithin("-1d", 0)
+	_, err = runbooks.ParseDuration("99999999999h")
+	assert.ErrorContains(t, err, "longer than the largest duration")
+	_, err = runbooks.ParseDuration("-1d")
 	assert.ErrorContains(t, err, "must not be negative")
+	var js runbooks.Duration
+	require.NoError(t, js.UnmarshalJSON([]byte(`"2400h0m0s"`)), "a recorded 100-day duration still decodes")
+	assert.Equal(t, 100*24*time.Hour, js.D())
 }
 
 // Every place a runbook writes a duration refuses negative, overflowing

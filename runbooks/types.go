@@ -181,15 +181,23 @@ func (d Duration) String() string { return time.Duration(d).String() }
 const MaxDuration = 90 * 24 * time.Hour
 
 // ParseDuration accepts Go durations ("90s", "5m", "72h", "1h30m") and whole
-// days ("7d"), from 0 up to MaxDuration. Negative values, values that
-// overflow and values over the bound are errors that say which it is.
+// days ("7d"), from 0 up to what time.Duration holds (about 292 years):
+// negative and overflowing values are errors that say which they are. It
+// is what workflow code parses rendered durations with, so it must accept
+// every value a recorded run may hold; runbooks are held to MaxDuration by
+// ParseRunbookDuration when they load and their params resolve.
 func ParseDuration(s string) (Duration, error) {
+	return ParseDurationWithin(s, 0)
+}
+
+// ParseRunbookDuration is ParseDuration bounded by MaxDuration: what a
+// runbook may write and a duration param may be given.
+func ParseRunbookDuration(s string) (Duration, error) {
 	return ParseDurationWithin(s, MaxDuration)
 }
 
-// ParseDurationWithin is ParseDuration with another upper bound (0: none
-// beyond what time.Duration holds, about 292 years), for uses that are not
-// a runbook's, such as how far back a listing reaches.
+// ParseDurationWithin is ParseDuration with an upper bound (0: none beyond
+// what time.Duration holds).
 func ParseDurationWithin(s string, limit time.Duration) (Duration, error) {
 	s = strings.TrimSpace(s)
 	limitText := "the largest duration"
@@ -269,7 +277,7 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
 		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: want a duration such as 30s", n.Line)}}
 	}
-	v, err := ParseDuration(n.Value)
+	v, err := ParseRunbookDuration(n.Value)
 	if err != nil {
 		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %v", n.Line, err)}}
 	}
@@ -297,7 +305,7 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	// No upper bound here: this decodes recorded histories too, and a run
 	// recorded before MaxDuration existed must still replay. Runbooks are
 	// held to the bound when they are loaded and their params resolved.
-	v, err := ParseDurationWithin(s, 0)
+	v, err := ParseDuration(s)
 	if err != nil {
 		return err
 	}

@@ -50,7 +50,7 @@ func (p *parser) validate(rb *Runbook, cat Catalogue) {
 			t := strings.TrimSpace(s.Approval.Timeout)
 			if t == "" {
 				p.at(path+".approval.timeout", "an onFailure gate needs approval.timeout: compensation must never wait forever")
-			} else if d, err := ParseDuration(t); err == nil && !isTemplate(t) && d <= 0 {
+			} else if d, err := ParseRunbookDuration(t); err == nil && !isTemplate(t) && d <= 0 {
 				p.at(path+".approval.timeout", "an onFailure gate needs a positive approval.timeout: compensation must never wait forever")
 			}
 		}
@@ -166,7 +166,7 @@ func (p *parser) validateStep(s Step, path string, cat Catalogue, ids map[string
 		if t := s.Approval.Timeout; t != "" {
 			if isTemplate(t) {
 				p.checkTemplate(t, path+".approval.timeout", sc)
-			} else if _, err := ParseDuration(t); err != nil {
+			} else if _, err := ParseRunbookDuration(t); err != nil {
 				p.at(path+".approval.timeout", "%v", err)
 			}
 		}
@@ -255,7 +255,7 @@ func (p *parser) checkDurationArg(v any, path string, native bool) {
 	if !ok || isTemplate(d) || strings.TrimSpace(d) == "" {
 		return
 	}
-	if _, err := ParseDuration(d); err != nil {
+	if _, err := ParseRunbookDuration(d); err != nil {
 		p.at(path, "%v", err)
 		return
 	}
@@ -506,7 +506,7 @@ func coerceParam(name string, prm Param, v any) (any, error) {
 		if !ok {
 			return nil, fmt.Errorf("want a duration string such as 30s, got %T", v)
 		}
-		d, err := ParseDuration(s)
+		d, err := ParseRunbookDuration(s)
 		if err != nil {
 			return nil, err
 		}
