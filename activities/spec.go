@@ -34,6 +34,13 @@ type StepSpec struct {
 	// Native marks steps the workflow runs itself (e.g. a durable timer)
 	// instead of calling an activity.
 	Native bool `json:"native,omitempty"`
+	// Irreversible marks steps whose side effect cancelling cannot take
+	// back once the attempt is under way (a merge, a push, a restore, an
+	// image set on a cluster). Cancelling a run during one waits for the
+	// attempt's outcome (Temporal's WaitForCancellation) instead of giving
+	// up on it at once, so compensation reads what really happened: a
+	// merge that completed after the cancel is recorded as succeeded.
+	Irreversible bool `json:"irreversible,omitempty"`
 }
 
 // Arg is one `with` key of a step type.
@@ -211,7 +218,13 @@ func (s *Specs) ErrorTypes() []string {
 }
 
 func stepInfo(sp StepSpec) runbooks.StepInfo {
-	return runbooks.StepInfo{Keys: sp.ArgNames(), Required: sp.RequiredArgs()}
+	info := runbooks.StepInfo{Keys: sp.ArgNames(), Required: sp.RequiredArgs(), Native: sp.Native}
+	for _, a := range sp.Args {
+		if a.Type == "duration" {
+			info.Durations = append(info.Durations, a.Name)
+		}
+	}
+	return info
 }
 
 func errorTypeNames(specs []StepSpec) []string {

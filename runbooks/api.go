@@ -6,6 +6,12 @@ type StepInfo struct {
 	Keys []string
 	// Required are the `with` keys that must be present.
 	Required []string
+	// Durations are the `with` keys whose values are durations; a literal
+	// value is checked against ParseDuration's bounds when the runbook loads.
+	Durations []string
+	// Native steps run in the workflow and take ParseDuration's syntax
+	// (days too); activity steps take Go durations only (30s, 5m, 72h).
+	Native bool
 }
 
 // Catalogue is the worker's set of step types, as validation sees it.

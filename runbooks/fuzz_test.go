@@ -50,3 +50,31 @@ func FuzzParse(f *testing.F) {
 		_, _ = runbooks.ResolveParams(rb, map[string]any{})
 	})
 }
+
+// FuzzParseDuration: whatever ParseRunbookDuration accepts lies within
+// [0, MaxDuration], ParseDuration accepts too, and reads back the same from
+// its own String form (recorded histories hold that form).
+func FuzzParseDuration(f *testing.F) {
+	for _, s := range []string{"30s", "7d", "90d", "-1d", "9999999999d", "1e400s", "99999999999h", "1h30m", "0", "2160h0m0s"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if d, err := runbooks.ParseDuration(s); err == nil && d < 0 {
+			t.Fatalf("%q accepted as negative %s", s, d)
+		}
+		d, err := runbooks.ParseRunbookDuration(s)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("empty error message")
+			}
+			return
+		}
+		if d < 0 || d.D() > runbooks.MaxDuration {
+			t.Fatalf("%q accepted as %s, outside [0, %s]", s, d, runbooks.MaxDuration)
+		}
+		back, err := runbooks.ParseRunbookDuration(d.String())
+		if err != nil || back != d {
+			t.Fatalf("%q -> %s -> %s, %v", s, d, back, err)
+		}
+	})
+}

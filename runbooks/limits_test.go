@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -126,4 +127,108 @@ func BenchmarkParseBuiltin(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func TestParseDurationBounds(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want time.Duration
+		err  string
+	}{
+		{in: "0s", want: 0},
+		{in: "90s", want: 90 * time.Second},
+		{in: "1h30m", want: 90 * time.Minute},
+		{in: "7d", want: 7 * 24 * time.Hour},
+		{in: "90d", want: runbooks.MaxDuration},
+		{in: "2160h", want: runbooks.MaxDuration},
+		{in: "-1d", err: `invalid duration "-1d": must not be negative`},
+		{in: "-5m", err: `invalid duration "-5m": must not be negative`},
+		{in: "91d", err: `invalid duration "91d": longer than the limit of 90d`},
+		{in: "2161h", err: `invalid duration "2161h": longer than the limit of 90d`},
+		// Would wrap around in time.Duration arithmetic.
+		{in: "9999999999d", err: `invalid duration "9999999999d": longer than the limit of 90d`},
+		{in: "99999999999999999999d", err: `invalid duration "99999999999999999999d": longer than the limit of 90d`},
+		{in: "99999999999h", err: `invalid duration "99999999999h": longer than the limit of 90d`},
+		{in: "1e400s", err: `invalid duration "1e400s" (want e.g. 30s, 5m, 72h or 7d)`},
+		{in: "1.5d", err: `invalid duration "1.5d"`},
+		{in: "d", err: `invalid duration "d"`},
+		{in: "", err: `invalid duration ""`},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			d, err := runbooks.ParseRunbookDuration(tc.in)
+			if tc.err != "" {
+				require.Error(t, err, "accepted as %s", d)
+				assert.Contains(t, err.Error(), tc.err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, d.D())
+		})
+	}
+	// ParseDuration, which workflow code and recorded histories use, has
+	// no upper bound below time.Duration's (a run recorded before the
+	// bound must replay), but negative and overflowing values are refused.
+	d, err := runbooks.ParseDuration("365d")
+	require.NoError(t, err)
+	assert.Equal(t, 365*24*time.Hour, d.D())
+	_, err = runbooks.ParseDuration("9999999999d")
+	assert.ErrorContains(t, err, "longer than the largest duration")
+	_, err = runbooks.ParseDuration("99999999999h")
+	assert.ErrorContains(t, err, "longer than the largest duration")
+	_, err = runbooks.ParseDuration("-1d")
+	assert.ErrorContains(t, err, "must not be negative")
+	var js runbooks.Duration
+	require.NoError(t, js.UnmarshalJSON([]byte(`"2400h0m0s"`)), "a recorded 100-day duration still decodes")
+	assert.Equal(t, 100*24*time.Hour, js.D())
+}
+
+// Every place a runbook writes a duration refuses negative, overflowing
+// and over-long values when it loads, and names the field.
+func TestRunbookDurationsAreBounded(t *testing.T) {
+	gate := func(timeout string) string {
+		return "name: x\nsteps:\n  - id: g\n    approval:\n      approvers: [bob]\n      timeout: " + timeout + "\n"
+	}
+	for _, tc := range []struct {
+		name, src, path, msg string
+	}{
+		{"gate timeout negative", gate("-1d"), "steps[0].approval.timeout", "must not be negative"},
+		{"gate timeout overflow", gate("9999999999d"), "steps[0].approval.timeout", "longer than the limit of 90d"},
+		{"gate timeout over the bound", gate("100d"), "steps[0].approval.timeout", "longer than the limit of 90d"},
+		{"wait", "name: x\nsteps:\n  - id: w\n    uses: wait\n    with: {duration: 9999999999d}\n", "steps[0].with.duration", "longer than the limit of 90d"},
+		{"wait negative", "name: x\nsteps:\n  - id: w\n    uses: wait\n    with: {duration: -1s}\n", "steps[0].with.duration", "must not be negative"},
+		{"step timeout", "name: x\nsteps:\n  - id: a\n    uses: noop\n    timeout: -1d\n", "steps[0].timeout", "must not be negative"},
+		{"heartbeat timeout", "name: x\nsteps:\n  - id: a\n    uses: noop\n    heartbeatTimeout: 1e400s\n", "steps[0].heartbeatTimeout", "invalid duration"},
+		{"retry interval", "name: x\nsteps:\n  - id: a\n    uses: noop\n    retry: {initialInterval: 99999999999h}\n", "steps[0].retry.initialInterval", "longer than the limit"},
+		{"remind every", "name: x\nsteps:\n  - id: g\n    approval:\n      approvers: [bob]\n      remind:\n        every: 9999999999d\n        uses: log\n        with: {message: hi}\n", "steps[0].approval.remind.every", "longer than the limit"},
+		{"param default", "name: x\nparams:\n  t: {type: duration, default: -1d}\nsteps:\n  - id: a\n    uses: noop\n", "params.t.default", "must not be negative"},
+		{"activity duration arg", "name: x\nsteps:\n  - id: a\n    uses: kube.waitRollout\n    with: {cluster: c, namespace: n, deployment: d, timeout: 9999999999d}\n", "steps[0].with.timeout", "longer than the limit of 90d"},
+		{"activity arg in days", "name: x\nsteps:\n  - id: a\n    uses: kube.waitRollout\n    with: {cluster: c, namespace: n, deployment: d, timeout: 2d}\n", "steps[0].with.timeout", "Go durations"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ps := problems(t, tc.src)
+			var found bool
+			for _, p := range ps {
+				if p.Path == tc.path && strings.Contains(p.Message, tc.msg) {
+					found = true
+				}
+			}
+			assert.True(t, found, "want %s: ...%s... in %v", tc.path, tc.msg, ps)
+		})
+	}
+}
+
+// Duration params given at start are held to the same bounds.
+func TestDurationParamsAreBounded(t *testing.T) {
+	rb, err := runbooks.Parse("rb.yaml", []byte("name: x\nparams:\n  gateTimeout: {type: duration, default: 72h}\nsteps:\n  - id: a\n    uses: noop\n"), catalogue(t))
+	require.NoError(t, err)
+	for in, msg := range map[string]string{"-1d": "must not be negative", "9999999999d": "longer than the limit of 90d", "1e400s": "invalid duration"} {
+		_, err := runbooks.ResolveParams(rb, map[string]any{"gateTimeout": in})
+		var pe *runbooks.ParamError
+		require.ErrorAs(t, err, &pe, in)
+		assert.Contains(t, err.Error(), "gateTimeout: invalid duration")
+		assert.Contains(t, err.Error(), msg)
+	}
+	got, err := runbooks.ResolveParams(rb, map[string]any{"gateTimeout": "90d"})
+	require.NoError(t, err)
+	assert.Equal(t, "2160h0m0s", got["gateTimeout"])
 }

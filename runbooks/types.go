@@ -10,6 +10,8 @@ package runbooks
 import (
 	"encoding/json"
 	"fmt"
+	"math"
+	"strconv"
 	"strings"
 	"time"
 
@@ -188,23 +190,101 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 
 func (d Duration) String() string { return time.Duration(d).String() }
 
-// ParseDuration accepts Go durations plus a "d" suffix for whole days.
+// MaxDuration is the longest duration a runbook may write anywhere: step
+// and gate timeouts, waits, reminder and retry intervals, duration params.
+// A gate that should wait longer than 90 days is a process problem, not a
+// timer; and a bound keeps typos such as 9999999999d (which would overflow
+// time.Duration and wrap to a negative or tiny value) from being accepted.
+const MaxDuration = 90 * 24 * time.Hour
+
+// ParseDuration accepts Go durations ("90s", "5m", "72h", "1h30m") and whole
+// days ("7d"), from 0 up to what time.Duration holds (about 292 years):
+// negative and overflowing values are errors that say which they are. It
+// is what workflow code parses rendered durations with, so it must accept
+// every value a recorded run may hold; runbooks are held to MaxDuration by
+// ParseRunbookDuration when they load and their params resolve.
 func ParseDuration(s string) (Duration, error) {
+	return ParseDurationWithin(s, 0)
+}
+
+// ParseRunbookDuration is ParseDuration bounded by MaxDuration: what a
+// runbook may write and a duration param may be given.
+func ParseRunbookDuration(s string) (Duration, error) {
+	return ParseDurationWithin(s, MaxDuration)
+}
+
+// ParseDurationWithin is ParseDuration with an upper bound (0: none beyond
+// what time.Duration holds).
+func ParseDurationWithin(s string, limit time.Duration) (Duration, error) {
 	s = strings.TrimSpace(s)
-	if strings.HasSuffix(s, "d") {
-		var days int
-		if _, err := fmt.Sscanf(s, "%dd", &days); err == nil && fmt.Sprintf("%dd", days) == s {
-			return Duration(time.Duration(days) * 24 * time.Hour), nil
+	limitText := "the largest duration"
+	if limit > 0 {
+		limitText = "the limit of " + formatDays(limit)
+	}
+	if strings.HasPrefix(s, "-") && len(s) > 1 {
+		return 0, fmt.Errorf("invalid duration %q: must not be negative", s)
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok && days != "" && strings.Trim(days, "0123456789") == "" {
+		n, err := strconv.ParseInt(days, 10, 64)
+		if err != nil || n > int64(math.MaxInt64/int64(24*time.Hour)) || (limit > 0 && time.Duration(n)*24*time.Hour > limit) {
+			return 0, fmt.Errorf("invalid duration %q: longer than %s", s, limitText)
 		}
+		return Duration(time.Duration(n) * 24 * time.Hour), nil
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return 0, fmt.Errorf("invalid duration %q (want e.g. 30s, 5m, 72h)", s)
+		if overflows(s) {
+			return 0, fmt.Errorf("invalid duration %q: longer than %s", s, limitText)
+		}
+		return 0, fmt.Errorf("invalid duration %q (want e.g. 30s, 5m, 72h or 7d)", s)
 	}
 	if v < 0 {
 		return 0, fmt.Errorf("invalid duration %q: must not be negative", s)
 	}
+	if limit > 0 && v > limit {
+		return 0, fmt.Errorf("invalid duration %q: longer than %s", s, limitText)
+	}
 	return Duration(v), nil
+}
+
+// overflows tells a well-formed Go duration too large for time.Duration
+// ("99999999999h") from a malformed one: time.ParseDuration gives the same
+// error for both.
+func overflows(s string) bool {
+	if s == "" || strings.Trim(s, "0123456789.nsuµmh") != "" {
+		return false
+	}
+	// Each unit's number is well formed if it parses as a float; a
+	// malformed one keeps the plain "invalid" message.
+	rest := s
+	for rest != "" {
+		i := strings.IndexFunc(rest, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
+		if i <= 0 {
+			return false
+		}
+		if _, err := strconv.ParseFloat(rest[:i], 64); err != nil {
+			return false
+		}
+		j := strings.IndexFunc(rest[i:], func(r rune) bool { return (r >= '0' && r <= '9') || r == '.' })
+		if j < 0 {
+			j = len(rest) - i
+		}
+		switch rest[i : i+j] {
+		case "ns", "us", "µs", "ms", "s", "m", "h":
+		default:
+			return false
+		}
+		rest = rest[i+j:]
+	}
+	return true
+}
+
+// formatDays writes a bound the way runbooks would, e.g. 90d.
+func formatDays(d time.Duration) string {
+	if d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	}
+	return d.String()
 }
 
 // UnmarshalYAML accepts a duration string.
@@ -214,7 +294,7 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
 		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: want a duration such as 30s", n.Line)}}
 	}
-	v, err := ParseDuration(n.Value)
+	v, err := ParseRunbookDuration(n.Value)
 	if err != nil {
 		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %v", n.Line, err)}}
 	}
@@ -239,6 +319,9 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 		*d = Duration(n)
 		return nil
 	}
+	// No upper bound here: this decodes recorded histories too, and a run
+	// recorded before MaxDuration existed must still replay. Runbooks are
+	// held to the bound when they are loaded and their params resolved.
 	v, err := ParseDuration(s)
 	if err != nil {
 		return err

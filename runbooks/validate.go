@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 )
 
 var (
@@ -49,7 +50,7 @@ func (p *parser) validate(rb *Runbook, cat Catalogue) {
 			t := strings.TrimSpace(s.Approval.Timeout)
 			if t == "" {
 				p.at(path+".approval.timeout", "an onFailure gate needs approval.timeout: compensation must never wait forever")
-			} else if d, err := ParseDuration(t); err == nil && !isTemplate(t) && d <= 0 {
+			} else if d, err := ParseRunbookDuration(t); err == nil && !isTemplate(t) && d <= 0 {
 				p.at(path+".approval.timeout", "an onFailure gate needs a positive approval.timeout: compensation must never wait forever")
 			}
 		}
@@ -165,7 +166,7 @@ func (p *parser) validateStep(s Step, path string, cat Catalogue, ids map[string
 		if t := s.Approval.Timeout; t != "" {
 			if isTemplate(t) {
 				p.checkTemplate(t, path+".approval.timeout", sc)
-			} else if _, err := ParseDuration(t); err != nil {
+			} else if _, err := ParseRunbookDuration(t); err != nil {
 				p.at(path+".approval.timeout", "%v", err)
 			}
 		}
@@ -232,14 +233,37 @@ func (p *parser) validateActivityStep(s Step, path string, cat Catalogue, sc *sc
 			}
 		}
 	}
-	if s.Uses == "wait" {
-		if d, ok := s.With["duration"].(string); ok && !isTemplate(d) {
-			if _, err := ParseDuration(d); err != nil {
-				p.at(path+".with.duration", "%v", err)
-			}
-		}
+	var info StepInfo
+	if cat != nil {
+		info, _ = cat.StepInfo(s.Uses)
+	}
+	if s.Uses == "wait" && len(info.Durations) == 0 {
+		// Without a catalogue the native wait is still known.
+		info = StepInfo{Durations: []string{"duration"}, Native: true}
+	}
+	for _, k := range info.Durations {
+		p.checkDurationArg(s.With[k], path+".with."+k, info.Native)
 	}
 	p.checkValueTemplates(s.With, path+".with", sc)
+}
+
+// checkDurationArg checks a literal duration argument (templates are
+// checked when they render): negative, overflowing and over-long values are
+// refused here, before any run, naming the field.
+func (p *parser) checkDurationArg(v any, path string, native bool) {
+	d, ok := v.(string)
+	if !ok || isTemplate(d) || strings.TrimSpace(d) == "" {
+		return
+	}
+	if _, err := ParseRunbookDuration(d); err != nil {
+		p.at(path, "%v", err)
+		return
+	}
+	if !native {
+		if _, err := time.ParseDuration(strings.TrimSpace(d)); err != nil {
+			p.at(path, "invalid duration %q: this step type takes Go durations such as 30s, 5m or 72h (no days)", d)
+		}
+	}
 }
 
 func (p *parser) validateRetry(r RetryPolicy, path string, cat Catalogue) {
@@ -482,7 +506,7 @@ func coerceParam(name string, prm Param, v any) (any, error) {
 		if !ok {
 			return nil, fmt.Errorf("want a duration string such as 30s, got %T", v)
 		}
-		d, err := ParseDuration(s)
+		d, err := ParseRunbookDuration(s)
 		if err != nil {
 			return nil, err
 		}

@@ -49,6 +49,10 @@ type StepTypeOptions struct {
 	Native           bool              `json:"native,omitempty"`
 	DefaultTimeout   runbooks.Duration `json:"defaultTimeout,omitempty"`
 	HeartbeatTimeout runbooks.Duration `json:"heartbeatTimeout,omitempty"`
+	// Irreversible: a cancel waits for the step's outcome (see stepcall.go).
+	// Recorded with the run, so a run resolved before the flag existed
+	// replays without it.
+	Irreversible bool `json:"irreversible,omitempty"`
 }
 
 // Resolver is the activity that loads and validates a run's runbook and
@@ -129,6 +133,9 @@ func (r *Resolver) Resolve(_ context.Context, in RunInput) (*ResolvedRun, error)
 		}
 		return nil, fmt.Errorf("resolve params: %w", err)
 	}
+	if err := checkConfigKeys(rb, params, r.Environments, r.Settings, r.Catalogue); err != nil {
+		return nil, temporal.NewNonRetryableApplicationError(err.Error(), InvalidRunbookErrorType, nil)
+	}
 	types := map[string]StepTypeOptions{}
 	var collect func(steps []runbooks.Step)
 	collect = func(steps []runbooks.Step) {
@@ -146,6 +153,7 @@ func (r *Resolver) Resolve(_ context.Context, in RunInput) (*ResolvedRun, error)
 					Native:           t.Native,
 					DefaultTimeout:   runbooks.Duration(t.DefaultTimeout),
 					HeartbeatTimeout: runbooks.Duration(t.HeartbeatTimeout),
+					Irreversible:     t.Irreversible,
 				}
 			}
 		}

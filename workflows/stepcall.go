@@ -70,6 +70,12 @@ func (r *run) callStep(ctx workflow.Context, c stepCall) (activities.StepResult,
 		RetryPolicy:         retryPolicy(c.retry),
 		Summary:             activitySummary(c.activityID, c.uses, target),
 	}
+	if opts.Irreversible && workflow.GetVersion(ctx, irreversibleWaitChange, workflow.DefaultVersion, 1) >= 1 {
+		// Without this, a cancel settles the step as cancelled at once
+		// while the attempt goes on in the worker: compensation would undo
+		// the sandbox as if nothing merged while the merge lands.
+		ao.WaitForCancellation = true
+	}
 	var res activities.StepResult
 	err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, ao), c.uses, activities.StepRequest{
 		WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID,
@@ -80,13 +86,24 @@ func (r *run) callStep(ctx workflow.Context, c stepCall) (activities.StepResult,
 		With:    with,
 	}).Get(ctx, &res)
 	if err != nil {
-		if temporal.IsCanceledError(err) || ctx.Err() != nil {
+		// A waited-for attempt that failed after the cancel failed for its
+		// own reason; that, not "cancelled", is what happened.
+		if temporal.IsCanceledError(err) || (ctx.Err() != nil && !ao.WaitForCancellation) {
 			return activities.StepResult{}, &stepError{message: "cancelled", cancelled: true}
 		}
 		return activities.StepResult{}, describeActivityError(err, ao)
 	}
+	// A waited-for attempt that completed after the cancel is a success:
+	// the run records it, and compensation sees the step as done.
 	return res, nil
 }
+
+// irreversibleWaitChange gates WaitForCancellation for irreversible step
+// types (see the versioning rule in doc.go). Before it, a cancel settled
+// such a step at once; replaying a run recorded then, where a cancel came
+// during a merge and compensation was scheduled in the same workflow task,
+// must not wait for the merge's completion instead.
+const irreversibleWaitChange = "irreversible-wait-for-cancellation"
 
 // callNative runs the step types the workflow implements itself.
 func (r *run) callNative(ctx workflow.Context, c stepCall, with map[string]any) (activities.StepResult, *stepError) {

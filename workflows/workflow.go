@@ -10,7 +10,38 @@
 // approval.go the gates; identity.go who is on the other end of an
 // approval's connection (header, interceptors); details.go what the Temporal UI shows;
 // search.go the search attributes; failure.go how errors become a step's
-// message and type; resolve.go the activity that loads the runbook.
+// message and type; resolve.go the activity that loads the runbook;
+// resolvecheck.go what resolve checks of the worker's config;
+// versioning.go the change ids below.
+//
+// # Changing the interpreter while runs wait
+//
+// Runs wait at gates for days, and a worker upgraded meanwhile replays
+// their history with the new code. Temporal requires the replay to issue
+// the same commands in the same order (activities, timers, markers,
+// search-attribute upserts, completion), so:
+//
+//  1. A change that alters which commands a run issues, or their order or
+//     options the server sees (a new or removed activity, timer, marker or
+//     upsert; activity ids; a different step order, condition or
+//     compensation; waiting instead of not waiting), is guarded:
+//     v := workflow.GetVersion(ctx, "<change-id>", workflow.DefaultVersion, N)
+//     runs the old code for DefaultVersion and the new code otherwise.
+//     Change ids are kebab-case names of the change, each declared as a
+//     constant next to its use and listed in versioning.go.
+//  2. Never remove a change id or reuse one: when the old branch goes (no
+//     run that could take it is open any more, checked with the search
+//     attribute TemporalChangeVersion), keep the call with the old minimum
+//     raised: GetVersion(ctx, id, 1, 1). TestChangeIDsAreKept enforces it.
+//  3. Changes that only touch what the workflow computes from recorded
+//     results (status fields, messages, query answers) or what activities
+//     do need no guard; nor does anything decided inside the resolve
+//     activity, whose result history records.
+//  4. Record a history of the new path (STAGEHAND_RECORD_HISTORY, see
+//     record_*_test.go) into testdata; TestReplayRecordedHistories replays
+//     every one, including runs left waiting at a gate, and
+//     TestReplayCatchesUnguardedChange shows that an unguarded change fails
+//     there while the same change guarded passes.
 package workflows
 
 import (

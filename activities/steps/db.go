@@ -103,5 +103,6 @@ var db = []activities.StepSpec{
 		}),
 		DefaultTimeout:   time.Hour,
 		HeartbeatTimeout: 2 * time.Minute,
+		Irreversible:     true,
 	},
 }

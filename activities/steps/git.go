@@ -43,6 +43,7 @@ var git = []activities.StepSpec{
 			activities.ErrGitHubUnavailable, activities.ErrGitHubRejected,
 		},
 		DefaultTimeout: 10 * time.Minute,
+		Irreversible:   true,
 	},
 	{
 		Name:        "git.headCommit",
@@ -113,6 +114,7 @@ var git = []activities.StepSpec{
 			activities.ErrGitUnavailable, activities.ErrGitError, activities.ErrPushRejected,
 		},
 		DefaultTimeout: 5 * time.Minute,
+		Irreversible:   true,
 	},
 }
 

@@ -56,6 +56,7 @@ var image = []activities.StepSpec{
 		},
 		DefaultTimeout:   15 * time.Minute,
 		HeartbeatTimeout: time.Minute,
+		Irreversible:     true,
 	},
 	{
 		Name:        "image.tag",

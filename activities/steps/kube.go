@@ -42,6 +42,7 @@ var kube = []activities.StepSpec{
 		},
 		Errors:         kubeAPIErrors,
 		DefaultTimeout: time.Minute,
+		Irreversible:   true,
 	},
 	{
 		Name:        "kube.waitRollout",

@@ -226,3 +226,24 @@ func TestSpecsLinkNoClientLibrary(t *testing.T) {
 		})
 	}
 }
+
+// TestIrreversibleStepTypes pins which step types a cancel waits for: the
+// ones whose effect is visible outside the run once an attempt is under
+// way. Adding a step type that merges, pushes, restores or changes a
+// cluster's workload means deciding here, on purpose.
+func TestIrreversibleStepTypes(t *testing.T) {
+	var got []string
+	for _, s := range steps.All() {
+		if s.Irreversible {
+			if s.Native {
+				t.Errorf("%s: a native step runs in the workflow; Irreversible means nothing there", s.Name)
+			}
+			got = append(got, s.Name)
+		}
+	}
+	sort.Strings(got)
+	want := []string{"db.restore", "git.commitPush", "git.merge", "image.push", "kube.setImage"}
+	if !slices.Equal(got, want) {
+		t.Errorf("irreversible step types: got %v, want %v", got, want)
+	}
+}

@@ -1,0 +1,43 @@
+package runbooks_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/stagehand-dev/stagehand/runbooks"
+)
+
+func TestMissingConfigKey(t *testing.T) {
+	data := map[string]any{
+		"params":       map[string]any{"env": "sandbox"},
+		"settings":     map[string]any{"git": map[string]any{"provider": "git"}},
+		"environments": map[string]any{"sandbox": map[string]any{"url": "http://sb"}},
+		"steps":        map[string]any{"a": map[string]any{"outputs": map[string]any{}}},
+	}
+	for _, tc := range []struct {
+		text, key string
+	}{
+		{"{{ .settings.notify.channel }}", "notify"},
+		{"{{ .settings.git.remote }}", "remote"},
+		{"x {{ (index .environments .params.env).namespace }}", "namespace"},
+		{"{{ index .settings.upgrade \"deploy\" }}", "upgrade"},
+		// Read from a step (stubbed at resolve): not the config's.
+		{"{{ .steps.a.outputs.url }}", ""},
+		// The same name read from a step and from config: not claimed.
+		{"{{ .steps.a.outputs.namespace }} {{ (index .environments .params.env).namespace }}", ""},
+		// index on a missing key is optional access, no error at all.
+		{"{{ index .settings \"notify\" }}", ""},
+	} {
+		t.Run(tc.text, func(t *testing.T) {
+			_, err := runbooks.RenderValue(tc.text, data)
+			key, ok := runbooks.MissingConfigKey(tc.text, err)
+			assert.Equal(t, tc.key != "", ok, "err: %v", err)
+			assert.Equal(t, tc.key, key)
+		})
+	}
+	roots, err := runbooks.TemplateRoots("{{ (index .environments .params.env).url }} {{ .steps.a.state }}")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"environments", "params", "steps"}, roots)
+}
