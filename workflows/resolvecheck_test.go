@@ -53,7 +53,7 @@ func TestResolveChecksConfigKeys(t *testing.T) {
 		want     []string
 	}{
 		{"no settings.git", envs(nil), map[string]any{}, []string{
-			`"git": step merge_pr reads it in with.`,
+			`"git": step merge reads it in approval.message`, "also steps merge_pr",
 		}},
 		{"sandbox without url key", envs(func(sb, _ map[string]any) { delete(sb, "url") }), git, []string{
 			`"url": step sandbox_ready reads it in with.url: {{ (index .environments .params.sandbox).url }} (also steps merge)`,
@@ -87,7 +87,7 @@ func TestResolveCheckFollowsConditions(t *testing.T) {
 	cat, err := registry.Catalogue(registry.Deps{})
 	require.NoError(t, err)
 	resolve := func(def string, settings map[string]any) error {
-		r := &workflows.Resolver{Catalogue: cat, Settings: settings}
+		r := &workflows.Resolver{Catalogue: cat, Settings: settings, AllowInline: true}
 		_, err := r.Resolve(context.Background(), workflows.RunInput{Definition: def, RequestedBy: "alice"})
 		return err
 	}

@@ -8,4 +8,5 @@ package workflows
 var ChangeIDs = []string{
 	resolveLocalChange,     // resolve as a local activity instead of a regular one
 	irreversibleWaitChange, // irreversible step types wait for their outcome when cancelled
+	reminderPacingChange,   // reminders past the 200th back off, up to a day apart
 }

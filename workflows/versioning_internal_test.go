@@ -20,6 +20,7 @@ import (
 var everChangeIDs = []string{
 	"resolve-local-activity",
 	"irreversible-wait-for-cancellation",
+	"gate-reminder-pacing",
 }
 
 // TestChangeIDsAreKept enforces the never-remove rule: every id ever used
