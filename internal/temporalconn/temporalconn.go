@@ -308,3 +308,44 @@ func (o Options) Describe() string {
 	}
 	return fmt.Sprintf("%s (namespace %s; %s)", o.Address, o.Namespace, strings.Join(parts, ", "))
 }
+
+// DialHint returns a sentence to append to a failed dial's error, naming
+// the setting that most likely fixes it, or "" when there is no better
+// guess than the error itself. TLS failures show up as terse transport
+// errors ("broken pipe", "connection closed before server preface
+// received"), which say nothing about certificates.
+func (o Options) DialHint(err error) string {
+	if err == nil {
+		return ""
+	}
+	msg := err.Error()
+	has := func(subs ...string) bool {
+		for _, s := range subs {
+			if strings.Contains(msg, s) {
+				return true
+			}
+		}
+		return false
+	}
+	switch {
+	case has("certificate signed by unknown authority", "certificate is not trusted"):
+		ca := "the system's roots"
+		if o.TLS.CAFile != "" {
+			ca = o.TLS.CAFile
+		}
+		return fmt.Sprintf("the server's certificate is not signed by a CA in %s: set temporal.tls.caFile (%s) to the CA that signed it", ca, EnvCA)
+	case has("certificate is valid for", "doesn't contain any IP SANs", "not valid for"):
+		return fmt.Sprintf("the server's certificate does not name the host dialled: set temporal.tls.serverName (%s) to a name it holds", EnvServerName)
+	case !o.TLSEnabled() && has("connection closed before server preface", "EOF", "connection reset", "first record does not look like a TLS handshake"):
+		return fmt.Sprintf("the server may require TLS: set temporal.tls.caFile (%s) or TEMPORAL_TLS=true", EnvCA)
+	case o.TLSEnabled() && has("first record does not look like a TLS handshake", "server gave HTTP response"):
+		return fmt.Sprintf("the server does not speak TLS: leave temporal.tls unset (or %s=false)", EnvTLS)
+	case o.TLSEnabled() && o.TLS.CertFile == "" && has("certificate required", "bad certificate", "broken pipe", "connection reset", "EOF"):
+		return fmt.Sprintf("the server may require a client certificate (mutual TLS): set temporal.tls.certFile and keyFile (%s, %s)", EnvCert, EnvKey)
+	case o.TLSEnabled() && o.TLS.CertFile != "" && has("bad certificate", "unknown certificate authority", "certificate required", "broken pipe", "connection reset"):
+		return fmt.Sprintf("the server refused the client certificate %s: it must be signed by a CA the server trusts for clients", o.TLS.CertFile)
+	case has("Unauthenticated", "PermissionDenied", "lacks the expected API key", "authorization"):
+		return fmt.Sprintf("the server refused the credentials: check temporal.apiKeyRef (%s)", EnvAPIKey)
+	}
+	return ""
+}
