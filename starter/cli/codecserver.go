@@ -80,7 +80,7 @@ func runCodecServer(ctx context.Context, f *Factory, g *GlobalOptions, opts *Cod
 	if len(conn.Codec.Keys) == 0 {
 		return usageError("codec-server needs the codec keys: --codec-keys ID=REF,... or STAGEHAND_CODEC_KEYS")
 	}
-	codec, err := payloadcodec.Load(ctx, nil, conn.Codec.Keys)
+	codec, err := payloadcodec.Load(ctx, f.resolveSecret, conn.Codec.Keys)
 	if err != nil {
 		return usageError("%v", err)
 	}
@@ -91,7 +91,7 @@ func runCodecServer(ctx context.Context, f *Factory, g *GlobalOptions, opts *Cod
 			return usageError("--no-auth is allowed only on a loopback --listen address (127.0.0.1, ::1, localhost), not %q", opts.Listen)
 		}
 	} else {
-		if token, err = secrets.Resolve(ctx, nil, opts.AuthTokenRef); err != nil {
+		if token, err = secrets.Resolve(ctx, f.resolveSecret, opts.AuthTokenRef); err != nil {
 			return usageError("--auth-token-ref: %v (or --no-auth for a loopback-only dev setup)", err)
 		}
 	}

@@ -131,10 +131,11 @@ func TestCodecServerFlags(t *testing.T) {
 		switch k {
 		case "STAGEHAND_CODEC_KEYS":
 			return "k1=env:TEST_CLI_CODEC_KEY"
+		case "TEST_CLI_CODEC_KEY":
+			return strings.Repeat("0f", 32)
 		}
 		return ""
 	}
-	t.Setenv("TEST_CLI_CODEC_KEY", strings.Repeat("0f", 32))
 	if code := h.run("codec-server", "--no-auth", "--listen", "0.0.0.0:0"); code != ExitUsage || !strings.Contains(h.errOut.String(), "loopback") {
 		t.Errorf("no-auth on 0.0.0.0: %d %s", code, h.errOut)
 	}
@@ -153,8 +154,9 @@ func TestConnectFlags(t *testing.T) {
 	h := newHarness(t)
 	var got client.Options
 	h.f.Dial = func(_ context.Context, o client.Options) (Client, error) { got = o; return h.client, nil }
-	t.Setenv("TEST_CLI_API_KEY", "planted-api-key")
-	t.Setenv("TEST_CLI_CODEC_KEY", strings.Repeat("0f", 32))
+	h.f.Getenv = func(k string) string {
+		return map[string]string{"TEST_CLI_API_KEY": "planted-api-key", "TEST_CLI_CODEC_KEY": strings.Repeat("0f", 32)}[k]
+	}
 	g := defaultGlobals(func(string) string { return "" })
 	g.APIKeyRef, g.CodecKeys = "env:TEST_CLI_API_KEY", "k1=env:TEST_CLI_CODEC_KEY"
 	if _, err := h.f.connect(context.Background(), &g); err != nil {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/user"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.temporal.io/api/workflowservice/v1"
@@ -159,7 +160,7 @@ func (f *Factory) connect(ctx context.Context, g *GlobalOptions) (Client, error)
 	defer cancel()
 	// The codec applies to the gRPC traffic (ForCLI), so the history,
 	// memos and query results the commands read arrive decoded.
-	opts, err := conn.ClientOptions(dctx, nil, temporalconn.ForCLI)
+	opts, err := conn.ClientOptions(dctx, f.resolveSecret, temporalconn.ForCLI)
 	if err != nil {
 		return nil, exitf(ExitTemporal, "temporal connection settings: %v", err)
 	}
@@ -178,6 +179,20 @@ func (f *Factory) connect(ctx context.Context, g *GlobalOptions) (Client, error)
 		return nil, exitf(ExitTemporal, "cannot reach Temporal at %s: %v (%s)", g.Address, err, hint)
 	}
 	return c, nil
+}
+
+// resolveSecret resolves env:NAME references from the CLI's environment
+// (f.Getenv, so tests inject it); the CLI has no other secret store.
+func (f *Factory) resolveSecret(_ context.Context, ref string) (string, error) {
+	name, ok := strings.CutPrefix(ref, "env:")
+	if !ok || name == "" {
+		return "", fmt.Errorf("the stagehand CLI resolves only env:NAME references, not %q", ref)
+	}
+	v := f.Getenv(name)
+	if v == "" {
+		return "", fmt.Errorf("environment variable %s is not set", name)
+	}
+	return v, nil
 }
 
 // currentUser is who the CLI acts as when --requested-by / --as is not given.

@@ -11,8 +11,9 @@
 // process. What differs: the frontend listens with TLS; the system worker
 // (which calls the frontend like any client) presents its own client
 // certificate; and, with --api-key-file, a gRPC interceptor requires
-// `authorization: Bearer <key>` on every request outside the system
-// namespace, which is how the tests prove an API key reaches the server.
+// `authorization: Bearer <key>` on every workflow-service request except
+// the system worker's, which is how the tests prove an API key reaches the
+// server.
 //
 // It prints "temporal-tls ready on HOST:PORT" on stdout once the frontend
 // accepts connections and runs until SIGINT/SIGTERM.
@@ -21,6 +22,8 @@ package main
 import (
 	"context"
 	"crypto/subtle"
+	"crypto/x509"
+	"encoding/pem"
 	"flag"
 	"fmt"
 	"os"
@@ -43,7 +46,9 @@ import (
 	"go.temporal.io/server/temporal"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
 
@@ -104,7 +109,14 @@ func run(o options) error {
 		if key == "" {
 			return fmt.Errorf("--api-key-file %s is empty", o.apiKeyFile)
 		}
-		interceptors = append(interceptors, requireAPIKey(key))
+		if o.noClientAuth {
+			return fmt.Errorf("--api-key-file needs client authentication on: the system worker is told apart by its certificate")
+		}
+		systemCN, err := certCN(o.workerCert)
+		if err != nil {
+			return fmt.Errorf("--system-worker-cert: %w", err)
+		}
+		interceptors = append(interceptors, requireAPIKey(key, systemCN))
 	}
 	conf, err := serverConfig(o)
 	if err != nil {
@@ -156,17 +168,14 @@ func run(o options) error {
 	return srv.Stop()
 }
 
-// requireAPIKey refuses any request outside the system namespace that does
-// not carry the key as a bearer token. The system namespace is exempt
-// because the server's own system worker calls the frontend without one;
-// it authenticates with its client certificate instead.
-func requireAPIKey(key string) grpc.UnaryServerInterceptor {
+// requireAPIKey refuses any workflow-service request that does not carry
+// the key as a bearer token, except from the server's own system worker
+// (identified by its client certificate's common name), which
+// authenticates with that certificate instead.
+func requireAPIKey(key, systemCN string) grpc.UnaryServerInterceptor {
 	want := []byte("Bearer " + key)
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		if ns, ok := req.(interface{ GetNamespace() string }); ok && ns.GetNamespace() == "temporal-system" {
-			return handler(ctx, req)
-		}
-		if !strings.HasPrefix(info.FullMethod, "/temporal.api.workflowservice.") {
+		if !strings.HasPrefix(info.FullMethod, "/temporal.api.workflowservice.") || peerCN(ctx) == systemCN {
 			return handler(ctx, req)
 		}
 		md, _ := metadata.FromIncomingContext(ctx)
@@ -177,6 +186,34 @@ func requireAPIKey(key string) grpc.UnaryServerInterceptor {
 		}
 		return nil, status.Error(codes.Unauthenticated, "temporal-tls: request lacks the expected API key (authorization: Bearer ...)")
 	}
+}
+
+func peerCN(ctx context.Context) string {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return ""
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.PeerCertificates) == 0 {
+		return ""
+	}
+	return info.State.PeerCertificates[0].Subject.CommonName
+}
+
+func certCN(path string) (string, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	block, _ := pem.Decode(raw)
+	if block == nil {
+		return "", fmt.Errorf("%s: no PEM certificate", path)
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	return cert.Subject.CommonName, nil
 }
 
 func serverConfig(o options) (*config.Config, error) {
