@@ -23,10 +23,13 @@ import (
 	"os"
 	"strings"
 
+	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/stagehand-dev/stagehand/activities/secrets"
 	"github.com/stagehand-dev/stagehand/internal/payloadcodec"
@@ -240,16 +243,54 @@ func applyCodec(opts *client.Options, codec converter.PayloadCodec, mode Mode) e
 		if err != nil {
 			return err
 		}
-		payloads, err := converter.NewPayloadCodecGRPCClientInterceptor(converter.PayloadCodecGRPCClientInterceptorOptions{Codecs: []converter.PayloadCodec{codec}})
+		payloads, err := converter.NewPayloadCodecGRPCClientInterceptor(converter.PayloadCodecGRPCClientInterceptorOptions{Codecs: []converter.PayloadCodec{markedCodec{codec}}})
 		if err != nil {
 			return err
 		}
 		opts.ConnectionOptions.DialOptions = append(opts.ConnectionOptions.DialOptions,
-			grpc.WithChainUnaryInterceptor(failures, payloads))
+			grpc.WithChainUnaryInterceptor(codecErrorStatus, failures, payloads))
 	default:
 		return fmt.Errorf("temporalconn: unknown mode %d", mode)
 	}
 	return nil
+}
+
+// markedCodec marks the codec's errors so codecErrorStatus can tell them
+// from transport errors.
+type markedCodec struct{ converter.PayloadCodec }
+
+type codecError struct{ err error }
+
+func (e codecError) Error() string { return e.err.Error() }
+func (e codecError) Unwrap() error { return e.err }
+
+func (c markedCodec) Encode(ps []*commonpb.Payload) ([]*commonpb.Payload, error) {
+	out, err := c.PayloadCodec.Encode(ps)
+	if err != nil {
+		return out, codecError{err}
+	}
+	return out, nil
+}
+
+func (c markedCodec) Decode(ps []*commonpb.Payload) ([]*commonpb.Payload, error) {
+	out, err := c.PayloadCodec.Decode(ps)
+	if err != nil {
+		return out, codecError{err}
+	}
+	return out, nil
+}
+
+// codecErrorStatus turns a codec failure (an unknown key id, a tampered
+// payload) into a non-retryable gRPC status. Left as a plain error, the
+// SDK would retry the call until its deadline and report only "context
+// deadline exceeded", hiding which key is missing.
+func codecErrorStatus(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	err := invoker(ctx, method, req, reply, cc, opts...)
+	var ce codecError
+	if errors.As(err, &ce) {
+		return status.Error(codes.InvalidArgument, ce.Error())
+	}
+	return err
 }
 
 func (t TLS) config() (*tls.Config, error) {
