@@ -153,7 +153,18 @@ func TestCodecHistoryEncrypted(t *testing.T) {
 	})
 
 	t.Run("codec server", func(t *testing.T) {
-		testCodecServer(t, env, historyPayload(t, srv, id))
+		testCodecServer(t, env, historyPayload(t, srv, id), func(endpoint, token string) {
+			// The official temporal CLI speaks the same protocol: through
+			// the codec server it prints the run decrypted.
+			raw, err := srv.Command(ctx, "workflow", "show", "--workflow-id", id, "--output", "json",
+				"--codec-endpoint", endpoint, "--codec-auth", "Bearer "+token).CombinedOutput()
+			if err != nil {
+				t.Fatalf("temporal workflow show --codec-endpoint: %v\n%s", err, raw)
+			}
+			if len(findInShow(t, raw, planted)) == 0 {
+				t.Errorf("temporal workflow show through the codec server lacks the planted value:\n%.2000s", raw)
+			}
+		})
 	})
 }
 
@@ -234,7 +245,7 @@ func historyPayload(t *testing.T, srv *devserver.Server, id string) *commonpb.Pa
 
 // testCodecServer runs `stagehand codec-server` on a free port and calls it
 // as the UI does: the preflight, /decode without and with the token.
-func testCodecServer(t *testing.T, env map[string]string, p *commonpb.Payload) {
+func testCodecServer(t *testing.T, env map[string]string, p *commonpb.Payload, alsoCheck func(endpoint, token string)) {
 	port, err := localenv.FreePort()
 	if err != nil {
 		t.Fatal(err)
@@ -308,8 +319,6 @@ func testCodecServer(t *testing.T, env map[string]string, p *commonpb.Payload) {
 	if err := protojson.Unmarshal([]byte(b), &out); err != nil {
 		t.Fatal(err)
 	}
-	var input []any
-	_ = input
 	var raw map[string]any
 	if err := converter.GetDefaultDataConverter().FromPayload(out.Payloads[0], &raw); err != nil {
 		t.Fatalf("decoded payload: %v", err)
@@ -317,4 +326,5 @@ func testCodecServer(t *testing.T, env map[string]string, p *commonpb.Payload) {
 	if !strings.Contains(fmt.Sprint(raw), "planted") {
 		t.Errorf("decoded input lacks the planted param: %v", raw)
 	}
+	alsoCheck(base, "codec-token-for-test")
 }
