@@ -157,7 +157,8 @@ func (o Options) Validate() []string {
 		problems = append(problems, "temporal.tls: enabled is false but certificate, CA or server name settings are given")
 	}
 	if o.APIKeyRef != "" && !strings.Contains(o.APIKeyRef, ":") {
-		problems = append(problems, fmt.Sprintf("temporal.apiKeyRef %q is not a secret reference (env:NAME or secret:NAME/KEY); the key itself never goes in the config", o.APIKeyRef))
+		// The value is not repeated: it may be the key pasted by mistake.
+		problems = append(problems, "temporal.apiKeyRef is not a secret reference (env:NAME or secret:NAME/KEY); the key itself never goes in the config")
 	}
 	seen := map[string]bool{}
 	for i, k := range o.Codec.Keys {

@@ -80,8 +80,8 @@ func TestValidate(t *testing.T) {
 	if p := (Options{}).Validate(); len(p) != 0 {
 		t.Errorf("zero options: %v", p)
 	}
-	if p := (Options{APIKeyRef: "sk-live-abc"}).Validate(); strings.Join(p, "") == "" {
-		t.Error("no message")
+	if p := strings.Join((Options{APIKeyRef: "sk-live-abc"}).Validate(), ""); p == "" || strings.Contains(p, "sk-live-abc") {
+		t.Errorf("a key pasted as apiKeyRef: %q (must say so without repeating it)", p)
 	}
 }
 
