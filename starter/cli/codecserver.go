@@ -46,10 +46,11 @@ including the preflight with Authorization and X-Namespace headers).
 
 Point the Temporal UI at it:
   - dev server:  temporal server start-dev --ui-codec-endpoint http://127.0.0.1:8081
-  - UI server:   TEMPORAL_CODEC_ENDPOINT=http://127.0.0.1:8081 (codec.endpoint in its
-                 config); with UI login on, set codec.passAccessToken so the UI sends
-                 the user's token as Authorization, and issue the token this server
-                 expects accordingly
+  - UI server:   TEMPORAL_CODEC_ENDPOINT=http://127.0.0.1:8081 (codec.endpoint); with UI
+                 login on, TEMPORAL_CODEC_PASS_ACCESS_TOKEN=true makes the UI send the
+                 user's access token as Authorization (this server compares it with
+                 the --auth-token-ref token, so put an auth proxy that maps users to
+                 it in front, or use --no-auth locally)
   - per user:    the UI's "Configure data encoder" dialog (top right) takes the
                  endpoint for one browser
 The temporal CLI decodes through it too:
