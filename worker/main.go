@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/stagehand-dev/stagehand/internal/payloadcodec"
 	"github.com/stagehand-dev/stagehand/worker/app"
 	"github.com/stagehand-dev/stagehand/worker/config"
 	"github.com/stagehand-dev/stagehand/workflows"
@@ -27,9 +28,11 @@ Usage:
 
 Configuration is read from the file (default: $STAGEHAND_CONFIG, else the
 built-in local defaults), then environment variables override it
-(TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, STAGEHAND_TASK_QUEUE,
-STAGEHAND_RUNBOOKS_DIR, STAGEHAND_LOG_LEVEL, STAGEHAND_METRICS_LISTEN), then
-flags override both.
+(TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_TLS,
+TEMPORAL_TLS_CLIENT_CERT_PATH, TEMPORAL_TLS_CLIENT_KEY_PATH,
+TEMPORAL_TLS_SERVER_CA_CERT_PATH, TEMPORAL_TLS_SERVER_NAME, TEMPORAL_API_KEY,
+STAGEHAND_CODEC_KEYS, STAGEHAND_TASK_QUEUE, STAGEHAND_RUNBOOKS_DIR,
+STAGEHAND_LOG_LEVEL, STAGEHAND_METRICS_LISTEN), then flags override both.
 
 Examples:
   stagehand-worker --config config/local.yaml
@@ -63,6 +66,12 @@ func run(args []string, stderr io.Writer, getenv config.Getenv) int {
 		runbooksDir = fs.String("runbooks-dir", "", "directory of extra runbooks (*.yaml)")
 		logLevel    = fs.String("log-level", "", "debug, info, warn or error")
 		logFormat   = fs.String("log-format", "", "text or json")
+		tlsCert     = fs.String("tls-cert", "", "client certificate (PEM) for mutual TLS to Temporal")
+		tlsKey      = fs.String("tls-key", "", "its private key (PEM)")
+		tlsCA       = fs.String("tls-ca", "", "CA certificate(s) (PEM) the Temporal server's certificate must chain to")
+		tlsServer   = fs.String("tls-server-name", "", "name expected in the Temporal server's certificate")
+		apiKeyRef   = fs.String("api-key-ref", "", "secret reference to a Temporal API key, e.g. env:TEMPORAL_API_KEY (implies TLS)")
+		codecKeys   = fs.String("codec-keys", "", "payload codec keys, newest first: ID=REF,... e.g. k2=env:STAGEHAND_CODEC_KEY_2,k1=env:STAGEHAND_CODEC_KEY_1")
 		metricsAddr = fs.String("metrics-listen", "", "host:port serving Prometheus metrics at /metrics (overrides metrics.listen and STAGEHAND_METRICS_LISTEN)")
 		check       = fs.Bool("check", false, "validate the config and runbooks, connect to Temporal (search attributes), every configured database, the image engine and every environment's cluster (version, namespace, deployment, the permissions the runbooks' kube steps need), then exit (1 if any fails)")
 	)
@@ -84,11 +93,21 @@ func run(args []string, stderr io.Writer, getenv config.Getenv) int {
 	for dst, v := range map[*string]string{
 		&cfg.Temporal.Address: *address, &cfg.Temporal.Namespace: *namespace, &cfg.Temporal.TaskQueue: *taskQueue,
 		&cfg.RunbooksDir: *runbooksDir, &cfg.Log.Level: *logLevel, &cfg.Log.Format: *logFormat,
-		&cfg.Metrics.Listen: *metricsAddr,
+		&cfg.Metrics.Listen:        *metricsAddr,
+		&cfg.Temporal.TLS.CertFile: *tlsCert, &cfg.Temporal.TLS.KeyFile: *tlsKey, &cfg.Temporal.TLS.CAFile: *tlsCA,
+		&cfg.Temporal.TLS.ServerName: *tlsServer, &cfg.Temporal.APIKeyRef: *apiKeyRef,
 	} {
 		if v != "" {
 			*dst = v
 		}
+	}
+	if *codecKeys != "" {
+		refs, err := payloadcodec.ParseKeyRefs(*codecKeys)
+		if err != nil {
+			fmt.Fprintf(stderr, "stagehand-worker: --codec-keys: %v\n", err)
+			return 2
+		}
+		cfg.Temporal.Codec.Keys = refs
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

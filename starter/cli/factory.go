@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"os/user"
+	"strconv"
+	"strings"
 	"time"
 
 	"go.temporal.io/api/workflowservice/v1"
@@ -17,6 +19,8 @@ import (
 
 	"github.com/stagehand-dev/stagehand/activities"
 	"github.com/stagehand-dev/stagehand/activities/steps"
+	"github.com/stagehand-dev/stagehand/internal/payloadcodec"
+	"github.com/stagehand-dev/stagehand/internal/temporalconn"
 	"github.com/stagehand-dev/stagehand/workflows"
 )
 
@@ -95,16 +99,28 @@ type GlobalOptions struct {
 	Address   string
 	Namespace string
 	TaskQueue string
+	// TLS, API key and payload codec, shared with the worker's temporal.*
+	// settings (internal/temporalconn).
+	TLSCert, TLSKey, TLSCA, TLSServerName string
+	// TLS is "true", "false" or "" (on when a TLS setting or API key is).
+	TLS       string
+	APIKeyRef string
+	// CodecKeys is ID=REF,... newest first (env STAGEHAND_CODEC_KEYS).
+	CodecKeys string
+	// envErr is an unparsable connection variable, reported on connect.
+	envErr error
 }
 
-// defaultGlobals reads the environment for the flags' defaults.
+// defaultGlobals reads the environment for the flags' defaults: the
+// Temporal SDK's variables (see internal/temporalconn) and Stagehand's.
 func defaultGlobals(getenv func(string) string) GlobalOptions {
-	g := GlobalOptions{Address: "127.0.0.1:7233", Namespace: "default", TaskQueue: workflows.DefaultTaskQueue}
-	if v := getenv("TEMPORAL_ADDRESS"); v != "" {
-		g.Address = v
-	}
-	if v := getenv("TEMPORAL_NAMESPACE"); v != "" {
-		g.Namespace = v
+	conn := temporalconn.Options{Address: "127.0.0.1:7233", Namespace: "default"}
+	envErr := conn.ApplyEnv(getenv)
+	g := GlobalOptions{Address: conn.Address, Namespace: conn.Namespace, TaskQueue: workflows.DefaultTaskQueue,
+		TLSCert: conn.TLS.CertFile, TLSKey: conn.TLS.KeyFile, TLSCA: conn.TLS.CAFile, TLSServerName: conn.TLS.ServerName,
+		APIKeyRef: conn.APIKeyRef, CodecKeys: getenv(temporalconn.EnvCodecKeys), envErr: envErr}
+	if conn.TLS.Enabled != nil {
+		g.TLS = strconv.FormatBool(*conn.TLS.Enabled)
 	}
 	if v := getenv("STAGEHAND_TASK_QUEUE"); v != "" {
 		g.TaskQueue = v
@@ -112,27 +128,67 @@ func defaultGlobals(getenv func(string) string) GlobalOptions {
 	return g
 }
 
+// conn turns the flags into connection options.
+func (g *GlobalOptions) conn() (temporalconn.Options, error) {
+	if g.envErr != nil {
+		return temporalconn.Options{}, g.envErr
+	}
+	o := temporalconn.Options{Address: g.Address, Namespace: g.Namespace, APIKeyRef: g.APIKeyRef,
+		TLS: temporalconn.TLS{CertFile: g.TLSCert, KeyFile: g.TLSKey, CAFile: g.TLSCA, ServerName: g.TLSServerName}}
+	if g.TLS != "" {
+		on, err := strconv.ParseBool(g.TLS)
+		if err != nil {
+			return o, fmt.Errorf("--tls %q: want true or false", g.TLS)
+		}
+		o.TLS.Enabled = &on
+	}
+	if g.CodecKeys != "" {
+		refs, err := payloadcodec.ParseKeyRefs(g.CodecKeys)
+		if err != nil {
+			return o, fmt.Errorf("--codec-keys: %w", err)
+		}
+		o.Codec.Keys = refs
+	}
+	return o, nil
+}
+
 // connect dials Temporal with a short timeout and turns failure into an
 // actionable exit-3 error.
 func (f *Factory) connect(ctx context.Context, g *GlobalOptions) (Client, error) {
+	conn, err := g.conn()
+	if err != nil {
+		return nil, usageError("temporal connection: %v", err)
+	}
 	dctx, cancel := context.WithTimeout(ctx, f.DialTimeout)
 	defer cancel()
-	c, err := f.Dial(dctx, workflows.WithIdentityHeader(client.Options{
-		HostPort:  g.Address,
-		Namespace: g.Namespace,
-		// The SDK logs every retry to stderr by default; the CLI reports
-		// errors itself.
-		Logger: tlog.NewStructuredLogger(slog.New(slog.DiscardHandler)),
-		// Who is on this end of the connection, recorded with approval
-		// decisions apart from --as (a connection with a client
-		// certificate uses workflows.CertIdentity instead).
-		Identity: f.identity(),
-	}))
+	// The codec applies to the gRPC traffic (ForCLI), so the history,
+	// memos and query results the commands read arrive decoded.
+	opts, err := conn.ClientOptions(dctx, f.resolveSecret, temporalconn.ForCLI)
+	if err != nil {
+		return nil, exitf(ExitTemporal, "temporal connection settings: %v", err)
+	}
+	// The SDK logs every retry to stderr by default; the CLI reports
+	// errors itself.
+	opts.Logger = tlog.NewStructuredLogger(slog.New(slog.DiscardHandler))
+	// Who is on this end of the connection, recorded with approval
+	// decisions apart from --as: the client certificate's subject when the
+	// connection has one, else stagehand-cli:<user>@<host>.
+	opts.Identity = f.identity()
+	if t := opts.ConnectionOptions.TLS; t != nil && len(t.Certificates) > 0 {
+		if id := workflows.CertIdentityFromTLS(t.Certificates[0]); id != "" {
+			opts.Identity = id
+		}
+	}
+	c, err := f.Dial(dctx, workflows.WithIdentityHeader(opts))
 	if err != nil {
 		if errors.Is(dctx.Err(), context.DeadlineExceeded) && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			err = fmt.Errorf("no answer within %s: %w", f.DialTimeout, err)
 		}
-		return nil, exitf(ExitTemporal, "cannot reach Temporal at %s: %v (is the dev server running? try `make dev`)", g.Address, err)
+		hint := conn.DialHint(err)
+		if hint == "" {
+			hint = "is the dev server running? try `make dev`"
+		}
+		return nil, exitf(ExitTemporal, "cannot reach Temporal at %s: %v (%s)", g.Address, err, hint)
 	}
 	return c, nil
 }
@@ -144,6 +200,20 @@ func (f *Factory) identity() string {
 		host, _ = f.Hostname()
 	}
 	return workflows.CLIIdentity(f.currentUser(), host)
+}
+
+// resolveSecret resolves env:NAME references from the CLI's environment
+// (f.Getenv, so tests inject it); the CLI has no other secret store.
+func (f *Factory) resolveSecret(_ context.Context, ref string) (string, error) {
+	name, ok := strings.CutPrefix(ref, "env:")
+	if !ok || name == "" {
+		return "", fmt.Errorf("the stagehand CLI resolves only env:NAME references, not %q", ref)
+	}
+	v := f.Getenv(name)
+	if v == "" {
+		return "", fmt.Errorf("environment variable %s is not set", name)
+	}
+	return v, nil
 }
 
 // currentUser is who the CLI acts as when --requested-by / --as is not given.

@@ -79,6 +79,13 @@ STAGEHAND_TASK_QUEUE.
 	pf.StringVar(&g.Address, "address", g.Address, "Temporal frontend host:port (env TEMPORAL_ADDRESS)")
 	pf.StringVar(&g.Namespace, "namespace", g.Namespace, "Temporal namespace (env TEMPORAL_NAMESPACE)")
 	pf.StringVar(&g.TaskQueue, "task-queue", g.TaskQueue, "task queue the Stagehand worker polls (env STAGEHAND_TASK_QUEUE)")
+	pf.StringVar(&g.TLSCert, "tls-cert", g.TLSCert, "client certificate (PEM) for mutual TLS (env TEMPORAL_TLS_CLIENT_CERT_PATH)")
+	pf.StringVar(&g.TLSKey, "tls-key", g.TLSKey, "client key (PEM) for mutual TLS (env TEMPORAL_TLS_CLIENT_KEY_PATH)")
+	pf.StringVar(&g.TLSCA, "tls-ca", g.TLSCA, "CA (PEM) the server's certificate must chain to (env TEMPORAL_TLS_SERVER_CA_CERT_PATH)")
+	pf.StringVar(&g.TLSServerName, "tls-server-name", g.TLSServerName, "name expected in the server's certificate (env TEMPORAL_TLS_SERVER_NAME)")
+	pf.StringVar(&g.TLS, "tls", g.TLS, "force TLS on or off: true or false (env TEMPORAL_TLS; default: on when a TLS flag or API key is set)")
+	pf.StringVar(&g.APIKeyRef, "api-key-ref", g.APIKeyRef, "secret reference to a Temporal API key, e.g. env:MY_KEY (TEMPORAL_API_KEY set means env:TEMPORAL_API_KEY)")
+	pf.StringVar(&g.CodecKeys, "codec-keys", g.CodecKeys, "payload codec keys, newest first: ID=REF,... (env STAGEHAND_CODEC_KEYS)")
 
 	root.AddCommand(
 		newValidateCmd(f, &g),
@@ -89,6 +96,7 @@ STAGEHAND_TASK_QUEUE.
 		newWatchCmd(f, &g),
 		newListCmd(f, &g),
 		newCatalogueCmd(f, &g),
+		newCodecServerCmd(f, &g),
 	)
 	return root
 }

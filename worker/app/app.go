@@ -30,6 +30,7 @@ import (
 	"github.com/stagehand-dev/stagehand/activities/registry"
 	"github.com/stagehand-dev/stagehand/activities/secrets"
 	"github.com/stagehand-dev/stagehand/activities/web"
+	"github.com/stagehand-dev/stagehand/internal/temporalconn"
 	"github.com/stagehand-dev/stagehand/runbooks"
 	"github.com/stagehand-dev/stagehand/worker/config"
 	"github.com/stagehand-dev/stagehand/workflows"
@@ -209,15 +210,29 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 		}
 		dctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
-		c, err = client.DialContext(dctx, client.Options{
-			HostPort:       cfg.Temporal.Address,
-			Namespace:      cfg.Temporal.Namespace,
-			Logger:         tlog.NewStructuredLogger(logger),
-			MetricsHandler: metrics.handler(),
-		})
+		// TLS, API key and payload codec come from temporal.* (shared with
+		// the CLI); secret references resolve like the steps' do.
+		conn := cfg.Conn()
+		// The API key and codec keys are references the config itself
+		// names, so they resolve as such (no step asks for them).
+		configured := func(ctx context.Context, ref string) (string, error) {
+			return secrets.ResolveFor(ctx, resolve, ref, secrets.Use{Configured: true})
+		}
+		copts, err := conn.ClientOptions(dctx, configured, temporalconn.ForWorker)
 		if err != nil {
 			metrics.close()
-			return nil, fmt.Errorf("connect to Temporal at %s (namespace %s): %w (is the server running? `make dev` starts a local one)", cfg.Temporal.Address, cfg.Temporal.Namespace, err)
+			return nil, fmt.Errorf("temporal connection settings: %w", err)
+		}
+		copts.Logger = tlog.NewStructuredLogger(logger)
+		copts.MetricsHandler = metrics.handler()
+		c, err = client.DialContext(dctx, copts)
+		if err != nil {
+			metrics.close()
+			hint := conn.DialHint(err)
+			if hint == "" {
+				hint = "is the server running? `make dev` starts a local one"
+			}
+			return nil, fmt.Errorf("connect to Temporal at %s: %w (%s)", conn.Describe(), err, hint)
 		}
 		own = true
 	}

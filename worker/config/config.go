@@ -22,6 +22,7 @@ import (
 	"github.com/stagehand-dev/stagehand/activities/command"
 	"github.com/stagehand-dev/stagehand/activities/db"
 	"github.com/stagehand-dev/stagehand/activities/secrets"
+	"github.com/stagehand-dev/stagehand/internal/temporalconn"
 	"github.com/stagehand-dev/stagehand/workflows"
 )
 
@@ -119,6 +120,26 @@ type Temporal struct {
 	Address   string `yaml:"address,omitempty"`
 	Namespace string `yaml:"namespace,omitempty"`
 	TaskQueue string `yaml:"taskQueue,omitempty"`
+	// TLS turns on TLS or mutual TLS to the frontend (~ and relative file
+	// paths resolve like the config's other paths).
+	TLS temporalconn.TLS `yaml:"tls,omitempty"`
+	// APIKeyRef is a secret reference (env:NAME, secret:NAME/KEY) to an API
+	// key sent as a bearer token (Temporal Cloud); it implies TLS.
+	APIKeyRef string `yaml:"apiKeyRef,omitempty"`
+	// Codec encrypts payloads (AES-256-GCM); keys newest first.
+	Codec temporalconn.Codec `yaml:"codec,omitempty"`
+
+	// envErr keeps an unparsable connection variable from ApplyEnv for
+	// Validate to report with everything else.
+	envErr error
+}
+
+// Conn returns the connection settings with file paths resolved.
+func (c *Config) Conn() temporalconn.Options {
+	t := c.Temporal.TLS
+	t.CertFile, t.KeyFile, t.CAFile = c.ResolvePath(t.CertFile), c.ResolvePath(t.KeyFile), c.ResolvePath(t.CAFile)
+	return temporalconn.Options{Address: c.Temporal.Address, Namespace: c.Temporal.Namespace,
+		TLS: t, APIKeyRef: c.Temporal.APIKeyRef, Codec: c.Temporal.Codec}
 }
 
 // Log configures the worker's structured log.
@@ -186,8 +207,12 @@ func Load(path string) (Config, error) {
 // Getenv is os.Getenv, injectable for tests.
 type Getenv func(string) string
 
-// ApplyEnv overrides the file with TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
-// STAGEHAND_TASK_QUEUE, STAGEHAND_RUNBOOKS_DIR, STAGEHAND_LOG_LEVEL and
+// ApplyEnv overrides the file with the Temporal SDK's connection variables
+// (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_TLS,
+// TEMPORAL_TLS_CLIENT_CERT_PATH, TEMPORAL_TLS_CLIENT_KEY_PATH,
+// TEMPORAL_TLS_SERVER_CA_CERT_PATH, TEMPORAL_TLS_SERVER_NAME,
+// TEMPORAL_API_KEY), STAGEHAND_CODEC_KEYS, STAGEHAND_TASK_QUEUE,
+// STAGEHAND_RUNBOOKS_DIR, STAGEHAND_LOG_LEVEL and
 // STAGEHAND_METRICS_LISTEN.
 // (DOCKER_HOST is the default of docker.host, not an override: the image
 // steps' client reads it when docker.host is empty.)
@@ -197,8 +222,11 @@ func (c *Config) ApplyEnv(getenv Getenv) {
 			*dst = v
 		}
 	}
-	set(&c.Temporal.Address, "TEMPORAL_ADDRESS")
-	set(&c.Temporal.Namespace, "TEMPORAL_NAMESPACE")
+	conn := temporalconn.Options{Address: c.Temporal.Address, Namespace: c.Temporal.Namespace,
+		TLS: c.Temporal.TLS, APIKeyRef: c.Temporal.APIKeyRef, Codec: c.Temporal.Codec}
+	c.Temporal.envErr = conn.ApplyEnv(getenv)
+	c.Temporal.Address, c.Temporal.Namespace = conn.Address, conn.Namespace
+	c.Temporal.TLS, c.Temporal.APIKeyRef, c.Temporal.Codec = conn.TLS, conn.APIKeyRef, conn.Codec
 	set(&c.Temporal.TaskQueue, "STAGEHAND_TASK_QUEUE")
 	set(&c.RunbooksDir, "STAGEHAND_RUNBOOKS_DIR")
 	set(&c.Log.Level, "STAGEHAND_LOG_LEVEL")
@@ -217,6 +245,10 @@ func (c *Config) Validate() error {
 	if c.Temporal.TaskQueue == "" {
 		problems = append(problems, "temporal.taskQueue is empty")
 	}
+	if c.Temporal.envErr != nil {
+		problems = append(problems, c.Temporal.envErr.Error())
+	}
+	problems = append(problems, c.Conn().Validate()...)
 	switch c.Log.Level {
 	case "", "debug", "info", "warn", "error":
 	default:
