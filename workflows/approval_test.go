@@ -60,18 +60,28 @@ func (s *syncBuffer) lines(t *testing.T, msg string) []map[string]any {
 // environment, which sends signals and updates without headers: it writes
 // workflows.IdentityHeader from the decision's comment ("identity:X"), and
 // the worker's real interceptor (installed after it) reads it from there.
+// Its start field, when set, is the identity header of the run's start.
 type testIdentity struct {
 	interceptor.WorkerInterceptorBase
+	start string
 }
 
-func (*testIdentity) InterceptWorkflow(_ workflow.Context, next interceptor.WorkflowInboundInterceptor) interceptor.WorkflowInboundInterceptor {
-	i := &testIdentityInbound{}
+func (t *testIdentity) InterceptWorkflow(_ workflow.Context, next interceptor.WorkflowInboundInterceptor) interceptor.WorkflowInboundInterceptor {
+	i := &testIdentityInbound{start: t.start}
 	i.Next = next
 	return i
 }
 
 type testIdentityInbound struct {
 	interceptor.WorkflowInboundInterceptorBase
+	start string
+}
+
+func (i *testIdentityInbound) ExecuteWorkflow(ctx workflow.Context, in *interceptor.ExecuteWorkflowInput) (any, error) {
+	if i.start != "" {
+		putIdentity(ctx, workflows.ApprovalDecision{Comment: "identity:" + i.start})
+	}
+	return i.Next.ExecuteWorkflow(ctx, in)
 }
 
 func putIdentity(ctx workflow.Context, d workflows.ApprovalDecision) {
@@ -112,6 +122,12 @@ type approvalHarness struct {
 // newApprovalHarness is newHarness with the worker's identity interceptor,
 // an approval policy, inline runbooks as configured and a captured log.
 func newApprovalHarness(t *testing.T, allowInline bool, policy workflows.ApprovalPolicy, extra ...interceptor.WorkerInterceptor) *approvalHarness {
+	return newApprovalHarnessStartedAs(t, "", allowInline, policy, extra...)
+}
+
+// newApprovalHarnessStartedAs is newApprovalHarness for a run whose start
+// carries the identity header start.
+func newApprovalHarnessStartedAs(t *testing.T, start string, allowInline bool, policy workflows.ApprovalPolicy, extra ...interceptor.WorkerInterceptor) *approvalHarness {
 	var suite testsuite.WorkflowTestSuite
 	buf := &syncBuffer{}
 	suite.SetLogger(tlog.NewStructuredLogger(slog.New(slog.NewJSONHandler(buf, &slog.HandlerOptions{Level: slog.LevelInfo}))))
@@ -121,7 +137,7 @@ func newApprovalHarness(t *testing.T, allowInline bool, policy workflows.Approva
 	lib, err := runbooks.NewLibrary("", cat)
 	require.NoError(t, err)
 	workflows.Register(env, &workflows.Resolver{Library: lib, Catalogue: cat, AllowInline: allowInline, Approvals: policy})
-	ics := append([]interceptor.WorkerInterceptor{&testIdentity{}}, workflows.WorkerInterceptors()...)
+	ics := append([]interceptor.WorkerInterceptor{&testIdentity{start: start}}, workflows.WorkerInterceptors()...)
 	env.SetWorkerOptions(worker.Options{Interceptors: append(ics, extra...)})
 	h := &harness{TestWorkflowEnvironment: env, rec: rec}
 	env.OnUpsertTypedSearchAttributes(mock.Anything).Return(nil)
@@ -242,6 +258,38 @@ func TestIdentityRecordedAndChecked(t *testing.T) {
 	assert.Contains(t, l["reason"], "belongs to bob")
 	assert.Equal(t, "default-test-run-id", l["runId"])
 	assert.Equal(t, "default-test-workflow-id", l["workflowId"])
+}
+
+// TestFourEyesBindsTheStartersIdentity: requestedBy is the starter's own
+// claim, so a requester who names someone else must still not approve
+// their own run, neither from the connection that started it nor as the
+// approver that connection's identity maps to.
+func TestFourEyesBindsTheStartersIdentity(t *testing.T) {
+	policy := workflows.ApprovalPolicy{Identities: map[string]string{
+		"CN=bob,O=acme":            "bob",
+		"stagehand-cli:bob@laptop": "bob",
+		"CN=carol,O=acme":          "carol",
+	}}
+	h := newApprovalHarnessStartedAs(t, "CN=bob,O=acme", true, policy)
+	refusals := map[string]string{}
+	var waiting workflows.Status
+	h.RegisterDelayedCallback(func() {
+		waiting = h.query(t)
+		// bob started the run as "alice" and approves from the same connection ...
+		h.update(refusals, "same", workflows.ApprovalDecision{Gate: "merge", Decision: "approve", By: "bob", Comment: "identity:CN=bob,O=acme"})
+		// ... or from his other identity.
+		h.update(refusals, "other", workflows.ApprovalDecision{Gate: "merge", Decision: "approve", By: "Bob", Comment: "identity:stagehand-cli:bob@laptop"})
+		h.update(refusals, "ok", workflows.ApprovalDecision{Gate: "merge", Decision: "approve", By: "carol", Comment: "identity:CN=carol,O=acme"})
+	}, time.Minute)
+	h.run(identityGate, nil, "alice")
+	st, err := h.result(t)
+	require.NoError(t, err)
+	assert.Equal(t, "CN=bob,O=acme", waiting.RequesterIdentity)
+	assert.Contains(t, refusals["same"], `the connection that started this run (identity "CN=bob,O=acme") cannot approve it (four-eyes rule)`)
+	assert.Contains(t, refusals["other"], `Bob started this run (identity "CN=bob,O=acme") and cannot approve it (four-eyes rule)`)
+	assert.NotContains(t, refusals, "ok")
+	require.Len(t, st.Decisions, 1)
+	assert.Equal(t, "carol", st.Decisions[0].By)
 }
 
 const identityGate = `name: gate

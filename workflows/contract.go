@@ -264,6 +264,10 @@ type Status struct {
 	Image       string         `json:"image,omitempty"`
 	Params      map[string]any `json:"params,omitempty"`
 	State       RunState       `json:"state"`
+	// RequesterIdentity is what the connection that started the run claimed
+	// to be (IdentityHeader); "" when it carried none. It cannot approve the
+	// run, nor can anyone deciding as the approver it maps to.
+	RequesterIdentity string `json:"requesterIdentity,omitempty"`
 	// CurrentStep is the step (or comma-separated parallel steps) running now.
 	CurrentStep string       `json:"currentStep,omitempty"`
 	Steps       []StepStatus `json:"steps"`

@@ -21,7 +21,7 @@ import (
 // does not hand it to workflow code, and an update's request identity
 // (Meta.Identity) is not reachable from the handler either (SDK v1.50:
 // the update protocol keeps it to itself). So the client puts its identity
-// in a header, IdentityHeader, on every signal and update it sends
+// in a header, IdentityHeader, on every start, signal and update it sends
 // (ClientInterceptor), and the worker's inbound interceptor
 // (WorkerInterceptors) hands it to the approval handlers, which record it
 // in DecisionRecord.Identity and check it against the worker's
@@ -133,6 +133,16 @@ func (o *identityClientOutbound) put(ctx context.Context) error {
 	return nil
 }
 
+// ExecuteWorkflow sends the identity with a run's start too: the worker
+// records it as the requester's connection identity, so the four-eyes rule
+// holds even when requestedBy names someone else.
+func (o *identityClientOutbound) ExecuteWorkflow(ctx context.Context, in *interceptor.ClientExecuteWorkflowInput) (client.WorkflowRun, error) {
+	if err := o.put(ctx); err != nil {
+		return nil, err
+	}
+	return o.Next.ExecuteWorkflow(ctx, in)
+}
+
 func (o *identityClientOutbound) SignalWorkflow(ctx context.Context, in *interceptor.ClientSignalWorkflowInput) error {
 	if err := o.put(ctx); err != nil {
 		return err
@@ -183,11 +193,13 @@ type identityInbound struct {
 
 type (
 	identityKey      struct{}
+	startIdentityKey struct{}
 	signalQueueKey   struct{}
 	signalIdentities struct{ queue []string }
 )
 
 func (i *identityInbound) ExecuteWorkflow(ctx workflow.Context, in *interceptor.ExecuteWorkflowInput) (any, error) {
+	ctx = workflow.WithValue(ctx, startIdentityKey{}, headerIdentity(interceptor.WorkflowHeader(ctx)))
 	return i.Next.ExecuteWorkflow(workflow.WithValue(ctx, signalQueueKey{}, i.signals), in)
 }
 
@@ -239,6 +251,13 @@ func headerIdentity(h map[string]*commonpb.Payload) string {
 // validated or executed; "" when there was none or no interceptor.
 func updateIdentity(ctx workflow.Context) string {
 	id, _ := ctx.Value(identityKey{}).(string)
+	return id
+}
+
+// startIdentity is the identity of the connection that started the run;
+// "" when there was none or no interceptor.
+func startIdentity(ctx workflow.Context) string {
+	id, _ := ctx.Value(startIdentityKey{}).(string)
 	return id
 }
 

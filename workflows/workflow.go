@@ -109,11 +109,12 @@ func newRun(ctx workflow.Context, in RunInput) *run {
 		gateIDs:    map[string]bool{},
 		targets:    map[string]string{},
 		status: &Status{
-			Runbook:     in.Runbook,
-			RequestedBy: in.RequestedBy,
-			State:       RunRunning,
-			StartedAt:   workflow.Now(ctx),
-			Steps:       []StepStatus{},
+			Runbook:           in.Runbook,
+			RequestedBy:       in.RequestedBy,
+			RequesterIdentity: startIdentity(ctx),
+			State:             RunRunning,
+			StartedAt:         workflow.Now(ctx),
+			Steps:             []StepStatus{},
 		},
 	}
 	if r.status.Runbook == "" {

@@ -272,6 +272,10 @@ func TestLiveApprovalIdentity(t *testing.T) {
 	l.must(ExitOK, "watch", id, "--interval", "50ms")
 
 	st := liveStatus(t, l.srv, id)
+	// The start carries the identity too: the four-eyes rule binds it.
+	if want := workflows.CLIIdentity("carol", host); st.RequesterIdentity != want {
+		t.Errorf("requester identity %q, want %q", st.RequesterIdentity, want)
+	}
 	if len(st.Decisions) != 2 {
 		t.Fatalf("decisions: %+v", st.Decisions)
 	}
