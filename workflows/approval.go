@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.temporal.io/sdk/workflow"
 
@@ -75,17 +76,50 @@ const RefusedApprovalLog = "approval refused"
 // the run's result) without bound.
 const MaxRefusedDecisions = 50
 
+// MaxRefusedFieldLen bounds each text of a refused decision as it is
+// recorded and logged (bytes, four times that for the reason; a cut value
+// ends in "…"): anyone who can
+// signal chooses them, and MaxRefusedDecisions records of a megabyte each
+// would make the run's result and query answer too large to return.
+const MaxRefusedFieldLen = 256
+
+// clip cuts s to at most n bytes on a character boundary, marking the cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+// clipRefused bounds the caller-chosen texts of a refused decision.
+func clipRefused(d ApprovalDecision) ApprovalDecision {
+	d.Gate = clip(d.Gate, MaxRefusedFieldLen)
+	d.Decision = clip(d.Decision, MaxRefusedFieldLen)
+	d.By = clip(d.By, MaxRefusedFieldLen)
+	d.Comment = clip(d.Comment, MaxRefusedFieldLen)
+	return d
+}
+
 // logRefused leaves the trace a refused decision cannot leave in history.
 // Replays do not log again (and do not run validators at all).
 func (r *run) logRefused(ctx workflow.Context, via string, d ApprovalDecision, identity string, err error) {
+	d = clipRefused(d)
 	workflow.GetLogger(ctx).Warn(RefusedApprovalLog,
 		"workflowId", r.workflowID, "runId", workflow.GetInfo(ctx).WorkflowExecution.RunID, "via", via, "gate", d.Gate, "decision", d.Decision,
-		"by", d.By, "identity", identity, "reason", err.Error())
+		"by", d.By, "identity", identity, "reason", clip(err.Error(), 4*MaxRefusedFieldLen))
 }
 
 // recordDecision appends to Status.Decisions, dropping the oldest refused
 // record once there are more than MaxRefusedDecisions.
 func (r *run) recordDecision(rec DecisionRecord) {
+	if rec.Refused != "" {
+		rec.ApprovalDecision = clipRefused(rec.ApprovalDecision)
+		// The reason quotes some of them, and names the approvers.
+		rec.Refused = clip(rec.Refused, 4*MaxRefusedFieldLen)
+	}
 	r.status.Decisions = append(r.status.Decisions, rec)
 	if rec.Refused == "" {
 		return

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/mock"
@@ -359,6 +360,40 @@ func TestRefusedSignalRecordsAreBounded(t *testing.T) {
 	assert.Equal(t, "bob", st.Decisions[len(st.Decisions)-1].By)
 	assert.Empty(t, st.Decisions[len(st.Decisions)-1].Refused)
 	assert.Len(t, h.log.lines(t, workflows.RefusedApprovalLog), refused, "every refused signal is still logged")
+}
+
+// TestRefusedSignalRecordsAreSmall: the count bound alone does not bound
+// the status when each refused signal carries a huge name, gate or comment
+// (a signal may be megabytes): MaxRefusedDecisions of them would make the
+// run's result and query answer too large to return.
+func TestRefusedSignalRecordsAreSmall(t *testing.T) {
+	h := newApprovalHarness(t, true, workflows.ApprovalPolicy{})
+	huge := strings.Repeat("é", 50_000)
+	h.RegisterDelayedCallback(func() {
+		for i := 0; i < 5; i++ {
+			h.SignalWorkflow(workflows.ApprovalSignal, workflows.ApprovalDecision{Gate: huge, Decision: huge, By: huge, Comment: huge})
+		}
+		h.SignalWorkflow(workflows.ApprovalSignal, workflows.ApprovalDecision{Gate: "merge", Decision: "approve", By: "bob"})
+	}, time.Minute)
+	h.run(simpleGate, nil, "alice")
+	st, err := h.result(t)
+	require.NoError(t, err)
+	require.Len(t, st.Decisions, 6)
+	for _, d := range st.Decisions[:5] {
+		for name, v := range map[string]string{"gate": d.Gate, "decision": d.Decision, "by": d.By, "comment": d.Comment, "refused": d.Refused} {
+			limit := workflows.MaxRefusedFieldLen
+			if name == "refused" {
+				limit *= 4
+			}
+			assert.LessOrEqual(t, len(v), limit+len("…"), name)
+			assert.True(t, utf8.ValidString(v), "%s is cut on a character boundary", name)
+		}
+		assert.True(t, strings.HasSuffix(d.By, "…"), "a cut value says it was cut")
+		assert.Contains(t, d.Refused, "decision must be")
+	}
+	for _, l := range h.log.lines(t, workflows.RefusedApprovalLog) {
+		assert.LessOrEqual(t, len(l["by"].(string)), workflows.MaxRefusedFieldLen+len("…"), "the log line is bounded too")
+	}
 }
 
 // commandCounter counts what a workflow asks the server to record: each
