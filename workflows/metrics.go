@@ -18,8 +18,8 @@ const (
 	MetricRunsStarted = "stagehand_runs_started"
 	// MetricRunsFinished counts ended runs by runbook and outcome
 	// (succeeded, failed, rejected, cancelled). A run that never resolved
-	// counts under runbook "unresolved", so a caller-chosen name cannot
-	// create new series.
+	// counts under runbook "unresolved" and an inline one under "inline",
+	// so a caller-chosen name cannot create new series.
 	MetricRunsFinished = "stagehand_runs_finished"
 	// MetricStepDuration times each finished step from start to end (retries
 	// included), by step_type (the `uses` step type, "approval" or
@@ -38,13 +38,29 @@ const (
 // unresolvedRunbook labels runs that ended before their runbook resolved.
 const unresolvedRunbook = "unresolved"
 
+// inlineRunbook labels runs of an inline definition (runbook and gate): its
+// name and gate ids are whatever the caller wrote, and as labels they would
+// let any client that may start runs create series without bound.
+const inlineRunbook = "inline"
+
 // metricsRunbook is the runbook label: a loaded runbook's name once the run
 // resolved.
 func (r *run) metricsRunbook() string {
-	if r.resolved == nil {
+	switch {
+	case r.resolved == nil:
 		return unresolvedRunbook
+	case r.in.Runbook == "":
+		return inlineRunbook
 	}
 	return r.resolved.Runbook.Name
+}
+
+// metricsGate is the gate label: the step id of a loaded runbook's gate.
+func (r *run) metricsGate(id string) string {
+	if r.in.Runbook == "" {
+		return inlineRunbook
+	}
+	return id
 }
 
 // countRunStarted is called once the runbook resolved.
@@ -72,7 +88,7 @@ func (r *run) recordStepMetrics(ctx workflow.Context, s runbooks.Step, st *StepS
 	h := workflow.GetMetricsHandler(ctx)
 	h.WithTags(map[string]string{"step_type": stepType, "outcome": string(st.State)}).Timer(MetricStepDuration).Record(d)
 	if s.Kind() == runbooks.KindApproval {
-		h.WithTags(map[string]string{"runbook": r.metricsRunbook(), "gate": s.ID, "outcome": string(st.State)}).
+		h.WithTags(map[string]string{"runbook": r.metricsRunbook(), "gate": r.metricsGate(s.ID), "outcome": string(st.State)}).
 			Timer(MetricGateWait).Record(d)
 	}
 }
