@@ -196,6 +196,19 @@ func TestRunWithoutRequestedByIsRefused(t *testing.T) {
 	}
 }
 
+// TestOverlongRequestedByIsRefused: requestedBy becomes a search attribute
+// at the start, and a value past the server's size limit would fail every
+// workflow task of the run.
+func TestOverlongRequestedByIsRefused(t *testing.T) {
+	h := newApprovalHarness(t, true, workflows.ApprovalPolicy{})
+	h.run(simpleGate, nil, strings.Repeat("a", workflows.MaxRequestedByLen+1))
+	st, err := h.result(t)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), fmt.Sprintf(`"requestedBy" is %d bytes, longer than %d`, workflows.MaxRequestedByLen+1, workflows.MaxRequestedByLen))
+	assert.Equal(t, workflows.RunFailed, st.State)
+	assert.Empty(t, h.rec.calls)
+}
+
 func TestFourEyesAndApproversCompareNormalisedNames(t *testing.T) {
 	h := newApprovalHarness(t, true, workflows.ApprovalPolicy{})
 	refusals := map[string]string{}

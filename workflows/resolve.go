@@ -75,6 +75,9 @@ type Resolver struct {
 	Approvals ApprovalPolicy
 }
 
+// MaxRequestedByLen bounds RunInput.RequestedBy (bytes).
+const MaxRequestedByLen = 256
+
 // AllowInlineSetting is the worker config key that sets
 // Resolver.AllowInline, named in the error a refused inline run gets.
 const AllowInlineSetting = "allowInlineRunbooks"
@@ -118,6 +121,13 @@ func (r *Resolver) Resolve(_ context.Context, in RunInput) (*ResolvedRun, error)
 		// one would let anyone approve it, so it does not start.
 		return nil, temporal.NewNonRetryableApplicationError(
 			`"requestedBy" is required: say who asks for the run (the stagehand CLI sets it from --requested-by or $USER); the four-eyes rule at approval gates needs it`,
+			InvalidParamsErrorType, nil)
+	}
+	if len(in.RequestedBy) > MaxRequestedByLen {
+		// It becomes a search attribute at the start: a value past the
+		// server's size limit fails every workflow task, and the run is stuck.
+		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+			`"requestedBy" is %d bytes, longer than %d: give a user name`, len(in.RequestedBy), MaxRequestedByLen),
 			InvalidParamsErrorType, nil)
 	}
 	envNames := make([]string, 0, len(r.Environments))
