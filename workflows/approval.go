@@ -291,7 +291,7 @@ func (r *run) runGate(ctx workflow.Context, s runbooks.Step, st *StepStatus) *st
 		return &stepFailure{step: s.ID, message: st.Error, rejected: true}
 	}
 	d := *r.decision
-	st.Outputs = map[string]any{"decision": d.Decision, "by": d.By, "identity": d.Identity, "comment": d.Comment, "at": workflow.Now(ctx).UTC().Format("2006-01-02T15:04:05Z07:00")}
+	st.Outputs = gateOutputs(d, workflow.Now(ctx).UTC().Format("2006-01-02T15:04:05Z07:00"))
 	st.Attempts = 1
 	if d.Decision == DecisionReject {
 		st.State = StepRejected
@@ -304,6 +304,12 @@ func (r *run) runGate(ctx workflow.Context, s runbooks.Step, st *StepStatus) *st
 	st.State = StepApproved
 	r.upsertApprovers(ctx, d.By)
 	return nil
+}
+
+// gateOutputs are a decided gate's outputs (.steps.<gate>.outputs); the
+// resolve check stubs them with a zero DecisionRecord.
+func gateOutputs(d DecisionRecord, at string) map[string]any {
+	return map[string]any{"decision": d.Decision, "by": d.By, "identity": d.Identity, "comment": d.Comment, "at": at}
 }
 
 // reminderPacingChange marks the switch to paced reminders (see

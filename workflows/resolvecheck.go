@@ -68,7 +68,7 @@ func (c *configCheck) stubSteps(steps []runbooks.Step) {
 		outputs := map[string]any{}
 		switch s.Kind() {
 		case runbooks.KindApproval:
-			outputs = map[string]any{"decision": DecisionApprove, "by": "", "comment": "", "at": ""}
+			outputs = gateOutputs(DecisionRecord{ApprovalDecision: ApprovalDecision{Decision: DecisionApprove}}, "")
 		case runbooks.KindParallel:
 			for _, child := range s.Parallel {
 				outputs[child.ID] = c.stubs[child.ID].(map[string]any)["outputs"]

@@ -132,3 +132,21 @@ onFailure:
 	assert.Contains(t, err.Error(), `"team": step second reads it in with.message`)
 	assert.Contains(t, err.Error(), `(also steps undo)`)
 }
+
+// TestResolveCheckStubsEveryGateOutput: the check stands in for a gate's
+// outputs before it opens; one it left out (identity) stopped the render
+// before the missing settings key that follows it was seen.
+func TestResolveCheckStubsEveryGateOutput(t *testing.T) {
+	rec := &recorder{}
+	r := &workflows.Resolver{Catalogue: rec.catalogue(t), AllowInline: true, Settings: map[string]any{}}
+	_, err := r.Resolve(context.Background(), workflows.RunInput{RequestedBy: "alice", Definition: `name: gate
+steps:
+  - id: merge
+    approval: {message: "ok?", approvers: [bob], timeout: 1h}
+  - id: after
+    uses: test.record
+    with: {value: "{{ .steps.merge.outputs.identity }} {{ .settings.nokey }}"}
+`})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `"nokey": step after reads it in with.value`)
+}
