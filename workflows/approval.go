@@ -193,15 +193,13 @@ func (r *run) checkDecision(d ApprovalDecision, identity string) error {
 		if by == requester {
 			return fmt.Errorf("%s requested this run and cannot approve it (four-eyes rule)", strings.TrimSpace(d.By))
 		}
-		// requestedBy is the starter's own claim: the identity its
-		// connection carried binds the four-eyes rule too.
-		if starter := r.status.RequesterIdentity; starter != "" {
-			if identity == starter {
-				return fmt.Errorf("the connection that started this run (identity %q) cannot approve it (four-eyes rule)", starter)
-			}
-			if m, ok := r.resolved.Approvals.approverFor(starter); ok && normName(m) == by {
-				return fmt.Errorf("%s started this run (identity %q) and cannot approve it (four-eyes rule)", strings.TrimSpace(d.By), starter)
-			}
+		// requestedBy is the starter's own claim: where the worker maps the
+		// identity the start's connection carried, the approver it maps to
+		// is the requester too. (An unmapped identity proves nothing, as
+		// for decisions: a shared account may start and approve.)
+		starter := r.status.RequesterIdentity
+		if m, ok := r.resolved.Approvals.approverFor(starter); ok && normName(m) == by {
+			return fmt.Errorf("%s started this run (identity %q) and cannot approve it (four-eyes rule)", strings.TrimSpace(d.By), starter)
 		}
 		if !listed {
 			return fmt.Errorf("%s is not an approver of gate %q (approvers: %s)", strings.TrimSpace(d.By), d.Gate, strings.Join(gate.Approvers, ", "))

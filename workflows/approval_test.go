@@ -299,11 +299,26 @@ func TestFourEyesBindsTheStartersIdentity(t *testing.T) {
 	st, err := h.result(t)
 	require.NoError(t, err)
 	assert.Equal(t, "CN=bob,O=acme", waiting.RequesterIdentity)
-	assert.Contains(t, refusals["same"], `the connection that started this run (identity "CN=bob,O=acme") cannot approve it (four-eyes rule)`)
+	assert.Contains(t, refusals["same"], `bob started this run (identity "CN=bob,O=acme") and cannot approve it (four-eyes rule)`)
 	assert.Contains(t, refusals["other"], `Bob started this run (identity "CN=bob,O=acme") and cannot approve it (four-eyes rule)`)
 	assert.NotContains(t, refusals, "ok")
 	require.Len(t, st.Decisions, 1)
 	assert.Equal(t, "carol", st.Decisions[0].By)
+}
+
+func TestUnmappedStarterIdentityIsOnlyRecorded(t *testing.T) {
+	// An identity the worker does not map proves nothing: a shared account
+	// may start a run and approve it under another name, as before.
+	h := newApprovalHarnessStartedAs(t, "stagehand-cli:ops@jump", true, workflows.ApprovalPolicy{})
+	h.RegisterDelayedCallback(func() {
+		h.SignalWorkflow(workflows.ApprovalSignal, workflows.ApprovalDecision{Gate: "merge", Decision: "approve", By: "bob", Comment: "identity:stagehand-cli:ops@jump"})
+	}, time.Minute)
+	h.run(simpleGate, nil, "alice")
+	st, err := h.result(t)
+	require.NoError(t, err)
+	assert.Equal(t, "stagehand-cli:ops@jump", st.RequesterIdentity)
+	require.Len(t, st.Decisions, 1)
+	assert.Empty(t, st.Decisions[0].Refused)
 }
 
 const identityGate = `name: gate

@@ -265,8 +265,8 @@ type Status struct {
 	Params      map[string]any `json:"params,omitempty"`
 	State       RunState       `json:"state"`
 	// RequesterIdentity is what the connection that started the run claimed
-	// to be (IdentityHeader); "" when it carried none. It cannot approve the
-	// run, nor can anyone deciding as the approver it maps to.
+	// to be (IdentityHeader); "" when it carried none. Where the worker's
+	// approvals.identities maps it, that approver cannot approve the run.
 	RequesterIdentity string `json:"requesterIdentity,omitempty"`
 	// CurrentStep is the step (or comma-separated parallel steps) running now.
 	CurrentStep string       `json:"currentStep,omitempty"`
