@@ -38,13 +38,29 @@ const (
 // unresolvedRunbook labels runs that ended before their runbook resolved.
 const unresolvedRunbook = "unresolved"
 
+// inlineRunbook labels runs of an inline definition: its name and step ids
+// are chosen by whoever starts the run, and as label values every run
+// could add series to the worker's /metrics without bound.
+const inlineRunbook = "inline"
+
 // metricsRunbook is the runbook label: a loaded runbook's name once the run
 // resolved.
 func (r *run) metricsRunbook() string {
 	if r.resolved == nil {
 		return unresolvedRunbook
 	}
+	if r.in.Runbook == "" {
+		return inlineRunbook
+	}
 	return r.resolved.Runbook.Name
+}
+
+// metricsGate is the gate label: the step id of a loaded runbook's gate.
+func (r *run) metricsGate(id string) string {
+	if r.in.Runbook == "" {
+		return inlineRunbook
+	}
+	return id
 }
 
 // countRunStarted is called once the runbook resolved.
@@ -72,7 +88,7 @@ func (r *run) recordStepMetrics(ctx workflow.Context, s runbooks.Step, st *StepS
 	h := workflow.GetMetricsHandler(ctx)
 	h.WithTags(map[string]string{"step_type": stepType, "outcome": string(st.State)}).Timer(MetricStepDuration).Record(d)
 	if s.Kind() == runbooks.KindApproval {
-		h.WithTags(map[string]string{"runbook": r.metricsRunbook(), "gate": s.ID, "outcome": string(st.State)}).
+		h.WithTags(map[string]string{"runbook": r.metricsRunbook(), "gate": r.metricsGate(s.ID), "outcome": string(st.State)}).
 			Timer(MetricGateWait).Record(d)
 	}
 }
