@@ -164,8 +164,14 @@ func (c *Codec) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error
 		id := string(p.GetMetadata()[MetadataKeyID])
 		aead, ok := c.aeads[id]
 		if !ok {
+			// The id is whatever the payload's writer put there: say
+			// no more of it than a real id can be long.
+			shown := id
+			if len(shown) > maxKeyIDLen {
+				shown = shown[:maxKeyIDLen] + "…"
+			}
 			return payloads, fmt.Errorf("payload codec: payload encrypted with key id %q, which this codec does not hold (it has %s): %w",
-				id, strings.Join(c.ids(), ", "), ErrUnknownKey)
+				shown, strings.Join(c.ids(), ", "), ErrUnknownKey)
 		}
 		data := p.GetData()
 		if len(data) < aead.NonceSize()+aead.Overhead() {
