@@ -48,7 +48,7 @@ func (a *Activities) mergeGitHub(ctx context.Context, in MergeInput) (MergeOutpu
 		apiURL += "/"
 	}
 	apiHost, _ := secrets.URLHost(apiURL)
-	token, err := a.resolveSecret(ctx, in.TokenRef, secrets.Use{Host: apiHost})
+	token, err := a.resolveSecret(ctx, in.TokenRef, secrets.Use{Host: apiHost, Plaintext: strings.HasPrefix(strings.ToLower(apiURL), "http:")})
 	if err != nil {
 		return MergeOutput{}, err
 	}

@@ -83,7 +83,7 @@ func (a *Activities) remoteFor(ctx context.Context, raw, tokenRef string, red *r
 			fmt.Sprintf("tokenRef needs an http(s) remote, not %s", red.clean(raw)))
 	}
 	host, _ := secrets.URLHost(raw)
-	token, err := a.resolveSecret(ctx, tokenRef, secrets.Use{Host: host})
+	token, err := a.resolveSecret(ctx, tokenRef, secrets.Use{Host: host, Plaintext: u.Scheme == "http"})
 	if err != nil {
 		return rem, err
 	}
