@@ -48,14 +48,14 @@ func (a *Activities) mergeGitHub(ctx context.Context, in MergeInput) (MergeOutpu
 		apiURL += "/"
 	}
 	apiHost, _ := secrets.URLHost(apiURL)
-	token, err := a.resolveSecret(ctx, in.TokenRef, secrets.Use{Host: apiHost})
+	token, err := a.resolveSecret(ctx, in.TokenRef, secrets.Use{Host: apiHost, Plaintext: strings.HasPrefix(strings.ToLower(apiURL), "http:")})
 	if err != nil {
 		return MergeOutput{}, err
 	}
 	red := newRedactor()
 	red.add(token)
 	client, err := github.NewClient(
-		github.WithHTTPClient(a.httpClient()),
+		github.WithHTTPClient(sameHostRedirects(a.httpClient())),
 		github.WithAuthToken(token),
 		github.WithURLs(&apiURL, nil),
 		github.WithUserAgent("stagehand"),
@@ -180,4 +180,27 @@ func classifyGitHub(what string, err error, red *redactor) error {
 func isType(err error, errType string) bool {
 	var appErr interface{ Type() string }
 	return errors.As(err, &appErr) && appErr.Type() == errType
+}
+
+// sameHostRedirects is c following redirects only to the scheme and host
+// of the first request. The API client adds the token to every request it
+// sends, redirects included, and the secret policy allowed it for the API
+// URL's host alone; a redirect elsewhere fails instead.
+func sameHostRedirects(c *http.Client) *http.Client {
+	cc := *c
+	next := c.CheckRedirect
+	cc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		first := via[0].URL
+		if req.URL.Scheme != first.Scheme || !strings.EqualFold(req.URL.Host, first.Host) {
+			return fmt.Errorf("redirect from %s to %s refused: the token may go to %s only", first.Host, req.URL.Host, first.Host)
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+	return &cc
 }

@@ -83,7 +83,7 @@ func (a *Activities) remoteFor(ctx context.Context, raw, tokenRef string, red *r
 			fmt.Sprintf("tokenRef needs an http(s) remote, not %s", red.clean(raw)))
 	}
 	host, _ := secrets.URLHost(raw)
-	token, err := a.resolveSecret(ctx, tokenRef, secrets.Use{Host: host})
+	token, err := a.resolveSecret(ctx, tokenRef, secrets.Use{Host: host, Plaintext: u.Scheme == "http"})
 	if err != nil {
 		return rem, err
 	}
@@ -98,10 +98,16 @@ func (r remote) env() []string {
 	if r.authHeader == "" {
 		return nil
 	}
+	// The policy allowed the token for this remote's host only. git
+	// follows a redirect of its first request by default and then sends
+	// extraHeader to the new base URL, so an allowed host that redirects
+	// elsewhere would carry the token there: no redirects with a token.
 	return []string{
-		"GIT_CONFIG_COUNT=1",
+		"GIT_CONFIG_COUNT=2",
 		"GIT_CONFIG_KEY_0=http.extraHeader",
 		"GIT_CONFIG_VALUE_0=" + r.authHeader,
+		"GIT_CONFIG_KEY_1=http.followRedirects",
+		"GIT_CONFIG_VALUE_1=false",
 	}
 }
 

@@ -143,3 +143,77 @@ func TestGitHubSecretPolicy(t *testing.T) {
 		t.Errorf("the API got %d requests; want none", n)
 	}
 }
+
+// The policy checks the remote's host, and git must send the token to that
+// host only: an allowed host that redirects (a compromised server, an open
+// redirect, a moved repository) must not make git carry the token to
+// another one. git follows the first redirect by default and then sends its
+// extra headers to the new base URL.
+func TestGitTokenNotSentAcrossRedirect(t *testing.T) {
+	repo := gittest.New(t)
+	elsewhere := serveHTTP(t, repo)
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, elsewhere.srv.URL+r.URL.RequestURI(), http.StatusFound)
+	}))
+	t.Cleanup(redirector.Close)
+	const token = "git-redirect-token-0123456789"
+	t.Setenv("STAGEHAND_TEST_REDIRECT_GIT_TOKEN", token)
+	p, err := secrets.NewPolicy([]secrets.Rule{{Ref: "env:STAGEHAND_TEST_REDIRECT_GIT_TOKEN", Steps: []string{"git.headCommit"},
+		Hosts: []string{strings.TrimPrefix(redirector.URL, "http://")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newActivities(t)
+	a.Secrets = secrets.Guard(p, secrets.Env)
+	_, err = runStep(t, a, "git.headCommit", map[string]any{"remote": redirector.URL + "/origin.git", "tokenRef": "env:STAGEHAND_TEST_REDIRECT_GIT_TOKEN"})
+	if err == nil {
+		t.Error("git.headCommit through a redirect to another host succeeded; want a failure")
+	} else if strings.Contains(err.Error(), token) {
+		t.Errorf("the error carries the token: %v", err)
+	}
+	elsewhere.mu.Lock()
+	defer elsewhere.mu.Unlock()
+	for _, got := range elsewhere.auths {
+		if got != "" {
+			t.Errorf("the host the allowed remote redirected to saw Authorization %q; want none", got)
+		}
+	}
+}
+
+// provider github: the API client adds the token to every request it
+// makes, redirects included, so a redirect from the allowed API host to
+// another one must not be followed with it.
+func TestGitHubTokenNotSentAcrossRedirect(t *testing.T) {
+	var leaked atomic.Value
+	leaked.Store("")
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a := r.Header.Get("Authorization"); a != "" {
+			leaked.Store(a)
+		}
+		http.Error(w, "{}", http.StatusNotFound)
+	}))
+	defer elsewhere.Close()
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, elsewhere.URL+r.URL.RequestURI(), http.StatusFound)
+	}))
+	defer api.Close()
+	const token = "ghp_redirect-token-0123456789"
+	t.Setenv("STAGEHAND_TEST_REDIRECT_GH_TOKEN", token)
+	p, err := secrets.NewPolicy([]secrets.Rule{{Ref: "env:STAGEHAND_TEST_REDIRECT_GH_TOKEN", Steps: []string{"git.merge"},
+		Hosts: []string{strings.TrimPrefix(api.URL, "http://")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newActivities(t)
+	a.Secrets = secrets.Guard(p, secrets.Env)
+	_, err = runStep(t, a, "git.merge", map[string]any{"provider": "github", "repo": "o/r", "pr": 1,
+		"tokenRef": "env:STAGEHAND_TEST_REDIRECT_GH_TOKEN", "apiURL": api.URL})
+	if err == nil {
+		t.Error("git.merge through a redirecting API succeeded; want a failure")
+	} else if strings.Contains(err.Error(), token) {
+		t.Errorf("the error carries the token: %v", err)
+	}
+	if got := leaked.Load().(string); got != "" {
+		t.Errorf("the host the API redirected to saw Authorization %q; want none", got)
+	}
+}

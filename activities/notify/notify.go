@@ -275,7 +275,7 @@ func (a *Activities) post(ctx context.Context, t target, body any) *postError {
 	req.Header.Set("User-Agent", "stagehand")
 	client := a.HTTPClient
 	if client == nil {
-		client = &http.Client{}
+		client = noRedirects
 	}
 	start := time.Now()
 	resp, err := client.Do(req)
@@ -321,4 +321,12 @@ func scrub(s, rawURL string) string {
 // a zero Activities (tests that only need the catalogue).
 func StepTypes(a *Activities) []activities.StepType {
 	return []activities.StepType{activities.Implement(steps.Spec("notify.send"), a.Send)}
+}
+
+// noRedirects posts without following redirects: a webhook URL from a
+// urlRef is itself the secret and the policy allowed its host only, while
+// Go's client would repost the body to the new host (307, 308) with the
+// URL as Referer. A redirect is reported like any other non-2xx answer.
+var noRedirects = &http.Client{
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 }

@@ -1,7 +1,11 @@
 package notify
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stagehand-dev/stagehand/activities"
@@ -52,4 +56,40 @@ func mustHost(t *testing.T, raw string) string {
 		t.Fatal(err)
 	}
 	return u.Host
+}
+
+// A webhook URL from a urlRef is the secret, and the policy allowed its
+// host only: a redirect from that host must not repost the message (nor
+// carry the URL as Referer) to another host.
+func TestSendDoesNotFollowRedirects(t *testing.T) {
+	rcvB := &receiver{reply: "ok"}
+	var referer atomic.Value
+	referer.Store("")
+	srvB := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		referer.Store(r.Header.Get("Referer"))
+		rcvB.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srvB.Close)
+	srvA := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, srvB.URL+"/elsewhere", http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(srvA.Close)
+	t.Setenv("STAGEHAND_TEST_HOOK_REDIRECT", srvA.URL+"/services/T000/B000/RSECRETR")
+	p, err := secrets.NewPolicy([]secrets.Rule{
+		{Ref: "env:STAGEHAND_TEST_HOOK_REDIRECT", Steps: []string{"notify.send"}, Hosts: []string{mustHost(t, srvA.URL)}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newActivities()
+	a.Secrets = secrets.Guard(p, secrets.Env)
+	_, err = runStep(t, a, gateOpened(map[string]any{"urlRef": "env:STAGEHAND_TEST_HOOK_REDIRECT"}))
+	if err == nil {
+		t.Error("a webhook answering with a redirect counted as sent; want a failure")
+	} else if strings.Contains(err.Error(), "RSECRETR") {
+		t.Errorf("the error carries the webhook URL's secret path: %v", err)
+	}
+	if n := rcvB.count(); n != 0 {
+		t.Errorf("the host the webhook redirected to got %d posts (Referer %q); want none", n, referer.Load())
+	}
 }

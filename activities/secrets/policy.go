@@ -33,8 +33,9 @@ type Rule struct {
 	// (db.*), or "runbook/stepId" for one step of a runbook the worker
 	// loaded (never of an inline definition).
 	Steps []string `yaml:"steps" json:"steps"`
-	// Hosts are where a step may send the value: host (any port) or
-	// host:port; "*" is any host (meant for a webhook URL reference, whose
+	// Hosts are where a step may send the value: host (any port over
+	// TLS; over plain http only a loopback host) or host:port (that port,
+	// http included); "*" is any host (meant for a webhook URL reference, whose
 	// value is its own destination). Steps that hand the value to a local
 	// process (exec.run env) need none.
 	Hosts []string `yaml:"hosts,omitempty" json:"hosts,omitempty"`
@@ -127,6 +128,11 @@ type Use struct {
 	// Host is the network destination the step sends the value to: host
 	// or host:port (a URL's Host).
 	Host string
+	// Plaintext: the value goes to Host unencrypted (an http:// URL). A
+	// rule's bare host name does not allow that, only host:port or a
+	// loopback host, so a run cannot downgrade an allowed https
+	// destination to clear text on the wire.
+	Plaintext bool
 	// HostInValue: the value is itself a URL (a webhook) and its host is
 	// the destination, checked once the value is read and before it is
 	// used.
@@ -193,7 +199,7 @@ func Guard(p *Policy, inner Resolver) Resolver {
 				ref, stepLabel(step, inStep), suggestion(ref, step, inStep, use.Host))}
 		}
 		if use.Host != "" {
-			if err := checkHost(rules, ref, use.Host, step, inStep); err != nil {
+			if err := checkHost(rules, ref, use.Host, use.Plaintext, step, inStep); err != nil {
 				return "", err
 			}
 		}
@@ -206,7 +212,7 @@ func Guard(p *Policy, inner Resolver) Resolver {
 			// Never echo the value: it is the secret.
 			return "", &NotAllowedError{msg: fmt.Sprintf("secret %s: refused for %s: its value is not a URL with a host", ref, stepLabel(step, inStep))}
 		}
-		if err := checkHost(rules, ref, hostWithPort(u), step, inStep); err != nil {
+		if err := checkHost(rules, ref, hostWithPort(u), u.Scheme == "http", step, inStep); err != nil {
 			return "", err
 		}
 		return v, nil
@@ -253,21 +259,30 @@ func matchPattern(pattern, s string) bool {
 
 // checkHost allows dest (host or host:port) when one of the rules lists
 // it: "*", the host name (any port), or exactly host:port. Names compare
-// case-insensitively.
-func checkHost(rules []Rule, ref, dest string, step activities.StepUse, inStep bool) error {
+// case-insensitively. Over plain http (plaintext) a bare host name matches
+// only a loopback host: elsewhere the rule must name host:port.
+func checkHost(rules []Rule, ref, dest string, plaintext bool, step activities.StepUse, inStep bool) error {
 	host, port := splitHost(dest)
 	var allowed []string
+	bareMatch := false
 	for _, r := range rules {
 		for _, h := range r.Hosts {
 			if h == "*" {
 				return nil
 			}
 			rh, rp := splitHost(h)
-			if rh == host && (rp == "" || rp == port) {
+			if rh == host && (rp == port || rp == "" && (!plaintext || isLoopback(host))) {
 				return nil
+			}
+			if rh == host && rp == "" {
+				bareMatch = true
 			}
 			allowed = append(allowed, h)
 		}
+	}
+	if bareMatch {
+		return &NotAllowedError{msg: fmt.Sprintf("secret %s may not be sent to %s over plain http by %s: the rule names %s without a port, which allows it over TLS only; nothing was sent. Use https, or name %s in the rule's hosts to allow clear text",
+			ref, dest, stepLabel(step, inStep), host, dest)}
 	}
 	list := "none"
 	if len(allowed) > 0 {
@@ -275,6 +290,15 @@ func checkHost(rules []Rule, ref, dest string, step activities.StepUse, inStep b
 	}
 	return &NotAllowedError{msg: fmt.Sprintf("secret %s may not be sent to %s by %s (hosts allowed for it there: %s); nothing was sent. To allow it, add to the worker config: %s",
 		ref, dest, stepLabel(step, inStep), list, suggestion(ref, step, inStep, dest))}
+}
+
+// isLoopback: clear text to this host does not cross a network.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // splitHost lower-cases and splits host[:port], tolerating a bare host

@@ -171,3 +171,39 @@ func TestResolveKeepsRefusal(t *testing.T) {
 	assert.NotNil(t, Refusal(err))
 	assert.EqualError(t, err, "no")
 }
+
+// A rule naming a host without a port allows its https port and any other
+// port over TLS, but not plain http: a run choosing http://github.com/...
+// would otherwise put the token on the wire in clear text (port 80 answers
+// with a redirect only after reading it). Plain http needs the rule to
+// name host:port, or a loopback host.
+func TestGuardPlaintext(t *testing.T) {
+	p := mustPolicy(t,
+		Rule{Ref: "env:GITHUB_TOKEN", Steps: []string{"git.merge"}, Hosts: []string{"github.com", "git.internal:8080", "localhost", "127.0.0.1"}},
+		Rule{Ref: "env:HOOK", Steps: []string{"notify.send"}, Hosts: []string{"hooks.example.com"}},
+	)
+	c := &counting{values: map[string]string{"env:GITHUB_TOKEN": tokenValue, "env:HOOK": "http://hooks.example.com/secret-path"}}
+	g := Guard(p, c.resolve)
+	ctx := stepCtx("git.merge", "", "merge")
+	for _, ok := range []Use{
+		{Host: "github.com:443"},
+		{Host: "github.com:8443"},
+		{Host: "git.internal:8080", Plaintext: true},
+		{Host: "localhost:3000", Plaintext: true},
+		{Host: "127.0.0.1:80", Plaintext: true},
+	} {
+		_, err := ResolveFor(ctx, g, "env:GITHUB_TOKEN", ok)
+		assert.NoError(t, err, "%+v", ok)
+	}
+	c.asked = nil
+	_, err := ResolveFor(ctx, g, "env:GITHUB_TOKEN", Use{Host: "github.com:80", Plaintext: true})
+	var na *NotAllowedError
+	require.ErrorAs(t, err, &na)
+	assert.Contains(t, err.Error(), "plain http")
+	assert.Empty(t, c.asked, "a refused plain-http use read the value")
+
+	_, err = ResolveFor(stepCtx("notify.send", "", "tell"), g, "env:HOOK", Use{HostInValue: true})
+	require.ErrorAs(t, err, &na)
+	assert.Contains(t, err.Error(), "plain http")
+	assert.NotContains(t, err.Error(), "secret-path")
+}

@@ -83,7 +83,7 @@ func (a *Activities) resolveToken(ctx context.Context, ref string, u *url.URL) (
 	}
 	scheme, name, ok := strings.Cut(ref, ":")
 	if a != nil && a.Secrets != nil {
-		v, err := secrets.ResolveFor(ctx, a.Secrets, ref, secrets.Use{Host: hostOf(u)})
+		v, err := secrets.ResolveFor(ctx, a.Secrets, ref, secrets.Use{Host: hostOf(u), Plaintext: u != nil && u.Scheme == "http"})
 		if err != nil {
 			if secrets.Refusal(err) != nil {
 				return "", err

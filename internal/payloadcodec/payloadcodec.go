@@ -10,7 +10,10 @@
 // that id, so histories written under an older key still read while that
 // key stays listed. A payload that is not encrypted passes through Decode
 // unchanged, so histories written before the codec was switched on still
-// read too.
+// read too. That makes the codec a matter of confidentiality only: a client
+// without the keys can still send plain payloads (start params, signals,
+// updates), as it could with no codec at all. Who may start or signal runs
+// is decided by Temporal's authorization and the worker's checks, not here.
 //
 // Key material is 32 random bytes, written as 64 hex digits or as standard
 // base64 (`openssl rand -base64 32`), and comes from a secret reference
@@ -164,8 +167,14 @@ func (c *Codec) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error
 		id := string(p.GetMetadata()[MetadataKeyID])
 		aead, ok := c.aeads[id]
 		if !ok {
+			// The id is whatever the payload's writer put there: say
+			// no more of it than a real id can be long.
+			shown := id
+			if len(shown) > maxKeyIDLen {
+				shown = shown[:maxKeyIDLen] + "…"
+			}
 			return payloads, fmt.Errorf("payload codec: payload encrypted with key id %q, which this codec does not hold (it has %s): %w",
-				id, strings.Join(c.ids(), ", "), ErrUnknownKey)
+				shown, strings.Join(c.ids(), ", "), ErrUnknownKey)
 		}
 		data := p.GetData()
 		if len(data) < aead.NonceSize()+aead.Overhead() {

@@ -194,3 +194,20 @@ func TestParseKeyRefs(t *testing.T) {
 		}
 	}
 }
+
+// TestUnknownKeyIDBounded: whoever can write to the namespace can plant a
+// payload naming any key id; the error (which reaches worker logs and
+// failures) names a bounded, printable part of it, not megabytes.
+func TestUnknownKeyIDBounded(t *testing.T) {
+	c := mustNew(t, key("k1", 1))
+	planted := &commonpb.Payload{Metadata: map[string][]byte{
+		converter.MetadataEncoding: []byte(Encoding), MetadataKeyID: []byte(strings.Repeat("A", 100_000)),
+	}, Data: bytes.Repeat([]byte{0}, 64)}
+	_, err := c.Decode([]*commonpb.Payload{planted})
+	if !errors.Is(err, ErrUnknownKey) {
+		t.Fatalf("planted key id: %v, want ErrUnknownKey", err)
+	}
+	if n := len(err.Error()); n > 500 {
+		t.Errorf("error is %d bytes long; want the planted key id cut short", n)
+	}
+}

@@ -51,12 +51,12 @@ func (c *Config) impliedSecretRules() []secrets.Rule {
 		if ref := str(g, "tokenRef"); ref != "" {
 			var hosts []string
 			if u, err := url.Parse(str(g, "repository")); err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" {
-				hosts = append(hosts, u.Host)
+				hosts = append(hosts, impliedHost(u))
 			}
 			if str(g, "provider") == "github" {
 				api := "api.github.com"
 				if u, err := url.Parse(str(g, "apiURL")); err == nil && u.Host != "" {
-					api = u.Host
+					api = impliedHost(u)
 				}
 				hosts = append(hosts, api, "github.com")
 			}
@@ -80,7 +80,7 @@ func (c *Config) impliedSecretRules() []secrets.Rule {
 		}
 		for i, check := range env.SmokeChecks {
 			if ref := str(check, "tokenRef"); ref != "" {
-				rules = append(rules, secrets.Rule{Ref: ref, Steps: []string{"web.smoke", "web.get"}, Hosts: []string{u.Host},
+				rules = append(rules, secrets.Rule{Ref: ref, Steps: []string{"web.smoke", "web.get"}, Hosts: []string{impliedHost(u)},
 					Origin: fmt.Sprintf("environments.%s.smokeChecks[%d].tokenRef", name, i)})
 			}
 		}
@@ -110,4 +110,16 @@ func registryHost(repo string) string {
 		return first
 	}
 	return "docker.io"
+}
+
+// impliedHost is the rule host for a URL the config names: its host, or
+// for http:// its host:port, since the policy allows plain http only to a
+// rule that names the port (a bare host allows TLS only).
+func impliedHost(u *url.URL) string {
+	if u.Scheme == "http" {
+		if h, err := secrets.URLHost(u.String()); err == nil {
+			return h
+		}
+	}
+	return u.Host
 }

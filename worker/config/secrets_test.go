@@ -1,6 +1,7 @@
 package config
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -10,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/stagehand-dev/stagehand/activities"
 	"github.com/stagehand-dev/stagehand/activities/secrets"
 )
 
@@ -96,4 +98,29 @@ func TestImpliedSecretRules(t *testing.T) {
 	p, err := cfg.SecretPolicy()
 	require.NoError(t, err)
 	assert.Empty(t, p.Rules())
+}
+
+// A config that names an http:// repository, API or environment chose
+// clear text for it: the implied rule names host:port, the form the
+// policy needs to send a value over plain http (a bare host allows TLS
+// only).
+func TestImpliedSecretRulesPlainHTTP(t *testing.T) {
+	cfg := Defaults()
+	cfg.Settings = map[string]any{
+		"git": map[string]any{"provider": "github", "repository": "http://git.internal/platform/portal.git", "tokenRef": "env:GIT_TOKEN",
+			"apiURL": "http://ghe.internal/api/v3/"},
+	}
+	cfg.Environments = map[string]Environment{"sandbox": {URL: "http://portal.sandbox.internal", SmokeChecks: []map[string]any{
+		{"path": "/api/x", "tokenRef": "env:SMOKE_TOKEN"}}}}
+	rules := cfg.impliedSecretRules()
+	require.Len(t, rules, 2)
+	assert.Equal(t, []string{"git.internal:80", "ghe.internal:80", "github.com"}, rules[0].Hosts)
+	assert.Equal(t, []string{"portal.sandbox.internal:80"}, rules[1].Hosts)
+
+	p, err := cfg.SecretPolicy()
+	require.NoError(t, err)
+	ctx := activities.WithStepUse(context.Background(), activities.StepUse{Type: "web.smoke", StepID: "smoke"})
+	_, err = secrets.ResolveFor(ctx, secrets.Guard(p, func(context.Context, string) (string, error) { return "v", nil }),
+		"env:SMOKE_TOKEN", secrets.Use{Host: "portal.sandbox.internal:80", Plaintext: true})
+	assert.NoError(t, err)
 }
