@@ -18,8 +18,10 @@ import (
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/image"
 	"github.com/jackc/pgx/v5"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/stagehand-dev/stagehand/internal/enginetest"
 	"github.com/stagehand-dev/stagehand/internal/kubetest"
@@ -146,14 +148,23 @@ func (f *fixture) get(path string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
+// updateDeployment changes the Deployment, retrying when the controller
+// wrote its status in between (a conflict, not a failure).
+func (f *fixture) updateDeployment(ctx context.Context, change func(*appsv1.Deployment)) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		d, err := f.kube.Client.AppsV1().Deployments(ns).Get(ctx, deployName, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		change(d)
+		_, err = f.kube.Client.AppsV1().Deployments(ns).Update(ctx, d, metav1.UpdateOptions{})
+		return err
+	})
+}
+
 func (f *fixture) setImage(ctx context.Context, ref string) {
 	f.t.Helper()
-	d, err := f.kube.Client.AppsV1().Deployments(ns).Get(ctx, deployName, metav1.GetOptions{})
-	if err != nil {
-		f.fatalf("get deployment: %v", err)
-	}
-	d.Spec.Template.Spec.Containers[0].Image = ref
-	if _, err := f.kube.Client.AppsV1().Deployments(ns).Update(ctx, d, metav1.UpdateOptions{}); err != nil {
+	if err := f.updateDeployment(ctx, func(d *appsv1.Deployment) { d.Spec.Template.Spec.Containers[0].Image = ref }); err != nil {
 		f.fatalf("set image %s: %v", ref, err)
 	}
 	f.logf("deployment image set to %s", ref)
@@ -397,13 +408,8 @@ func TestUpgradeMigratesAndRollbackFails(t *testing.T) {
 			pids = append(pids, b.Pid)
 		}
 	}
-	d, err := f.kube.Client.AppsV1().Deployments(ns).Get(ctx, deployName, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	zero := int32(0)
-	d.Spec.Replicas = &zero
-	if _, err := f.kube.Client.AppsV1().Deployments(ns).Update(ctx, d, metav1.UpdateOptions{}); err != nil {
+	if err := f.updateDeployment(ctx, func(d *appsv1.Deployment) { d.Spec.Replicas = &zero }); err != nil {
 		t.Fatal(err)
 	}
 	f.logf("scaled to 0; stopping pids %v", pids)
