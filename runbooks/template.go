@@ -234,52 +234,60 @@ func templateRefs(text string) ([][]string, error) {
 		return nil, err
 	}
 	var refs [][]string
-	var visit func(n parse.Node)
-	visitPipe := func(p *parse.PipeNode) {
-		if p == nil {
-			return
-		}
-		for _, c := range p.Cmds {
-			visit(c)
-		}
-	}
-	visit = func(n parse.Node) {
+	walkTemplate(tmpl.Tree.Root, func(n parse.Node) {
 		switch x := n.(type) {
-		case *parse.ListNode:
-			if x == nil {
-				return
-			}
-			for _, c := range x.Nodes {
-				visit(c)
-			}
-		case *parse.ActionNode:
-			visitPipe(x.Pipe)
-		case *parse.CommandNode:
-			for _, a := range x.Args {
-				visit(a)
-			}
-		case *parse.PipeNode:
-			visitPipe(x)
 		case *parse.FieldNode:
 			refs = append(refs, x.Ident)
 		case *parse.VariableNode:
 			if len(x.Ident) > 1 && x.Ident[0] == "$" {
 				refs = append(refs, x.Ident[1:])
 			}
-		case *parse.ChainNode:
-			visit(x.Node)
-		case *parse.IfNode:
-			visitPipe(x.Pipe)
-			visit(x.List)
-			if x.ElseList != nil {
-				visit(x.ElseList)
+		}
+	})
+	return refs, nil
+}
+
+// walkTemplate calls leaf for every field, variable and chain node a
+// template reads at its top level (a chain after the node it starts from).
+// Bodies of range and with are not entered: a new dot there makes their
+// references relative to something else.
+func walkTemplate(n parse.Node, leaf func(parse.Node)) {
+	walkPipe := func(p *parse.PipeNode) {
+		if p != nil {
+			for _, c := range p.Cmds {
+				walkTemplate(c, leaf)
 			}
-		case *parse.RangeNode:
-			visitPipe(x.Pipe)
-		case *parse.WithNode:
-			visitPipe(x.Pipe)
 		}
 	}
-	visit(tmpl.Tree.Root)
-	return refs, nil
+	switch x := n.(type) {
+	case *parse.ListNode:
+		if x != nil {
+			for _, c := range x.Nodes {
+				walkTemplate(c, leaf)
+			}
+		}
+	case *parse.ActionNode:
+		walkPipe(x.Pipe)
+	case *parse.CommandNode:
+		for _, a := range x.Args {
+			walkTemplate(a, leaf)
+		}
+	case *parse.PipeNode:
+		walkPipe(x)
+	case *parse.FieldNode, *parse.VariableNode:
+		leaf(x)
+	case *parse.ChainNode:
+		walkTemplate(x.Node, leaf)
+		leaf(x)
+	case *parse.IfNode:
+		walkPipe(x.Pipe)
+		walkTemplate(x.List, leaf)
+		if x.ElseList != nil {
+			walkTemplate(x.ElseList, leaf)
+		}
+	case *parse.RangeNode:
+		walkPipe(x.Pipe)
+	case *parse.WithNode:
+		walkPipe(x.Pipe)
+	}
 }

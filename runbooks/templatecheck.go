@@ -105,30 +105,8 @@ func configFields(text string) (config, other map[string]bool, err error) {
 		}
 		return false
 	}
-	var visit func(n parse.Node)
-	visitPipe := func(p *parse.PipeNode) {
-		if p != nil {
-			for _, c := range p.Cmds {
-				visit(c)
-			}
-		}
-	}
-	visit = func(n parse.Node) {
+	walkTemplate(tmpl.Tree.Root, func(n parse.Node) {
 		switch x := n.(type) {
-		case *parse.ListNode:
-			if x != nil {
-				for _, c := range x.Nodes {
-					visit(c)
-				}
-			}
-		case *parse.ActionNode:
-			visitPipe(x.Pipe)
-		case *parse.CommandNode:
-			for _, a := range x.Args {
-				visit(a)
-			}
-		case *parse.PipeNode:
-			visitPipe(x)
 		case *parse.FieldNode:
 			if isConfig(x.Ident[0]) {
 				add(config, x.Ident[1:])
@@ -144,24 +122,12 @@ func configFields(text string) (config, other map[string]bool, err error) {
 				}
 			}
 		case *parse.ChainNode:
-			visit(x.Node)
 			if readsConfig(x.Node) {
 				add(config, x.Field)
 			} else {
 				add(other, x.Field)
 			}
-		case *parse.IfNode:
-			visitPipe(x.Pipe)
-			visit(x.List)
-			if x.ElseList != nil {
-				visit(x.ElseList)
-			}
-		case *parse.RangeNode:
-			visitPipe(x.Pipe)
-		case *parse.WithNode:
-			visitPipe(x.Pipe)
 		}
-	}
-	visit(tmpl.Tree.Root)
+	})
 	return config, other, nil
 }
