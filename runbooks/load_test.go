@@ -167,3 +167,15 @@ func TestEnvironmentParams(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `production: unknown environment "prod" (configured: sandbox)`)
 }
+
+// TestFromJSON: a param holding a JSON object becomes a map argument, and a
+// malformed one fails the render naming fromJson.
+func TestFromJSON(t *testing.T) {
+	data := map[string]any{"params": map[string]any{"config": `{"app.title": "Portal", "n": 2}`, "bad": `{"x": `}}
+	v, err := runbooks.RenderValue("{{ .params.config | fromJson }}", data)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]any{"app.title": "Portal", "n": float64(2)}, v)
+	_, err = runbooks.RenderValue("{{ .params.bad | fromJson }}", data)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "fromJson")
+}

@@ -91,6 +91,16 @@ func funcs(capture func(any) string) template.FuncMap {
 			b, err := json.Marshal(v)
 			return string(b), err
 		},
+		// fromJson turns a JSON text (a param holding an object, such as
+		// plugin-install's config) into a value a step argument of type
+		// map or list can take.
+		"fromJson": func(s string) (any, error) {
+			var v any
+			if err := json.Unmarshal([]byte(s), &v); err != nil {
+				return nil, fmt.Errorf("fromJson: %w", err)
+			}
+			return v, nil
+		},
 		"quote": func(s string) string { return fmt.Sprintf("%q", s) },
 		"split": func(sep, s string) []string { return strings.Split(s, sep) },
 		// imageTag is the tag of an image reference ("" without one), e.g.

@@ -141,6 +141,34 @@ func Compare(before, after Snapshot, expect map[string]string) Comparison {
 	return c
 }
 
+// RequireNew adds a problem for each plugin of ids that is not new since
+// before with at least one migration applied: the check after a plugin
+// install, whose database must have appeared and been migrated by the
+// plugin's first start. A plugin that already had a database is refused
+// too: then the install did not add it (it was installed before), and
+// "migrations applied" would prove nothing about this install.
+func (c *Comparison) RequireNew(before, after Snapshot, ids []string) {
+	var problems []Problem
+	for _, id := range ids {
+		a, ok := after.Plugins[id]
+		_, existed := before.Plugins[id]
+		switch {
+		case existed:
+			problems = append(problems, Problem{activities.ErrMigrationMismatch, id,
+				fmt.Sprintf("plugin %s: expected a new plugin database, but %s already existed in the snapshot of %s", id, before.Plugins[id].Database, before.TakenAt), false})
+		case !ok:
+			problems = append(problems, Problem{activities.ErrPluginDatabaseMissing, id,
+				fmt.Sprintf("plugin %s: expected a new plugin database, but none appeared (plugin databases now: %s)", id, orNone(strings.Join(sortedKeys(after.Plugins), ", "))), false})
+		case a.Count == 0:
+			problems = append(problems, Problem{activities.ErrMigrationMissing, id,
+				fmt.Sprintf("plugin %s: database %s appeared, but no migration has been applied to it", id, a.Database), false})
+		}
+	}
+	// Ahead of the others: the install's own verdict is what a person
+	// reads first.
+	c.Problems = append(problems, c.Problems...)
+}
+
 // Failure is the error verifyMigrations fails with, or nil.
 func (c Comparison) Failure() (errType, msg string) {
 	if len(c.Problems) == 0 {

@@ -87,6 +87,9 @@ func (d Database) snapshot(ctx context.Context, name, password string, red *secr
 	return b.finish(name, d.Driver, takenAt, truncated), nil
 }
 
+// maxExpectNew bounds db.verifyMigrations' expectNew.
+const maxExpectNew = 64
+
 // VerifyInput is the `with` of db.verifyMigrations.
 type VerifyInput struct {
 	Database string `json:"database"`
@@ -98,6 +101,9 @@ type VerifyInput struct {
 	// migrations and plugin databases are exactly those of Before: the
 	// check after a restore.
 	ExpectUnchanged bool `json:"expectUnchanged,omitempty"`
+	// ExpectNew lists plugin ids whose database must have appeared since
+	// Before with migrations applied: the check after a plugin install.
+	ExpectNew []string `json:"expectNew,omitempty"`
 }
 
 // VerifyOutput is the outputs of db.verifyMigrations.
@@ -111,6 +117,10 @@ type VerifyOutput struct {
 
 // VerifyMigrations implements db.verifyMigrations.
 func (a *Activities) VerifyMigrations(ctx context.Context, in VerifyInput) (VerifyOutput, error) {
+	if len(in.ExpectNew) > maxExpectNew {
+		return VerifyOutput{}, nonRetryable(activities.ErrInvalidArguments,
+			fmt.Sprintf("expectNew names %d plugins; at most %d", len(in.ExpectNew), maxExpectNew))
+	}
 	if in.Before.Plugins == nil || in.Before.TakenAt == "" {
 		return VerifyOutput{}, nonRetryable(activities.ErrInvalidArguments,
 			"before must be a db.snapshot step's outputs (e.g. before: \"{{ .steps.snapshot.outputs }}\"): it has no plugins or takenAt")
@@ -130,6 +140,9 @@ func (a *Activities) VerifyMigrations(ctx context.Context, in VerifyInput) (Veri
 	c := Compare(in.Before, after, in.Expect)
 	if in.ExpectUnchanged {
 		c.RequireUnchanged(in.Before, after)
+	}
+	if len(in.ExpectNew) > 0 {
+		c.RequireNew(in.Before, after, in.ExpectNew)
 	}
 	if errType, msg := c.Failure(); errType != "" {
 		return VerifyOutput{}, nonRetryable(errType, fmt.Sprintf("database %q: %s", in.Database, red.Clean(msg)))

@@ -45,6 +45,9 @@ var db = []activities.StepSpec{
 			databaseArg,
 			req("before", TMap, "a db.snapshot step's outputs (or a db.verifyMigrations step's `after`)"),
 			arg("expect", TMap, "plugin → the migration that must have been applied (its latest), e.g. {catalog: 20250101_x.js}"),
+			arg("expectNew", TList, "plugin ids (e.g. [notifications]) whose database must have appeared since `before` with "+
+				"migrations applied, the check after a plugin install: fails PluginDatabaseMissing (none appeared), "+
+				"MigrationMissing (no migration ran) or MigrationMismatch (the database existed before)"),
 			arg("expectUnchanged", TBool, "fail (MigrationMismatch) unless every plugin has exactly the migrations of `before` "+
 				"and no plugin database appeared or vanished: the check after restoring a backup taken with that snapshot"),
 		},
