@@ -179,3 +179,15 @@ func TestFromJSON(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "fromJson")
 }
+
+func TestDictAndLast(t *testing.T) {
+	data := map[string]any{"params": map[string]any{"pkg": "@backstage/plugin-notifications-backend"}, "settings": map[string]any{}}
+	v, err := runbooks.RenderValue(`{{ last (split "/" .params.pkg) }}`, data)
+	require.NoError(t, err)
+	assert.Equal(t, "plugin-notifications-backend", v)
+	v, err = runbooks.RenderValue(`{{ index (index .settings "plugin" | default dict) "addCommand" | default "plugin-add" }}`, data)
+	require.NoError(t, err)
+	assert.Equal(t, "plugin-add", v)
+	_, err = runbooks.RenderValue(`{{ dict "a" }}`, data)
+	require.ErrorContains(t, err, "key/value pairs")
+}

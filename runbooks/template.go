@@ -101,6 +101,32 @@ func funcs(capture func(any) string) template.FuncMap {
 			}
 			return v, nil
 		},
+		// dict builds a map from key/value pairs; with none it is the empty
+		// map, so `index (index .settings "plugin" | default dict) "x"`
+		// reads an optional settings block without failing.
+		"dict": func(kv ...any) (map[string]any, error) {
+			if len(kv)%2 != 0 {
+				return nil, fmt.Errorf("dict: want key/value pairs, got %d arguments", len(kv))
+			}
+			m := make(map[string]any, len(kv)/2)
+			for i := 0; i < len(kv); i += 2 {
+				k, ok := kv[i].(string)
+				if !ok {
+					return nil, fmt.Errorf("dict: key %v is not a string", kv[i])
+				}
+				m[k] = kv[i+1]
+			}
+			return m, nil
+		},
+		// last is a list's last element (nil for an empty list), e.g. the
+		// name of a scoped npm package: last (split "/" .params.package).
+		"last": func(v any) any {
+			rv := reflect.ValueOf(v)
+			if (rv.Kind() != reflect.Slice && rv.Kind() != reflect.Array) || rv.Len() == 0 {
+				return nil
+			}
+			return rv.Index(rv.Len() - 1).Interface()
+		},
 		"quote": func(s string) string { return fmt.Sprintf("%q", s) },
 		"split": func(sep, s string) []string { return strings.Split(s, sep) },
 		// imageTag is the tag of an image reference ("" without one), e.g.
