@@ -163,9 +163,19 @@ func TestEnvironmentParams(t *testing.T) {
 	got, err := runbooks.ResolveParamsIn(rb, map[string]any{"production": "prod-eu"}, []string{"prod-eu", "sandbox"})
 	require.NoError(t, err)
 	assert.Equal(t, map[string]any{"sandbox": "sandbox", "production": "prod-eu"}, got)
-	_, err = runbooks.ResolveParamsIn(rb, nil, []string{"sandbox"})
+	// A default the worker has no environment for resolves to "" (a
+	// single-server worker has no sandbox); a name given must exist.
+	got, err = runbooks.ResolveParamsIn(rb, nil, []string{"sandbox"})
+	require.NoError(t, err)
+	assert.Equal(t, map[string]any{"sandbox": "sandbox", "production": ""}, got)
+	_, err = runbooks.ResolveParamsIn(rb, map[string]any{"production": "prod"}, []string{"sandbox"})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `production: unknown environment "prod" (configured: sandbox)`)
+}
+
+func TestFailFunc(t *testing.T) {
+	_, err := runbooks.RenderValue(`{{ if not .params.x }}{{ fail "settings.x is not set" }}{{ end }}`, map[string]any{"params": map[string]any{"x": ""}})
+	require.ErrorContains(t, err, "settings.x is not set")
 }
 
 // TestFromJSON: a param holding a JSON object becomes a map argument, and a

@@ -2,6 +2,7 @@ package runbooks
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
@@ -101,6 +102,9 @@ func funcs(capture func(any) string) template.FuncMap {
 			}
 			return v, nil
 		},
+		// fail stops a render with the message, for a preflight step that
+		// must say which setting a run lacks: {{ if not .x }}{{ fail "..." }}{{ end }}.
+		"fail": func(msg string) (string, error) { return "", errors.New(msg) },
 		// dict builds a map from key/value pairs; with none it is the empty
 		// map, so `index (index .settings "plugin" | default dict) "x"`
 		// reads an optional settings block without failing.

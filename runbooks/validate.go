@@ -386,9 +386,10 @@ func ResolveParamsIn(rb *Runbook, given map[string]any, environments []string) (
 	for _, name := range sortedKeys(rb.Params) {
 		prm := rb.Params[name]
 		v, ok := given[name]
+		fromDefault := false
 		if !ok || v == nil {
 			if prm.Default != nil {
-				v = prm.Default
+				v, fromDefault = prm.Default, true
 			} else if prm.Required {
 				problems = append(problems, fmt.Sprintf("%s: required param missing", name))
 				continue
@@ -400,6 +401,15 @@ func ResolveParamsIn(rb *Runbook, given map[string]any, environments []string) (
 		cv, err := coerceParam(name, prm, v)
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("%s: %v", name, err))
+			continue
+		}
+		if prm.Type == ParamEnvironment && environments != nil && fromDefault && !contains(environments, cv.(string)) {
+			// A default names the environment teams usually have (sandbox,
+			// prod); a worker without one (a single server, say) leaves the
+			// param empty rather than refusing every run. A path of the
+			// runbook that needs it says so in its preflight. A name given
+			// explicitly must exist.
+			out[name] = ""
 			continue
 		}
 		if prm.Type == ParamEnvironment && environments != nil && !contains(environments, cv.(string)) {
