@@ -163,14 +163,21 @@ func TestEnvironmentParams(t *testing.T) {
 	got, err := runbooks.ResolveParamsIn(rb, map[string]any{"production": "prod-eu"}, []string{"prod-eu", "sandbox"})
 	require.NoError(t, err)
 	assert.Equal(t, map[string]any{"sandbox": "sandbox", "production": "prod-eu"}, got)
-	// A default the worker has no environment for resolves to "" (a
-	// single-server worker has no sandbox); a name given must exist.
-	got, err = runbooks.ResolveParamsIn(rb, nil, []string{"sandbox"})
-	require.NoError(t, err)
-	assert.Equal(t, map[string]any{"sandbox": "sandbox", "production": ""}, got)
-	_, err = runbooks.ResolveParamsIn(rb, map[string]any{"production": "prod"}, []string{"sandbox"})
+	_, err = runbooks.ResolveParamsIn(rb, nil, []string{"sandbox"})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `production: unknown environment "prod" (configured: sandbox)`)
+
+	// unsetIfMissing: a default the worker has no environment for resolves
+	// to "" (a single-server worker has no sandbox); a name given must exist.
+	rb, err = runbooks.Parse("e.yaml", []byte("name: e\nparams:\n  sandbox: {type: environment, default: sandbox, unsetIfMissing: true}\n  production: {type: environment, default: prod}\nsteps:\n  - id: a\n    uses: noop\n"), catalogue(t))
+	require.NoError(t, err)
+	got, err = runbooks.ResolveParamsIn(rb, nil, []string{"prod"})
+	require.NoError(t, err)
+	assert.Equal(t, map[string]any{"sandbox": "", "production": "prod"}, got)
+	_, err = runbooks.ResolveParamsIn(rb, map[string]any{"sandbox": "qa"}, []string{"prod"})
+	require.ErrorContains(t, err, `sandbox: unknown environment "qa"`)
+	_, err = runbooks.Parse("e.yaml", []byte("name: e\nparams:\n  s: {type: string, default: x, unsetIfMissing: true}\nsteps:\n  - id: a\n    uses: noop\n"), catalogue(t))
+	require.ErrorContains(t, err, "unsetIfMissing is only allowed on environment params")
 }
 
 func TestFailFunc(t *testing.T) {

@@ -82,6 +82,12 @@ type Param struct {
 	// variable name or a Kubernetes Secret name), never the secret itself.
 	// Activities resolve it; workflow history only ever holds the reference.
 	Secret bool `yaml:"secret,omitempty" json:"secret,omitempty"`
+	// UnsetIfMissing (environment params with a default only): when the
+	// param is left at its default and the worker has no environment of
+	// that name, it resolves to "" instead of refusing the run. The
+	// upgrade runbook's sandbox uses it: a single-server worker has none.
+	// A name given explicitly must still exist.
+	UnsetIfMissing bool `yaml:"unsetIfMissing,omitempty" json:"unsetIfMissing,omitempty"`
 }
 
 // Step is one unit of work: an activity (Uses), an approval gate (Approval)

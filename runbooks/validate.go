@@ -93,6 +93,9 @@ func (p *parser) validateParam(name string, prm Param) {
 		p.at(path+".type", "unknown param type %q (want string, int, bool, duration or environment)", prm.Type)
 		return
 	}
+	if prm.UnsetIfMissing && (prm.Type != ParamEnvironment || prm.Default == nil) {
+		p.at(path+".unsetIfMissing", "unsetIfMissing is only allowed on environment params with a default")
+	}
 	if len(prm.Enum) > 0 && prm.Type != "" && prm.Type != ParamString {
 		p.at(path+".enum", "enum is only allowed on string params")
 	}
@@ -403,12 +406,11 @@ func ResolveParamsIn(rb *Runbook, given map[string]any, environments []string) (
 			problems = append(problems, fmt.Sprintf("%s: %v", name, err))
 			continue
 		}
-		if prm.Type == ParamEnvironment && environments != nil && fromDefault && !contains(environments, cv.(string)) {
-			// A default names the environment teams usually have (sandbox,
-			// prod); a worker without one (a single server, say) leaves the
-			// param empty rather than refusing every run. A path of the
-			// runbook that needs it says so in its preflight. A name given
-			// explicitly must exist.
+		if prm.Type == ParamEnvironment && environments != nil && fromDefault && prm.UnsetIfMissing && !contains(environments, cv.(string)) {
+			// The default names an environment teams usually have (a
+			// sandbox); a worker without one (a single server) leaves the
+			// param empty rather than refusing every run. The runbook's
+			// preflight says so where a path needs it.
 			out[name] = ""
 			continue
 		}
