@@ -90,9 +90,9 @@ func TestParsePidFile(t *testing.T) {
 		t.Errorf("parsed %+v", p)
 	}
 	for _, bad := range []string{
-		"4242\n",                                   // a classic pid file, not ours: no start time to check
-		`{"pid": 4242, "pgid": 4242}`,              // no start time
-		`{"pid": 1, "pgid": 1, "startTime": 5}`,    // init
+		"4242\n",                                // a classic pid file, not ours: no start time to check
+		`{"pid": 4242, "pgid": 4242}`,           // no start time
+		`{"pid": 1, "pgid": 1, "startTime": 5}`, // init
 		`{"pid": 42, "pgid": 42, "startTime": 5, "extra": 1}`,
 		strings.Repeat(" ", maxPidFileBytes+1),
 	} {
