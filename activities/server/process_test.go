@@ -162,7 +162,8 @@ func TestLifecycleFake(t *testing.T) {
 // A process that exits during start fails the step with its exit status
 // and its last log lines (since this start, not an earlier one's).
 func TestStartFailsWhenTheProcessExits(t *testing.T) {
-	c := fakeEnv(t, map[string]string{"EXIT_CODE": "3"})
+	// CHILD: a sleep it leaves behind in its group must be stopped too.
+	c := fakeEnv(t, map[string]string{"EXIT_CODE": "3", "CHILD": "1"})
 	if err := os.WriteFile(c.logFile(), []byte("an earlier run's line\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -172,6 +173,18 @@ func TestStartFailsWhenTheProcessExits(t *testing.T) {
 		[]string{"exited with code 3", "startup problem line 25", "Backend failed to start up", "startup problem line 7"},
 		"an earlier run's line", "startup problem line 6\n")
 	t.Log(msg)
+	log, _ := os.ReadFile(c.logFile())
+	m := regexp.MustCompile(`child sleep pid (\d+)`).FindSubmatch(log)
+	if m == nil {
+		t.Fatalf("no child in the log: %s", log)
+	}
+	childPid, _ := strconv.Atoi(string(m[1]))
+	if alive(childPid) {
+		t.Errorf("the child %d the failed server left in its group still runs", childPid)
+	}
+	if !strings.Contains(msg, "it left in its group were stopped") {
+		t.Errorf("the message does not say the leftovers were stopped: %s", msg)
+	}
 	if _, err := os.Stat(c.pidFile()); !os.IsNotExist(err) {
 		t.Errorf("pid file left after a failed start: %v", err)
 	}

@@ -356,7 +356,7 @@ func roundDuration(d time.Duration) string {
 func supervised(name string, c Config) (p PidFile, found bool, id identity, err error) {
 	p, found, err = readPidFile(c.pidFile())
 	if err != nil {
-		return p, false, identity{}, serverErr(name, "%v", err)
+		return p, false, identity{}, serverErr(name, "%v; nothing was signalled: check which process serves %s and remove the file", err, c.HealthURL)
 	}
 	if !found {
 		return p, false, identity{}, nil
@@ -364,7 +364,7 @@ func supervised(name string, c Config) (p PidFile, found bool, id identity, err 
 	return p, true, identify(p), nil
 }
 
-// secretValues resolves the config's secret references: the values go to
+// resolveEnv builds the server's environment and resolves the config's secret references: the values go to
 // the server's environment and are redacted from anything read back.
 func (a *Activities) resolveEnv(ctx context.Context, name string, c Config) (env []string, values []string, err error) {
 	m := map[string]string{}

@@ -163,7 +163,7 @@ func (a *Activities) start(ctx context.Context, name string, c Config, timeout t
 	if !ok {
 		// The reaper can only have collected it if it already exited.
 		<-ch.done
-		return StartOutput{}, a.startFailed(name, c, cl, true, pid, describeExit(ch), time.Since(now))
+		return StartOutput{}, a.startFailed(ctx, name, c, cl, true, PidFile{Pid: pid, Pgid: pid}, describeExit(ch), time.Since(now))
 	}
 	p = PidFile{Pid: pid, Pgid: pid, StartTime: st.StartTime, StartedAt: now.UTC(), Command: c.Command, Run: runID(ctx)}
 	if err := writePidFile(c.pidFile(), p); err != nil {
@@ -228,13 +228,23 @@ func describeExit(ch *child) string {
 }
 
 // startFailed builds the failure of a process that exited during start,
-// quoting the log since its start marker.
-func (a *Activities) startFailed(name string, c Config, cl cleaner, canQuote bool, pid int, how string, after time.Duration) error {
+// quoting the log since its start marker. What the process started in its
+// group and left behind (a launcher's child) is stopped too: a failed
+// start must not leave half a server holding the port.
+func (a *Activities) startFailed(ctx context.Context, name string, c Config, cl cleaner, canQuote bool, p PidFile, how string, after time.Duration) error {
+	left := ""
+	if n := len(groupMembers(p.Pgid)); n > 0 {
+		sig, _, err := a.terminate(ctx, name, p, c.stopTimeout())
+		left = fmt.Sprintf("; %d process(es) it left in its group were stopped (%s)", n, sig)
+		if err != nil {
+			left = fmt.Sprintf("; %d process(es) it left in its group could not be stopped: %v", n, err)
+		}
+	}
 	_ = removePidFile(c.pidFile())
-	a.forget(pid)
+	a.forget(p.Pid)
 	return nonRetryable(activities.ErrServerStartFailed, fmt.Sprintf(
-		"server environment %q: the server (pid %d, %s) %s after %s, before %s answered 200%s",
-		name, pid, c.Command[0], how, roundDuration(after), c.HealthURL, a.quoteLog(c, cl, canQuote, startFailLines)))
+		"server environment %q: the server (pid %d, %s) %s after %s, before %s answered 200%s%s",
+		name, p.Pid, c.Command[0], how, roundDuration(after), c.HealthURL, left, a.quoteLog(c, cl, canQuote, startFailLines)))
 }
 
 // quoteLog is the log's last lines since the start, for an error message.
@@ -263,11 +273,11 @@ func (a *Activities) waitReady(ctx context.Context, name string, c Config, p Pid
 		if ch := a.child(p.Pid); ch != nil {
 			select {
 			case <-ch.done:
-				return StartOutput{}, a.startFailed(name, c, cl, canQuote, p.Pid, describeExit(ch), time.Since(p.StartedAt))
+				return StartOutput{}, a.startFailed(ctx, name, c, cl, canQuote, p, describeExit(ch), time.Since(p.StartedAt))
 			default:
 			}
 		} else if !identify(p).ours {
-			return StartOutput{}, a.startFailed(name, c, cl, canQuote, p.Pid, describeExit(nil), time.Since(p.StartedAt))
+			return StartOutput{}, a.startFailed(ctx, name, c, cl, canQuote, p, describeExit(nil), time.Since(p.StartedAt))
 		}
 		code, status := a.probe(ctx, c.HealthURL)
 		if code == 200 {

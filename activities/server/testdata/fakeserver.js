@@ -4,7 +4,7 @@
 //   EXIT_CODE=n      print a few lines and exit n before listening
 //   IGNORE_TERM=1    ignore SIGTERM (the stop path that needs SIGKILL)
 //   NEVER_READY=1    answer 503 forever
-//   CHILD=1          start `sleep 1000` in the same process group
+//   CHILD=1          start `sleep 1000` in the same process group (first)
 //   PRINT=text       print text once listening (e.g. a secret's value)
 'use strict';
 const http = require('node:http');
@@ -12,6 +12,10 @@ const { spawn } = require('node:child_process');
 
 console.log(`fakeserver starting pid ${process.pid}`);
 if (process.env.PRINT) console.log(process.env.PRINT);
+if (process.env.CHILD === '1') {
+  const c = spawn('sleep', ['1000'], { stdio: 'ignore' });
+  console.log(`child sleep pid ${c.pid}`);
+}
 if (process.env.EXIT_CODE) {
   for (let i = 1; i <= 25; i++) console.error(`startup problem line ${i}`);
   console.error('Backend failed to start up');
@@ -24,10 +28,6 @@ if (process.env.IGNORE_TERM === '1') {
     console.log('SIGTERM: shutting down');
     process.exit(0);
   });
-}
-if (process.env.CHILD === '1') {
-  const c = spawn('sleep', ['1000'], { stdio: 'ignore' });
-  console.log(`child sleep pid ${c.pid}`);
 }
 const status = process.env.NEVER_READY === '1' ? 503 : 200;
 http
