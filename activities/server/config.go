@@ -11,7 +11,9 @@
 // A pid file records the pid, its process group, the process's start time
 // from /proc and the argv, so a worker that restarted finds and stops the
 // same process, and never signals a pid the kernel has since given to
-// another program.
+// another program. Where systemd runs the portal, an environment names its
+// unit instead (Config.Systemd) and the steps drive systemctl and read
+// journalctl.
 package server
 
 import (
@@ -94,6 +96,10 @@ type Config struct {
 	// ErrorPatterns are regular expressions that server.logs fails on;
 	// default DefaultErrorPatterns.
 	ErrorPatterns []string `yaml:"errorPatterns,omitempty" json:"errorPatterns,omitempty"`
+	// Systemd, when set, drives that unit instead of supervising a
+	// process: Command, Env, InheritEnv, LogFile and PidFile are then
+	// empty, and Dir optional.
+	Systemd *Systemd `yaml:"systemd,omitempty" json:"systemd,omitempty"`
 }
 
 var (
@@ -119,6 +125,7 @@ func (c Config) Validate(name string) error {
 		bad("the name: use letters, digits, '.', '_' and '-'")
 	}
 	switch {
+	case c.Dir == "" && c.Systemd != nil:
 	case c.Dir == "":
 		bad("dir is empty: give the portal's directory")
 	case !filepath.IsAbs(c.Dir):
@@ -130,10 +137,15 @@ func (c Config) Validate(name string) error {
 			bad("dir %s is not a directory", c.Dir)
 		}
 	}
-	if len(c.Command) == 0 || c.Command[0] == "" {
+	switch {
+	case c.Systemd != nil:
+		c.Systemd.validate(c, bad)
+	case len(c.Command) == 0 || c.Command[0] == "":
 		bad("command is empty: it needs at least the program, e.g. [node, packages/backend/dist/index.js]")
-	} else if _, err := lookPath(c.Command[0]); err != nil {
-		bad("command: program %q is not an executable file or not on PATH: %v", c.Command[0], err)
+	default:
+		if _, err := lookPath(c.Command[0]); err != nil {
+			bad("command: program %q is not an executable file or not on PATH: %v", c.Command[0], err)
+		}
 	}
 	if c.HealthURL == "" {
 		bad("healthURL is empty: give the readiness URL, e.g. http://127.0.0.1:7007/.backstage/health/v1/readiness")

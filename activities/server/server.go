@@ -43,6 +43,9 @@ type Activities struct {
 	PollInterval time.Duration
 	// HeartbeatInterval is how often a waiting step heartbeats; default 5 s.
 	HeartbeatInterval time.Duration
+	// RunTool runs systemctl and journalctl for Systemd environments; nil
+	// runs the programs.
+	RunTool ToolRunner
 
 	mu sync.Mutex
 	// envLocks serialises the steps of one environment in this worker
@@ -256,6 +259,7 @@ func (a *Activities) lock(ctx context.Context, name string, c Config) (func(), e
 		a.envLocks[name] = m
 	}
 	a.mu.Unlock()
+	unlockMu := func() { m.Unlock() }
 	acquired := make(chan struct{})
 	go func() { m.Lock(); close(acquired) }()
 	select {
@@ -263,6 +267,10 @@ func (a *Activities) lock(ctx context.Context, name string, c Config) (func(), e
 	case <-ctx.Done():
 		go func() { <-acquired; m.Unlock() }()
 		return nil, ctx.Err()
+	}
+	if c.Systemd != nil {
+		// systemd orders the jobs of a unit itself, across workers too.
+		return unlockMu, nil
 	}
 	path := c.pidFile() + ".lock"
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {

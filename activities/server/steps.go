@@ -92,6 +92,9 @@ func runID(ctx context.Context) string {
 }
 
 func (a *Activities) start(ctx context.Context, name string, c Config, timeout time.Duration) (StartOutput, error) {
+	if c.Systemd != nil {
+		return a.unitStart(ctx, name, c, timeout)
+	}
 	p, found, id, err := supervised(name, c)
 	if err != nil {
 		return StartOutput{}, err
@@ -355,6 +358,10 @@ func (a *Activities) terminate(ctx context.Context, name string, p PidFile, grac
 }
 
 func (a *Activities) stop(ctx context.Context, name string, c Config, grace time.Duration) (StopOutput, error) {
+	if c.Systemd != nil {
+		// The unit's TimeoutStopSec, not grace, bounds the stop.
+		return a.unitStop(ctx, name, c)
+	}
 	p, found, id, err := supervised(name, c)
 	if err != nil {
 		return StopOutput{}, err
@@ -395,25 +402,10 @@ func (a *Activities) Status(ctx context.Context, in StatusInput) (StatusOutput, 
 	default:
 		return StatusOutput{}, nonRetryable(activities.ErrInvalidArguments, fmt.Sprintf("expect %q: want healthy, stopped or nothing", in.Expect))
 	}
-	p, found, id, err := supervised(in.Environment, c)
+	out, code, status, err := a.status(ctx, in.Environment, c)
 	if err != nil {
 		return StatusOutput{}, err
 	}
-	code, status := a.probe(ctx, c.HealthURL)
-	out := StatusOutput{HTTPStatus: code, Healthy: code == 200}
-	var notes []string
-	switch {
-	case found && id.ours:
-		out.Running, out.Pid = true, p.Pid
-		out.StartedAt = p.StartedAt.UTC().Format(time.RFC3339)
-		out.Uptime = roundDuration(time.Since(p.StartedAt))
-	case found:
-		notes = append(notes, "stale pid file "+c.pidFile()+": "+id.why)
-	}
-	if !out.Running && code != 0 {
-		notes = append(notes, fmt.Sprintf("%s answers (%s) but no process this worker supervises runs: something else listens there", c.HealthURL, status))
-	}
-	out.Note = strings.Join(notes, "; ")
 	describe := func() string {
 		s := fmt.Sprintf("running %v", out.Running)
 		if out.Running {
@@ -438,6 +430,32 @@ func (a *Activities) Status(ctx context.Context, in StatusInput) (StatusOutput, 
 			fmt.Sprintf("server environment %q is not stopped: %s", in.Environment, describe()))
 	}
 	return out, nil
+}
+
+func (a *Activities) status(ctx context.Context, name string, c Config) (StatusOutput, int, string, error) {
+	if c.Systemd != nil {
+		return a.unitStatus(ctx, name, c)
+	}
+	p, found, id, err := supervised(name, c)
+	if err != nil {
+		return StatusOutput{}, 0, "", err
+	}
+	code, status := a.probe(ctx, c.HealthURL)
+	out := StatusOutput{HTTPStatus: code, Healthy: code == 200}
+	var notes []string
+	switch {
+	case found && id.ours:
+		out.Running, out.Pid = true, p.Pid
+		out.StartedAt = p.StartedAt.UTC().Format(time.RFC3339)
+		out.Uptime = roundDuration(time.Since(p.StartedAt))
+	case found:
+		notes = append(notes, "stale pid file "+c.pidFile()+": "+id.why)
+	}
+	if !out.Running && code != 0 {
+		notes = append(notes, fmt.Sprintf("%s answers (%s) but no process this worker supervises runs: something else listens there", c.HealthURL, status))
+	}
+	out.Note = strings.Join(notes, "; ")
+	return out, code, status, nil
 }
 
 // Logs returns the end of the log file and fails on error patterns.
@@ -472,20 +490,29 @@ func (a *Activities) Logs(ctx context.Context, in LogsInput) (LogsOutput, error)
 		return LogsOutput{}, err
 	}
 	cl := newCleaner(values)
-	file := c.logFile()
-	raw, err := readTail(file, maxTailReadBytes, sinceStart)
-	if err != nil {
-		return LogsOutput{}, serverErr(in.Environment, "%v", err)
-	}
-	lines := cl.lines(raw)
-	since := lines
-	if !sinceStart {
-		raw, err := readTail(file, maxTailReadBytes, true)
+	var raw, rawSince []string
+	file := ""
+	if c.Systemd != nil {
+		file = "journal of " + c.Systemd.Unit
+		raw, rawSince, err = a.unitLogs(ctx, in.Environment, c, sinceStart)
+		if err != nil {
+			return LogsOutput{}, err
+		}
+	} else {
+		file = c.logFile()
+		raw, err = readTail(file, maxTailReadBytes, sinceStart)
 		if err != nil {
 			return LogsOutput{}, serverErr(in.Environment, "%v", err)
 		}
-		since = cl.lines(raw)
+		rawSince = raw
+		if !sinceStart {
+			if rawSince, err = readTail(file, maxTailReadBytes, true); err != nil {
+				return LogsOutput{}, serverErr(in.Environment, "%v", err)
+			}
+		}
 	}
+	lines := cl.lines(raw)
+	since := cl.lines(rawSince)
 	// Patterns see cleaned lines only: a pattern from a run must not be
 	// able to probe a secret value by matching or not.
 	found := matchPatterns(res, since)

@@ -9,7 +9,9 @@ import (
 // The server.* steps run a Backstage backend as a process on the worker's
 // host (a `kind: server` environment of the worker config). A run names
 // the environment; the directory, argv and environment variables come
-// from the worker config only.
+// from the worker config only. An environment with `systemd: {unit: ...}`
+// is driven through systemctl and journalctl instead of a process the
+// worker supervises.
 var serverEnvArg = req("environment", TString, "the name of a server environment in the worker config (`environments.<name>.server`); any other is refused")
 
 var serverErrors = []string{activities.ErrServerNotConfigured, activities.ErrServerError}
@@ -34,7 +36,8 @@ var server = []activities.StepSpec{
 			"file after a start marker, a pid file that a restarted worker finds) and wait until its health URL answers 200. " +
 			"Idempotent: a supervised process that is already running is waited for and reported with alreadyRunning. " +
 			"Fails with the exit status and the last log lines when the process exits during start; stops it and fails when " +
-			"it is not ready in time; refuses to start when something else already answers on the health URL.",
+			"it is not ready in time; refuses to start when something else already answers on the health URL. " +
+			"A systemd environment: `systemctl start --no-block` of its unit, then the same wait (failed: the journal's last lines).",
 		Args: []activities.Arg{
 			serverEnvArg,
 			arg("timeout", TDuration, "how long to wait for the health URL; default the environment's startTimeout (5m), at most 2h"),
@@ -48,7 +51,8 @@ var server = []activities.StepSpec{
 		Name: "server.stop",
 		Description: "Stop the environment's supervised process: SIGTERM to its process group, SIGKILL after the stop timeout, " +
 			"then remove the pid file. Only the process the pid file names is signalled, checked by its start time, so a pid " +
-			"reused by another program is left alone. Idempotent: nothing running is a success with wasRunning false.",
+			"reused by another program is left alone. Idempotent: nothing running is a success with wasRunning false. " +
+			"A systemd environment: `systemctl stop` of its unit (its TimeoutStopSec bounds the stop).",
 		Args: []activities.Arg{
 			serverEnvArg,
 			arg("timeout", TDuration, "time between SIGTERM and SIGKILL; default the environment's stopTimeout (30s), at most 1h"),
@@ -105,7 +109,7 @@ var server = []activities.StepSpec{
 		Description: "Return the end of the environment's log file (read from its end, never whole), by default only the lines " +
 			"since the last start, with secret values of its environment replaced by ***; fail when an error pattern (the " +
 			"environment's errorPatterns, default `Backend failed to start up` and `migration directory is corrupt`, plus " +
-			"the step's) matches a line since the last start.",
+			"the step's) matches a line since the last start. A systemd environment reads its unit's journal.",
 		Args: []activities.Arg{
 			serverEnvArg,
 			arg("lines", TInt, "how many lines to return; default 100, at most 1000"),
