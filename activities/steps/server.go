@@ -101,8 +101,8 @@ var server = []activities.StepSpec{
 			out("startedAt", TTime, "when it started (\"\" when not running)"),
 			out("note", TString, "a stale pid file, or a process this worker did not start answering on the health URL"),
 		},
-		Errors:           errs(serverErrors, []string{activities.ErrServerStatusMismatch}),
-		DefaultTimeout:   time.Minute,
+		Errors:         errs(serverErrors, []string{activities.ErrServerStatusMismatch}),
+		DefaultTimeout: time.Minute,
 	},
 	{
 		Name: "server.logs",
