@@ -107,6 +107,16 @@ const (
 	// Upgrades (portal.versions, db.verifyMigrations expectUnchanged).
 	ErrVersionsUnreadable = "VersionsUnreadable"
 	ErrMigrationMismatch  = "MigrationMismatch"
+
+	// Single-server environments (server.*).
+	ErrServerNotConfigured  = "ServerNotConfigured"
+	ErrServerError          = "ServerError"
+	ErrServerStartFailed    = "ServerStartFailed"
+	ErrServerNotReady       = "ServerNotReady"
+	ErrServerPortInUse      = "ServerPortInUse"
+	ErrServerStopFailed     = "ServerStopFailed"
+	ErrServerStatusMismatch = "ServerStatusMismatch"
+	ErrServerLogErrors      = "ServerLogErrors"
 )
 
 // ErrorScope says who sees an error type.
@@ -224,6 +234,15 @@ var errorTypes = []ErrorType{
 
 	{ErrVersionsUnreadable, "the portal work tree has neither backstage.json nor a package.json, or one of them is not valid JSON or is too large (the file in the message)", false, ScopeStep},
 	{ErrMigrationMismatch, "with expectUnchanged: the plugins' migrations differ from the `before` snapshot (a migration or plugin database added or gone, named in the message)", false, ScopeStep},
+
+	{ErrServerNotConfigured, "the step names an environment that is not a server environment of the worker config (the known ones in the message)", false, ScopeStep},
+	{ErrServerError, "the worker could not use the server's pid file, log file or process (unreadable pid file, permissions)", false, ScopeStep},
+	{ErrServerStartFailed, "the server process could not start or exited before it was ready (exit status and last log lines in the message)", false, ScopeStep},
+	{ErrServerNotReady, "the health URL did not answer 200 within the start timeout; the process was stopped (last status and log lines in the message)", false, ScopeStep},
+	{ErrServerPortInUse, "something the worker did not start already answers on the health URL, so a new server could not listen there; nothing was started", false, ScopeStep},
+	{ErrServerStopFailed, "the server's process group was still alive after SIGKILL, or could not be signalled", true, ScopeStep},
+	{ErrServerStatusMismatch, "server.status found the server not as expect asks (healthy or stopped); what it found in the message", true, ScopeStep},
+	{ErrServerLogErrors, "an error pattern matched the server's log since its last start (the pattern and the lines in the message)", false, ScopeStep},
 }
 
 var errorTypeByName = func() map[string]ErrorType {

@@ -18,7 +18,7 @@ import (
 // All returns every built-in step spec, in no particular order.
 func All() []activities.StepSpec {
 	var out []activities.StepSpec
-	for _, group := range [][]activities.StepSpec{generic, kube, flux, git, web, notify, command, image, db, portal} {
+	for _, group := range [][]activities.StepSpec{generic, kube, flux, git, web, notify, command, image, db, portal, server} {
 		out = append(out, group...)
 	}
 	return out

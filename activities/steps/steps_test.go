@@ -76,7 +76,7 @@ func TestEveryStepErrorTypeIsRaised(t *testing.T) {
 // activities.Err* constants its source uses.
 func TestAdaptersDeclareTheErrorTypesTheyRaise(t *testing.T) {
 	values := errorConstants(t)
-	for _, pkg := range []string{"generic", "kube", "flux", "git", "web", "notify", "command", "image", "db", "portal"} {
+	for _, pkg := range []string{"generic", "kube", "flux", "git", "web", "notify", "command", "image", "db", "portal", "server"} {
 		t.Run(pkg, func(t *testing.T) {
 			declared := map[string]bool{}
 			for _, e := range activities.CommonStepErrors {

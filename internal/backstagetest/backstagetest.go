@@ -173,11 +173,82 @@ func CatalogFor(version string) string {
 	return ""
 }
 
+// Prepared is a backend ready to be started by someone else (a supervisor
+// under test, such as activities/server): its config is written, and
+// Argv, Dir and Env say how to run it. The caller runs and stops the
+// process and calls Cleanup (which removes the config) when done.
+type Prepared struct {
+	// Dir is the tools/backstage directory, the process's working
+	// directory.
+	Dir string
+	// Argv runs the backend: [<absolute path of node>, index.js, --config,
+	// <config file>].
+	Argv []string
+	// Env is what the backend needs on top of a minimal environment (PATH,
+	// HOME): NODE_ENV, NODE_OPTIONS and the STAGEHAND_BACKSTAGE_* switches.
+	Env map[string]string
+	// Port is the listening port; URL the base URL and HealthURL the
+	// readiness endpoint (200 once every plugin started).
+	Port      int
+	URL       string
+	HealthURL string
+	// ConfigFile is the written app-config; WorkDir holds it.
+	ConfigFile string
+	WorkDir    string
+	// StaticToken is the static external access token the config accepts.
+	StaticToken string
+}
+
+// Cleanup removes the written config.
+func (p *Prepared) Cleanup() { _ = os.RemoveAll(p.WorkDir) }
+
 // Launch writes the config and starts the backend without waiting for it:
 // the caller follows it with WaitReady, Exited and the readiness endpoint
 // (a backend that fails its migrations stays up, answering 503). The
 // caller must Stop it.
 func Launch(opts Options) (*Server, error) {
+	p, err := Prepare(opts)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		URL:         p.URL,
+		Port:        p.Port,
+		StaticToken: p.StaticToken,
+		workDir:     p.WorkDir,
+		logs:        &syncBuffer{max: 256 << 10},
+		done:        make(chan struct{}),
+	}
+	// Not CommandContext: ctx bounds start-up only, and the backend must
+	// outlive it; Stop kills the process group.
+	cmd := exec.Command(p.Argv[0], p.Argv[1:]...)
+	cmd.Dir = p.Dir
+	cmd.Env = os.Environ()
+	for _, k := range []string{"NODE_ENV", "NODE_OPTIONS", "STAGEHAND_BACKSTAGE_WITHOUT", "STAGEHAND_BACKSTAGE_CATALOG", "STAGEHAND_BACKSTAGE_STOCK_START"} {
+		if v, ok := p.Env[k]; ok {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+	}
+	cmd.Stdout = s.logs
+	cmd.Stderr = s.logs
+	// Own process group, so Stop reaches anything node spawns.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	s.begin = time.Now()
+	if err := cmd.Start(); err != nil {
+		p.Cleanup()
+		return nil, fmt.Errorf("backstagetest: start node: %w", err)
+	}
+	s.cmd = cmd
+	go func() {
+		s.waitErr = cmd.Wait()
+		close(s.done)
+	}()
+	return s, nil
+}
+
+// Prepare checks the install and writes the backend's config without
+// starting anything; see Prepared.
+func Prepare(opts Options) (*Prepared, error) {
 	n := 0
 	for _, set := range []bool{opts.PG != nil, opts.MySQL != nil, opts.DB != nil} {
 		if set {
@@ -264,43 +335,28 @@ func Launch(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("backstagetest: write config: %w", err)
 	}
 
-	s := &Server{
-		URL:         fmt.Sprintf("http://127.0.0.1:%d", port),
-		Port:        port,
-		StaticToken: token,
-		workDir:     workDir,
-		logs:        &syncBuffer{max: 256 << 10},
-		done:        make(chan struct{}),
-	}
-	// Not CommandContext: ctx bounds start-up only, and the backend must
-	// outlive it; Stop kills the process group.
-	cmd := exec.Command(nodeBin, "index.js", "--config", cfgPath)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(),
+	env := map[string]string{
 		// production: no dev-only file watching or source maps, faster start.
-		"NODE_ENV=production",
-		"NODE_OPTIONS=--no-deprecation",
-		"STAGEHAND_BACKSTAGE_WITHOUT="+faultPlugins(opts.Fault),
-		"STAGEHAND_BACKSTAGE_CATALOG="+catalogEnv,
-	)
+		"NODE_ENV":                    "production",
+		"NODE_OPTIONS":                "--no-deprecation",
+		"STAGEHAND_BACKSTAGE_WITHOUT": faultPlugins(opts.Fault),
+		"STAGEHAND_BACKSTAGE_CATALOG": catalogEnv,
+	}
 	if opts.StockStart {
-		cmd.Env = append(cmd.Env, "STAGEHAND_BACKSTAGE_STOCK_START=1")
+		env["STAGEHAND_BACKSTAGE_STOCK_START"] = "1"
 	}
-	cmd.Stdout = s.logs
-	cmd.Stderr = s.logs
-	// Own process group, so Stop reaches anything node spawns.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	s.begin = time.Now()
-	if err := cmd.Start(); err != nil {
-		_ = os.RemoveAll(workDir)
-		return nil, fmt.Errorf("backstagetest: start node: %w", err)
-	}
-	s.cmd = cmd
-	go func() {
-		s.waitErr = cmd.Wait()
-		close(s.done)
-	}()
-	return s, nil
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	return &Prepared{
+		Dir:         dir,
+		Argv:        []string{nodeBin, "index.js", "--config", cfgPath},
+		Env:         env,
+		Port:        port,
+		URL:         url,
+		HealthURL:   url + ReadinessPath,
+		ConfigFile:  cfgPath,
+		WorkDir:     workDir,
+		StaticToken: token,
+	}, nil
 }
 
 // validVersion accepts an exact npm version (digits, dots, a prerelease
