@@ -15,6 +15,7 @@ import (
 	"github.com/stagehand-dev/stagehand/activities/kube"
 	"github.com/stagehand-dev/stagehand/activities/notify"
 	"github.com/stagehand-dev/stagehand/activities/portal"
+	"github.com/stagehand-dev/stagehand/activities/server"
 	"github.com/stagehand-dev/stagehand/activities/steps"
 	"github.com/stagehand-dev/stagehand/activities/web"
 )
@@ -45,6 +46,9 @@ type Deps struct {
 	// Portal reads a portal work tree's Backstage versions; nil refuses
 	// every directory.
 	Portal *portal.Activities
+	// Server runs the server.* steps for the worker's server environments;
+	// nil has none (the steps then fail with ServerNotConfigured).
+	Server *server.Activities
 }
 
 // Catalogue returns every step type Stagehand offers, each built-in spec
@@ -63,6 +67,7 @@ func Catalogue(deps Deps) (*activities.Catalogue, error) {
 	types = append(types, image.StepTypes(orZero(deps.Image))...)
 	types = append(types, db.StepTypes(orZero(deps.DB))...)
 	types = append(types, portal.StepTypes(orZero(deps.Portal))...)
+	types = append(types, server.StepTypes(orZero(deps.Server))...)
 	// The flux steps read the same clusters as the kube steps.
 	types = append(types, flux.StepTypes(&flux.Activities{Kube: kubeActs})...)
 	return activities.Bind(steps.All(), types...)

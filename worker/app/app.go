@@ -29,6 +29,7 @@ import (
 	"github.com/stagehand-dev/stagehand/activities/portal"
 	"github.com/stagehand-dev/stagehand/activities/registry"
 	"github.com/stagehand-dev/stagehand/activities/secrets"
+	"github.com/stagehand-dev/stagehand/activities/server"
 	"github.com/stagehand-dev/stagehand/activities/web"
 	"github.com/stagehand-dev/stagehand/internal/temporalconn"
 	"github.com/stagehand-dev/stagehand/runbooks"
@@ -174,6 +175,11 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 	dbActs := &db.Activities{Databases: cfg.Databases, BackupDir: cfg.BackupDir(), Resolve: resolve}
 	imageActs := &image.Activities{Host: cfg.Docker.Host, APIVersion: cfg.Docker.APIVersion, Scope: scope,
 		ContextRoots: cfg.DockerContextRoots(), Resolve: resolve, Logger: logger.With("component", "image")}
+	serverActs, err := server.New(cfg.Servers(), resolve)
+	if err != nil {
+		return nil, err
+	}
+	serverActs.Logger = logger.With("component", "server")
 	cat, err := registry.Catalogue(registry.Deps{
 		Kube:   kubeActs,
 		Git:    gitActs,
@@ -184,6 +190,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 		DB:     dbActs,
 		Image:  imageActs,
 		Portal: &portal.Activities{Tree: gitActs.RunTree},
+		Server: serverActs,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("build step catalogue: %w", err)

@@ -22,6 +22,7 @@ import (
 	"github.com/stagehand-dev/stagehand/activities/command"
 	"github.com/stagehand-dev/stagehand/activities/db"
 	"github.com/stagehand-dev/stagehand/activities/secrets"
+	"github.com/stagehand-dev/stagehand/activities/server"
 	"github.com/stagehand-dev/stagehand/internal/temporalconn"
 	"github.com/stagehand-dev/stagehand/workflows"
 )
@@ -154,6 +155,15 @@ type Log struct {
 // namespace and Deployment, and the portal's URL. Runbooks read these
 // values as .environments.<name>.<key>.
 type Environment struct {
+	// Kind is "kubernetes" (the default: a cluster, namespace and
+	// Deployment) or "server" (a single server: a Backstage process on the
+	// worker's host, described by Server). Runbooks read it as
+	// .environments.<name>.kind and take the matching path.
+	Kind string `yaml:"kind,omitempty" json:"kind,omitempty"`
+	// Server is a single-server environment's process: its directory,
+	// command, environment (secret references), log file, health URL, pid
+	// file and timeouts, or a systemd unit. Only with kind: server.
+	Server *server.Config `yaml:"server,omitempty" json:"server,omitempty"`
 	// Kubeconfig and Context select the cluster; InCluster uses the pod's
 	// service account instead.
 	Kubeconfig string `yaml:"kubeconfig,omitempty" json:"kubeconfig,omitempty"`
@@ -176,6 +186,44 @@ type Environment struct {
 	// Extra holds team-specific values (approvers, smoke checks, ...) that
 	// runbooks may read; they must not be secrets.
 	Extra map[string]any `yaml:"extra,omitempty" json:"extra,omitempty"`
+}
+
+// The kinds of environment.
+const (
+	KindKubernetes = "kubernetes"
+	KindServer     = "server"
+)
+
+// KindOrDefault is the environment's kind, kubernetes when unset.
+func (e Environment) KindOrDefault() string {
+	if e.Kind == "" {
+		return KindKubernetes
+	}
+	return e.Kind
+}
+
+// Servers are the single-server environments' processes by name, for the
+// server steps.
+func (c *Config) Servers() map[string]server.Config {
+	out := map[string]server.Config{}
+	for name, e := range c.Environments {
+		if e.Kind == KindServer && e.Server != nil {
+			out[name] = *e.Server
+		}
+	}
+	return out
+}
+
+// ServerDirs are the single-server environments' directories: steps that
+// read or edit a portal work tree may use them besides a run's checkout.
+func (c *Config) ServerDirs() []string {
+	var dirs []string
+	for _, name := range c.EnvironmentNames() {
+		if e := c.Environments[name]; e.Kind == KindServer && e.Server != nil && e.Server.Dir != "" {
+			dirs = append(dirs, e.Server.Dir)
+		}
+	}
+	return dirs
 }
 
 // Defaults match `make dev`: a local dev server and the default task queue.
@@ -268,6 +316,23 @@ func (c *Config) Validate() error {
 		e := c.Environments[name]
 		if e.InCluster && (e.Kubeconfig != "" || e.Context != "") {
 			problems = append(problems, fmt.Sprintf("environments.%s: inCluster excludes kubeconfig and context", name))
+		}
+		switch e.Kind {
+		case "", KindKubernetes:
+			if e.Server != nil {
+				problems = append(problems, fmt.Sprintf("environments.%s: server is only for kind: server (kind is %q)", name, e.KindOrDefault()))
+			}
+		case KindServer:
+			if e.Server == nil {
+				problems = append(problems, fmt.Sprintf("environments.%s: kind server needs a server block (dir, command, healthURL)", name))
+			} else if err := e.Server.Validate(name); err != nil {
+				problems = append(problems, fmt.Sprintf("environments.%s.server: %v", name, err))
+			}
+			if e.InCluster || e.Kubeconfig != "" || e.Context != "" || e.Namespace != "" || e.Deployment != "" {
+				problems = append(problems, fmt.Sprintf("environments.%s: a server environment has no cluster (drop kubeconfig, context, inCluster, namespace, deployment)", name))
+			}
+		default:
+			problems = append(problems, fmt.Sprintf("environments.%s.kind %q: want kubernetes (the default) or server", name, e.Kind))
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.Databases)) {
@@ -424,6 +489,12 @@ func (c *Config) TemplateData() map[string]any {
 			"imagePolicy": e.ImagePolicy,
 			"database":    e.Database,
 			"smokeChecks": checksOrEmpty(e.SmokeChecks),
+			"kind":        e.KindOrDefault(),
+		}
+		if e.Server != nil {
+			// Where the portal lives and how it is checked; the command's
+			// environment (secret references) stays with the worker.
+			m["server"] = map[string]any{"dir": e.Server.Dir, "healthURL": e.Server.HealthURL, "logFile": e.Server.LogFile}
 		}
 		for k, v := range e.Extra {
 			if _, taken := m[k]; !taken {

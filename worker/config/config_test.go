@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/stagehand-dev/stagehand/activities/command"
 	"github.com/stagehand-dev/stagehand/activities/db"
+	"github.com/stagehand-dev/stagehand/activities/server"
 )
 
 func write(t *testing.T, body string) string {
@@ -151,4 +153,46 @@ environments:
 		assert.Contains(t, err.Error(), want)
 	}
 	assert.NotContains(t, err.Error(), "hunter2", "a literal password is never echoed")
+}
+
+// TestServerEnvironments: kind server needs its server block (validated),
+// a Kubernetes environment may not have one, and runbooks see kind and the
+// server's directory but never its command's environment.
+func TestServerEnvironments(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Defaults()
+	cfg.Environments = map[string]Environment{
+		"portal": {Kind: KindServer, URL: "http://127.0.0.1:7007", Server: &server.Config{
+			Dir: dir, Command: []string{"sh", "-c", "true"}, HealthURL: "http://127.0.0.1:7007/.backstage/health/v1/readiness",
+			Env: map[string]string{"POSTGRES_PASSWORD": "env:PG_PASSWORD"},
+		}},
+		"k8s": {Namespace: "backstage", Deployment: "backstage"},
+	}
+	require.NoError(t, cfg.Validate())
+	data := cfg.TemplateData()
+	assert.Equal(t, "server", data["portal"].(map[string]any)["kind"])
+	assert.Equal(t, "kubernetes", data["k8s"].(map[string]any)["kind"])
+	assert.Equal(t, dir, data["portal"].(map[string]any)["server"].(map[string]any)["dir"])
+	assert.NotContains(t, fmt.Sprint(data), "PG_PASSWORD")
+	assert.Equal(t, []string{dir}, cfg.ServerDirs())
+	assert.Len(t, cfg.Servers(), 1)
+
+	bad := Defaults()
+	bad.Environments = map[string]Environment{
+		"a": {Kind: KindServer},
+		"b": {Server: &server.Config{Dir: dir}},
+		"c": {Kind: "vm"},
+		"d": {Kind: KindServer, Namespace: "x", Server: &server.Config{Dir: "relative", Command: []string{"sh"}, HealthURL: "http://x/"}},
+	}
+	err := bad.Validate()
+	require.Error(t, err)
+	for _, want := range []string{
+		"environments.a: kind server needs a server block",
+		"environments.b: server is only for kind: server",
+		`environments.c.kind "vm": want kubernetes (the default) or server`,
+		"environments.d: a server environment has no cluster",
+		"environments.d.server:",
+	} {
+		assert.Contains(t, err.Error(), want)
+	}
 }
