@@ -109,6 +109,16 @@ const (
 	ErrMigrationMismatch  = "MigrationMismatch"
 )
 
+// Portal file edits and local git (portal.setConfig, portal.registerPlugin,
+// git.state, git.commit, git.restore).
+const (
+	ErrPortalFileShape   = "PortalFileShape"
+	ErrPortalEditFailed  = "PortalEditFailed"
+	ErrGitDirty          = "GitDirty"
+	ErrNotGitWorkTree    = "NotGitWorkTree"
+	ErrGitRestoreRefused = "GitRestoreRefused"
+)
+
 // ErrorScope says who sees an error type.
 type ErrorScope string
 
@@ -224,6 +234,12 @@ var errorTypes = []ErrorType{
 
 	{ErrVersionsUnreadable, "the portal work tree has neither backstage.json nor a package.json, or one of them is not valid JSON or is too large (the file in the message)", false, ScopeStep},
 	{ErrMigrationMismatch, "with expectUnchanged: the plugins' migrations differ from the `before` snapshot (a migration or plugin database added or gone, named in the message)", false, ScopeStep},
+
+	{ErrPortalFileShape, "a portal file to edit is missing, too large or not of the expected shape (app-config not one YAML mapping, a key inside a scalar or list, index.ts without exactly one createBackend() and one backend.start()); the message says what was expected and found", false, ScopeStep},
+	{ErrPortalEditFailed, "an edited portal file could not be written (disk, permissions), or the edit would have changed more than asked (nothing written)", false, ScopeStep},
+	{ErrGitDirty, "git.state with requireClean: the work tree has uncommitted or untracked files (named in the message), which a run must not mix with its own edits", false, ScopeStep},
+	{ErrNotGitWorkTree, "dir is not the top of a git work tree, or its .git has settings that would make git run programs", false, ScopeStep},
+	{ErrGitRestoreRefused, "git.restore: the ref is not a commit of the work tree, or not in HEAD's history (the branch was moved; resetting would drop commits)", false, ScopeStep},
 }
 
 var errorTypeByName = func() map[string]ErrorType {
