@@ -89,7 +89,11 @@ func EditBackendIndex(src []byte, spec string) (BackendEdit, error) {
 
 	addRE := regexp.MustCompile(fmt.Sprintf(`(?:^|[^\w$.])%s\s*\.\s*add\s*\(\s*import\s*\(\s*(['"])%s['"]\s*\)`, qn, regexp.QuoteMeta(spec)))
 	if at := addRE.FindStringIndex(code); at != nil {
-		return BackendEdit{Out: src, Added: false, Line: strings.Count(code[:at[1]], "\n") + 1}, nil
+		off := at[0]
+		if code[off] != name[0] {
+			off++ // the character before the name
+		}
+		return BackendEdit{Out: src, Added: false, Line: strings.Count(code[:off], "\n") + 1}, nil
 	}
 
 	// The file's quotes: the first existing import('...') decides.

@@ -365,10 +365,10 @@ func editOne(src []byte, path []string, v any) ([]byte, error) {
 	}
 	entries, ok := mappingEntries(body)
 	if !ok {
-		if _, isNull := body.(*ast.NullNode); body != nil && !isNull {
-			return nil, shapef("is not a mapping of keys at the top")
+		if doc, err := decodeDoc(src); err != nil || len(doc) > 0 {
+			return nil, shapef("is not a block mapping of keys at the top")
 		}
-		// An empty document: the keys go at the end.
+		// An empty document (or one of comments): the keys go at the end.
 		t.lines = append(t.lines, renderEntry(path, v, 0, t.indentBy)...)
 		return t.bytes(), nil
 	}
@@ -399,6 +399,9 @@ func editOne(src []byte, path []string, v any) ([]byte, error) {
 		case *ast.NullNode:
 			return replaceValue(t, e, nestedValue(path[i+1:], v), where)
 		case *ast.MappingNode:
+			if val.IsFlowStyle && len(val.Values) == 0 {
+				return replaceValue(t, e, nestedValue(path[i+1:], v), where)
+			}
 			if val.IsFlowStyle {
 				return nil, shapef("%s is a flow mapping ({...}); %s cannot be set inside it without rewriting it: write it as a block mapping", where, strings.Join(path, "."))
 			}
