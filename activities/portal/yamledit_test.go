@@ -61,7 +61,7 @@ func TestEditConfigKeepsEverythingElse(t *testing.T) {
 				"todo.secret":  "${TODO_SECRET}",
 				"todo.origins": []any{"http://localhost:3000", "a: b"},
 			},
-			want: src + "todo:\n  origins:\n    - http://localhost:3000\n    - \"a: b\"\n  secret: ${TODO_SECRET}\n",
+			want:    src + "todo:\n  origins:\n    - http://localhost:3000\n    - \"a: b\"\n  secret: ${TODO_SECRET}\n",
 			changed: []string{"todo.origins", "todo.secret"},
 		},
 		{
