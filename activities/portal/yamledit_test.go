@@ -192,3 +192,26 @@ func TestEditConfigRefuses(t *testing.T) {
 		})
 	}
 }
+
+func TestEditConfigKeysAndQuotes(t *testing.T) {
+	cases := []struct {
+		src  string
+		set  map[string]any
+		want string
+	}{
+		{"\"quoted\": 1\nb: 2\n", map[string]any{"quoted": 3.0}, "\"quoted\": 3\nb: 2\n"},
+		{"tïtle: 1 # ü\nb: 2\n", map[string]any{"tïtle": 3.0}, "tïtle: 3 # ü\nb: 2\n"},
+		// A key that comes from a merge (<<) is overridden by an explicit one.
+		{"base: &b\n  x: 1\nm:\n  <<: *b\n  y: 2\n", map[string]any{"m.x": 5.0}, "base: &b\n  x: 1\nm:\n  <<: *b\n  y: 2\n  x: 5\n"},
+		{"base: &b\n  x: 1\nm:\n  <<: *b\n  y: 2\n", map[string]any{"m.x": 1.0}, "base: &b\n  x: 1\nm:\n  <<: *b\n  y: 2\n"},
+		{"a: 'it''s' # c\n", map[string]any{"a": "x'y"}, "a: 'x''y' # c\n"},
+		{"a: \"q\\\"x\" # c\n", map[string]any{"a": "new"}, "a: \"new\" # c\n"},
+		{"a: !!str 5\n", map[string]any{"a": "6"}, "a: \"6\"\n"},
+	}
+	for _, c := range cases {
+		res, err := EditConfig([]byte(c.src), c.set)
+		if err != nil || string(res.Out) != c.want {
+			t.Errorf("%q with %v: got %q, %v; want %q", c.src, c.set, res.Out, err, c.want)
+		}
+	}
+}
