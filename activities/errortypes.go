@@ -119,6 +119,16 @@ const (
 	ErrServerLogErrors      = "ServerLogErrors"
 )
 
+// Portal file edits and local git (portal.setConfig, portal.registerPlugin,
+// git.state, git.commit, git.restore).
+const (
+	ErrPortalFileShape   = "PortalFileShape"
+	ErrPortalEditFailed  = "PortalEditFailed"
+	ErrGitDirty          = "GitDirty"
+	ErrNotGitWorkTree    = "NotGitWorkTree"
+	ErrGitRestoreRefused = "GitRestoreRefused"
+)
+
 // ErrorScope says who sees an error type.
 type ErrorScope string
 
@@ -243,6 +253,12 @@ var errorTypes = []ErrorType{
 	{ErrServerStopFailed, "the server's process group was still alive after SIGKILL, or could not be signalled", true, ScopeStep},
 	{ErrServerStatusMismatch, "server.status found the server not as expect asks (healthy or stopped); what it found in the message", true, ScopeStep},
 	{ErrServerLogErrors, "an error pattern matched the server's log since its last start (the pattern and the lines in the message)", false, ScopeStep},
+
+	{ErrPortalFileShape, "a portal file to edit is missing, too large or not of the expected shape (app-config not one YAML mapping, a key inside a scalar or list, index.ts without exactly one createBackend() and one backend.start()); the message says what was expected and found", false, ScopeStep},
+	{ErrPortalEditFailed, "an edited portal file could not be written (disk, permissions), or the edit would have changed more than asked (nothing written)", false, ScopeStep},
+	{ErrGitDirty, "git.state with requireClean: the work tree has uncommitted or untracked files (named in the message), which a run must not mix with its own edits", false, ScopeStep},
+	{ErrNotGitWorkTree, "dir is not the top of a git work tree, or its .git has settings that would make git run programs", false, ScopeStep},
+	{ErrGitRestoreRefused, "git.restore: the ref is not a commit of the work tree, or not in HEAD's history (the branch was moved; resetting would drop commits)", false, ScopeStep},
 }
 
 var errorTypeByName = func() map[string]ErrorType {

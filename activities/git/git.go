@@ -53,6 +53,12 @@ type Activities struct {
 	HTTPClient *http.Client
 	// Secrets resolves tokenRef; nil resolves only env:NAME references.
 	Secrets SecretResolver
+	// LocalDirs are the directories of single-server environments that the
+	// local steps (git.state, git.commit, git.restore) may work on,
+	// besides this run's checkouts; the worker sets them from its config.
+	// A dir must be one of them exactly (after resolving symbolic links)
+	// and the top of a git work tree.
+	LocalDirs []string
 	// MaxPushAttempts bounds how often a merge is rebuilt after losing a push
 	// race to another writer of the target branch; default 5.
 	MaxPushAttempts int

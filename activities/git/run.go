@@ -175,6 +175,22 @@ type runOpts struct {
 	env   []string
 	stdin string
 	red   *redactor
+	// minimalEnv runs git with a few of the worker's variables (localEnv)
+	// instead of all of them: the local steps run git in directories
+	// whose commands (yarn install) are not the worker's, and nothing
+	// there needs the worker's credentials.
+	minimalEnv bool
+}
+
+// localEnv is the environment of a minimalEnv command.
+func localEnv() []string {
+	env := []string{"GIT_TERMINAL_PROMPT=0", "LC_ALL=C"}
+	for _, k := range []string{"PATH", "HOME", "TMPDIR", "LANG"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
 }
 
 // git runs one git command with argv (no shell) under the command timeout
@@ -192,6 +208,9 @@ func (a *Activities) git(ctx context.Context, o runOpts, args ...string) (string
 	cmd := exec.CommandContext(cmdCtx, a.gitPath(), args...)
 	cmd.Dir = o.dir
 	cmd.Env = append(baseEnv(), o.env...)
+	if o.minimalEnv {
+		cmd.Env = append(localEnv(), o.env...)
+	}
 	if o.stdin != "" {
 		cmd.Stdin = strings.NewReader(o.stdin)
 	}

@@ -195,5 +195,8 @@ func StepTypes(a *Activities) []activities.StepType {
 		activities.Implement(steps.Spec("git.headCommit"), a.HeadCommit),
 		activities.Implement(steps.Spec("git.checkout"), a.Checkout),
 		activities.Implement(steps.Spec("git.commitPush"), a.CommitPush),
+		activities.Implement(steps.Spec("git.state"), a.State),
+		activities.Implement(steps.Spec("git.commit"), a.Commit),
+		activities.Implement(steps.Spec("git.restore"), a.Restore),
 	}
 }

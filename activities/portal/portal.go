@@ -1,12 +1,19 @@
-// Package portal holds step types that read a Backstage portal's source: a
-// work tree git.checkout made in the current run.
+// Package portal holds step types that read and edit a Backstage portal's
+// source: a work tree git.checkout made in the current run, or the
+// directory of one of the worker's single-server environments.
 //
-//	portal.versions  backstage.json's version and the @backstage/*
-//	                 dependencies of the app's package.json files
+//	portal.versions        backstage.json's version and the @backstage/*
+//	                       dependencies of the app's package.json files
+//	portal.setConfig       set keys of app-config.yaml, keeping comments
+//	                       and formatting
+//	portal.registerPlugin  add backend.add(import('<package>')) to the
+//	                       backend's index.ts
 //
 // Files are read through an os.Root opened on the work tree, so a symbolic
 // link a command (exec.run) left in the tree cannot make the step read
-// anything outside it, and every read is bounded.
+// anything outside it, and every read is bounded. Edits are idempotent (a
+// retry finds its change made and reports it unchanged) and undone from
+// git (git.state before, git.restore on failure).
 package portal
 
 import (
@@ -16,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path"
 	"slices"
@@ -23,6 +31,8 @@ import (
 	"strings"
 	"syscall"
 
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/stagehand-dev/stagehand/activities"
@@ -51,6 +61,11 @@ type Activities struct {
 	// made in the current run, and a non-retryable error otherwise. The
 	// worker sets it to (*git.Activities).RunTree; nil refuses every dir.
 	Tree func(ctx context.Context, dir string) (string, error)
+	// LocalDirs are the directories of single-server environments that
+	// steps may read and edit, besides this run's checkouts (the worker
+	// sets them from its config). A dir must be one of them exactly
+	// (after resolving symbolic links), not a directory inside one.
+	LocalDirs []string
 }
 
 // StepTypes binds the portal steps to their specs in activities/steps. a
@@ -58,6 +73,8 @@ type Activities struct {
 func StepTypes(a *Activities) []activities.StepType {
 	return []activities.StepType{
 		activities.Implement(steps.Spec("portal.versions"), a.Versions),
+		activities.Implement(steps.Spec("portal.setConfig"), a.SetConfig),
+		activities.Implement(steps.Spec("portal.registerPlugin"), a.RegisterPlugin),
 	}
 }
 
@@ -83,9 +100,6 @@ type VersionsOutput struct {
 
 // Versions implements portal.versions.
 func (a *Activities) Versions(ctx context.Context, in VersionsInput) (VersionsOutput, error) {
-	if in.Dir == "" {
-		return VersionsOutput{}, invalid("dir is required: the dir output of a git.checkout step")
-	}
 	if len(in.Packages) > MaxPackages {
 		return VersionsOutput{}, invalid(fmt.Sprintf("packages lists %d names; at most %d", len(in.Packages), MaxPackages))
 	}
@@ -94,10 +108,7 @@ func (a *Activities) Versions(ctx context.Context, in VersionsInput) (VersionsOu
 			return VersionsOutput{}, invalid(fmt.Sprintf("packages: %q is not an npm package name", p))
 		}
 	}
-	if a == nil || a.Tree == nil {
-		return VersionsOutput{}, invalid(fmt.Sprintf("dir %s: this worker has no git work trees to read", in.Dir))
-	}
-	real, err := a.Tree(ctx, in.Dir)
+	real, err := a.resolveDir(ctx, in.Dir)
 	if err != nil {
 		return VersionsOutput{}, err
 	}
@@ -334,6 +345,14 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// logger returns the activity logger, or a no-op one outside an activity.
+func logger(ctx context.Context) log.Logger {
+	if activity.IsActivity(ctx) {
+		return activity.GetLogger(ctx)
+	}
+	return log.NewStructuredLogger(slog.New(slog.DiscardHandler))
 }
 
 func invalid(msg string) error {

@@ -226,7 +226,8 @@ func TestVersionsRefusesWithoutTree(t *testing.T) {
 }
 
 func TestStepTypesBindToSpecs(t *testing.T) {
-	if _, err := activities.Bind([]activities.StepSpec{steps.Spec("portal.versions")}, StepTypes(&Activities{})...); err != nil {
+	specs := []activities.StepSpec{steps.Spec("portal.versions"), steps.Spec("portal.setConfig"), steps.Spec("portal.registerPlugin")}
+	if _, err := activities.Bind(specs, StepTypes(&Activities{})...); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -116,6 +116,60 @@ var git = []activities.StepSpec{
 		DefaultTimeout: 5 * time.Minute,
 		Irreversible:   true,
 	},
+	{
+		Name: "git.state",
+		Description: "Record a work tree's HEAD and branch before a run edits it, failing with GitDirty when it has " +
+			"uncommitted or untracked (not ignored) files, so the run's edits never mix with someone's uncommitted work.",
+		Args: []activities.Arg{
+			req("dir", TString, "a work tree git.checkout made in this run, or a single-server environment's directory (the top of a git work tree)"),
+			arg("requireClean", TBool, "fail with GitDirty when the tree has changes; default true"),
+		},
+		Outputs: []activities.Output{
+			out("head", TString, "the HEAD commit: the ref to give git.restore"),
+			out("shortHead", TString, "its first 8 characters"),
+			out("branch", TString, "the checked-out branch; empty on a detached HEAD"),
+			out("clean", TBool, "no changed or untracked (not ignored) paths"),
+			out("dirty", TList, "the changed or untracked paths (at most 50; an untracked directory counts once)"),
+		},
+		Errors:         []string{activities.ErrGitDirty, activities.ErrNotGitWorkTree, activities.ErrGitError},
+		DefaultTimeout: time.Minute,
+	},
+	{
+		Name: "git.commit",
+		Description: "Commit a run's edits in a work tree locally (nothing is pushed). " +
+			"Nothing to commit is a success with committed: false and sha the current HEAD.",
+		Args: []activities.Arg{
+			req("dir", TString, "a work tree git.checkout made in this run, or a single-server environment's directory"),
+			req("message", TString, "the commit message"),
+			arg("paths", TList, "commit only these paths, relative to dir (at most 100); default every change"),
+			arg("authorName", TString, "the commit's author and committer name; default Stagehand"),
+			arg("authorEmail", TString, "the commit's author and committer email; default stagehand@localhost"),
+		},
+		Outputs: []activities.Output{
+			out("sha", TString, "the commit (HEAD when nothing was committed)"),
+			out("shortSha", TString, "its first 8 characters"),
+			out("committed", TBool, "this attempt made a commit; false when there was nothing to commit"),
+		},
+		Errors:         []string{activities.ErrNotGitWorkTree, activities.ErrGitError},
+		DefaultTimeout: 2 * time.Minute,
+	},
+	{
+		Name: "git.restore",
+		Description: "Put a work tree back to a commit git.state recorded: git reset --hard <ref> (dropping the run's " +
+			"local commits and edits) and git clean -fd (untracked files go; ignored ones such as node_modules stay). " +
+			"The compensation of edits; refused when ref is not in HEAD's history.",
+		Args: []activities.Arg{
+			req("dir", TString, "a work tree git.checkout made in this run, or a single-server environment's directory"),
+			req("ref", TString, "the commit to go back to: git.state's head output"),
+		},
+		Outputs: []activities.Output{
+			out("head", TString, "the commit the tree is at now"),
+			out("restored", TList, "the paths that differed from ref and were put back or removed (at most 100)"),
+		},
+		Errors:         []string{activities.ErrGitRestoreRefused, activities.ErrNotGitWorkTree, activities.ErrGitError},
+		DefaultTimeout: 5 * time.Minute,
+		Irreversible:   true,
+	},
 }
 
 var web = []activities.StepSpec{

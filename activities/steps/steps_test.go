@@ -242,7 +242,7 @@ func TestIrreversibleStepTypes(t *testing.T) {
 		}
 	}
 	sort.Strings(got)
-	want := []string{"db.restore", "git.commitPush", "git.merge", "image.push", "kube.setImage"}
+	want := []string{"db.restore", "git.commitPush", "git.merge", "git.restore", "image.push", "kube.setImage"}
 	if !slices.Equal(got, want) {
 		t.Errorf("irreversible step types: got %v, want %v", got, want)
 	}
