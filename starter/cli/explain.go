@@ -111,15 +111,12 @@ func runExplain(ctx context.Context, f *Factory, opts *ExplainOptions) error {
 
 	in := explain.Input{Given: given, RequestedBy: opts.RequestedBy, Lookup: specs.Lookup}
 	if view.ConfigFile != "" {
-		if err := view.Config.Validate(); err != nil && opts.Output == "text" {
-			fmt.Fprintf(f.IO.ErrOut, "warning: the worker would refuse %s: %v\n", view.ConfigFile, err)
-		}
 		// With the worker's config at hand, the run resolves through the
 		// workflow's own resolve: the same library lookup, param checks
 		// against the configured environments, and config-key check a
 		// start would meet, with the same errors.
-		r := &workflows.Resolver{Library: lib, Catalogue: cat, Environments: view.Config.TemplateData(),
-			Settings: view.Config.SettingsData(), Approvals: view.Config.Approvals}
+		r := &workflows.Resolver{Library: lib, Catalogue: cat, Environments: view.File.TemplateData(),
+			Settings: view.File.SettingsData(), Approvals: view.File.Approvals}
 		res, err := r.Resolve(ctx, workflows.RunInput{Runbook: opts.Runbook, Params: given, RequestedBy: opts.RequestedBy})
 		if err != nil {
 			return usageError("%s", resolveMessage(err))
