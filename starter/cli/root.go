@@ -56,6 +56,10 @@ STAGEHAND_TASK_QUEUE.
 		Example: `  # Check a runbook before committing it
   stagehand validate runbooks/builtin/patch.yaml
 
+  # What runbooks and step types are there, and what would a patch run do?
+  stagehand runbooks
+  stagehand explain patch --param image=registry/backend:pr-42-1a2b3c4d-1763779501 --param pr=42
+
   # Start a patch run, follow it, approve its gate
   stagehand start patch --param image=registry/backend:pr-42-1a2b3c4d-1763779501 --param pr=42
   stagehand watch patch-20261122-024501
@@ -96,6 +100,7 @@ STAGEHAND_TASK_QUEUE.
 		newWatchCmd(f, &g),
 		newListCmd(f, &g),
 		newCatalogueCmd(f, &g),
+		newExplainCmd(f, &g),
 		newCodecServerCmd(f, &g),
 	)
 	return root
