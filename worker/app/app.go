@@ -162,7 +162,10 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	gitActs := &git.Activities{WorkDir: cfg.GitWorkDir(), Secrets: resolve}
+	// The single-server environments' directories are work trees the
+	// portal and local git steps may read and edit, besides a run's own
+	// checkouts.
+	gitActs := &git.Activities{WorkDir: cfg.GitWorkDir(), Secrets: resolve, LocalDirs: cfg.ServerDirs()}
 	// Commands and builds allowed in the git checkouts may use only the
 	// current run's own work trees.
 	checkouts := cfg.CheckoutsDir()
@@ -189,7 +192,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 			Logger: logger.With("component", "exec.run")},
 		DB:     dbActs,
 		Image:  imageActs,
-		Portal: &portal.Activities{Tree: gitActs.RunTree},
+		Portal: &portal.Activities{Tree: gitActs.RunTree, LocalDirs: cfg.ServerDirs()},
 		Server: serverActs,
 	})
 	if err != nil {
