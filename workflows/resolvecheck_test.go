@@ -18,7 +18,7 @@ import (
 // every key present, some possibly empty.
 func fullEnv(ns string) map[string]any {
 	return map[string]any{"name": ns, "cluster": ns, "namespace": ns, "deployment": "backstage", "container": "backstage",
-		"url": "http://" + ns, "approvers": []any{"bob", "carol"}, "imagePolicy": "backstage", "database": ns + "-db", "smokeChecks": []any{}}
+		"url": "http://" + ns, "approvers": []any{"bob", "carol"}, "imagePolicy": "backstage", "database": ns + "-db", "smokeChecks": []any{}, "kind": "kubernetes"}
 }
 
 func resolvePatch(t *testing.T, envs, settings map[string]any) error {

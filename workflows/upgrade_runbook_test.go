@@ -130,7 +130,7 @@ func newUpgradeEnvWith(t *testing.T, w *upgradeWorld, settings map[string]any) *
 	require.NoError(t, err)
 	envData := func(ns, db string) map[string]any {
 		return map[string]any{"namespace": ns, "deployment": "backstage", "container": "backstage", "url": "http://" + ns,
-			"database": db, "approvers": []any{"bob", "carol"}, "smokeChecks": []any{map[string]any{"preset": "catalog"}}, "imagePolicy": "backstage"}
+			"database": db, "approvers": []any{"bob", "carol"}, "smokeChecks": []any{map[string]any{"preset": "catalog"}}, "imagePolicy": "backstage", "kind": "kubernetes"}
 	}
 	workflows.Register(env, &workflows.Resolver{Library: lib, Catalogue: cat,
 		Environments: map[string]any{"sandbox": envData("sb", "sandbox-db"), "prod": envData("pr", "prod-db")},

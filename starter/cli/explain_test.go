@@ -25,6 +25,12 @@ var explainParamValues = map[string]string{
 	"image":   "registry.example.com/backstage-portal/backend:pr-42-1a2b3c4d-1763779501",
 	"pr":      "42",
 	"release": "1.45.0",
+	// plugin-install
+	"package":     "@backstage/plugin-notifications-backend",
+	"version":     "0.6.9",
+	"environment": "sandbox",
+	// server
+	"action": "restart",
 }
 
 // builtinRunbooks parses every runbook embedded in the binary, read from

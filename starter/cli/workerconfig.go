@@ -31,6 +31,8 @@ type workerFile struct {
 // workerEnv holds the keys of an environment that runbooks see as
 // .environments.<name> (worker/config's Environment and TemplateData).
 type workerEnv struct {
+	Kind        string           `yaml:"kind"`
+	Server      *workerServer    `yaml:"server"`
 	Namespace   string           `yaml:"namespace"`
 	Deployment  string           `yaml:"deployment"`
 	Container   string           `yaml:"container"`
@@ -40,6 +42,15 @@ type workerEnv struct {
 	Database    string           `yaml:"database"`
 	SmokeChecks []map[string]any `yaml:"smokeChecks"`
 	Extra       map[string]any   `yaml:"extra"`
+}
+
+// workerServer is the part of a single-server environment's process that
+// runbooks see (the rest, the command's environment among it, stays with
+// the worker).
+type workerServer struct {
+	Dir       string `yaml:"dir"`
+	HealthURL string `yaml:"healthURL"`
+	LogFile   string `yaml:"logFile"`
 }
 
 // workerView is what `runbooks` and `explain` know of a worker without
@@ -116,6 +127,13 @@ func (w *workerFile) TemplateData() map[string]any {
 		m := map[string]any{
 			"name": name, "cluster": name, "namespace": e.Namespace, "deployment": e.Deployment, "container": e.Container,
 			"url": e.URL, "approvers": approvers, "imagePolicy": e.ImagePolicy, "database": e.Database, "smokeChecks": checks,
+			"kind": e.Kind,
+		}
+		if e.Kind == "" {
+			m["kind"] = "kubernetes"
+		}
+		if e.Server != nil {
+			m["server"] = map[string]any{"dir": e.Server.Dir, "healthURL": e.Server.HealthURL, "logFile": e.Server.LogFile}
 		}
 		for k, v := range e.Extra {
 			if _, taken := m[k]; !taken {

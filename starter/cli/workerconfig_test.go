@@ -39,11 +39,14 @@ func TestWorkerFileMatchesWorkerConfig(t *testing.T) {
 		}
 	}
 	doc := map[string]any{
-		"temporal":     map[string]any{"address": "127.0.0.1:1"},
-		"runbooksDir":  "~/runbooks",
-		"environments": map[string]any{"sandbox": env, "prod": map[string]any{"namespace": "p"}},
-		"settings":     map[string]any{"git": map[string]any{"provider": "git", "tokenRef": "env:T"}, "list": []any{1, "a"}},
-		"approvals":    map[string]any{"identities": map[string]any{"CN=a": "alice"}, "requireIdentity": true},
+		"temporal":    map[string]any{"address": "127.0.0.1:1"},
+		"runbooksDir": "~/runbooks",
+		"environments": map[string]any{"sandbox": env, "prod": map[string]any{"namespace": "p"},
+			"portal": map[string]any{"kind": "server", "url": "http://127.0.0.1:7007", "server": map[string]any{
+				"dir": "/srv/portal", "command": []string{"node", "index.js"}, "env": map[string]any{"PGPASSWORD": "env:PG"},
+				"healthURL": "http://127.0.0.1:7007/.backstage/health/v1/readiness", "logFile": "/var/log/portal.log", "stopTimeout": "10s"}}},
+		"settings":  map[string]any{"git": map[string]any{"provider": "git", "tokenRef": "env:T"}, "list": []any{1, "a"}},
+		"approvals": map[string]any{"identities": map[string]any{"CN=a": "alice"}, "requireIdentity": true},
 	}
 	data, err := yaml.Marshal(doc)
 	if err != nil {
