@@ -204,7 +204,14 @@ type RegisterPluginInput struct {
 	Package string `json:"package"`
 	// Subpath is appended to the import: alpha gives '<package>/alpha'.
 	Subpath string `json:"subpath,omitempty"`
+	// Modules are more packages registered after Package, in order (a
+	// plugin's backend modules, e.g. its search engine); each may carry
+	// the @version the package manager was given, which is ignored here.
+	Modules []string `json:"modules,omitempty"`
 }
+
+// maxModules bounds registerPlugin's modules.
+const maxModules = 8
 
 // RegisterPluginOutput says whether the line was added and where it is.
 type RegisterPluginOutput struct {
@@ -226,6 +233,21 @@ func (a *Activities) RegisterPlugin(ctx context.Context, in RegisterPluginInput)
 	if err != nil {
 		return RegisterPluginOutput{}, editError(file, err)
 	}
+	if len(in.Modules) > maxModules {
+		return RegisterPluginOutput{}, invalid(fmt.Sprintf("modules lists %d packages; at most %d", len(in.Modules), maxModules))
+	}
+	specs := []string{spec}
+	for _, m := range in.Modules {
+		if m == "" {
+			// split "," of an empty param: no module.
+			continue
+		}
+		s, err := ValidatePluginSpec(withoutVersion(m), "")
+		if err != nil {
+			return RegisterPluginOutput{}, editError(file, err)
+		}
+		specs = append(specs, s)
+	}
 	real, err := a.resolveDir(ctx, in.Dir)
 	if err != nil {
 		return RegisterPluginOutput{}, err
@@ -239,17 +261,36 @@ func (a *Activities) RegisterPlugin(ctx context.Context, in RegisterPluginInput)
 	if err != nil {
 		return RegisterPluginOutput{}, err
 	}
-	res, err := EditBackendIndex(src, spec)
-	if err != nil {
-		return RegisterPluginOutput{}, editError(file, err)
+	// Each add goes above start(), so the plugin comes first and its
+	// modules follow in the order given. The file is written once, after
+	// every edit succeeded.
+	out, added, line := src, false, 0
+	for i, sp := range specs {
+		res, err := EditBackendIndex(out, sp)
+		if err != nil {
+			return RegisterPluginOutput{}, editError(file, err)
+		}
+		out, added = res.Out, added || res.Added
+		if i == 0 {
+			line = res.Line
+		}
 	}
-	if res.Added {
-		if err := writeAtomic(root, in.Dir, file, res.Out, perm); err != nil {
+	if added {
+		if err := writeAtomic(root, in.Dir, file, out, perm); err != nil {
 			return RegisterPluginOutput{}, err
 		}
 	}
-	logger(ctx).Info("backend plugin registered", "dir", in.Dir, "file", file, "import", spec, "added", res.Added, "line", res.Line)
-	return RegisterPluginOutput{File: file, Added: res.Added, Line: res.Line}, nil
+	logger(ctx).Info("backend plugin registered", "dir", in.Dir, "file", file, "imports", specs, "added", added, "line", line)
+	return RegisterPluginOutput{File: file, Added: added, Line: line}, nil
+}
+
+// withoutVersion drops an npm install argument's @version
+// (@scope/name@1.2.3 → @scope/name).
+func withoutVersion(pkg string) string {
+	if i := strings.LastIndex(pkg, "@"); i > 0 {
+		return pkg[:i]
+	}
+	return pkg
 }
 
 // editError turns an edit's error into a step error.

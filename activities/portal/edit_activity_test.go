@@ -95,6 +95,30 @@ func TestEditStepsOnSingleServerDir(t *testing.T) {
 	steptest.WantAppError(t, run.Err, activities.ErrPortalFileShape, true, []string{"app-config.production.yaml does not exist in " + dir})
 	run = steptest.RunStep(t, StepTypes(a), "portal.registerPlugin", map[string]any{"dir": dir, "package": "x');require('child_process"})
 	steptest.WantAppError(t, run.Err, activities.ErrInvalidArguments, true, []string{"is not an npm package name"})
+
+	// A plugin with its modules: one write, the plugin first, versions as
+	// the package manager had them ignored; a bad module writes nothing.
+	withModules := map[string]any{"dir": dir, "package": "@acme/plugin-foo-backend",
+		"modules": []any{"@acme/plugin-foo-backend-module-a@0.5.59", "@acme/plugin-foo-backend-module-b"}}
+	out = steptest.MustStep(t, StepTypes(a), "portal.registerPlugin", withModules).Outputs
+	if out["added"] != true || out["line"] != float64(60) {
+		t.Errorf("outputs with modules %v", out)
+	}
+	index, _ = os.ReadFile(filepath.Join(dir, "packages/backend/src/index.ts"))
+	if !strings.HasSuffix(string(index), "\nbackend.add(import('@acme/plugin-foo-backend'));\n"+
+		"backend.add(import('@acme/plugin-foo-backend-module-a'));\n"+
+		"backend.add(import('@acme/plugin-foo-backend-module-b'));\nbackend.start();\n") {
+		t.Errorf("index.ts ends:\n%s", index[len(index)-300:])
+	}
+	out = steptest.MustStep(t, StepTypes(a), "portal.registerPlugin", withModules).Outputs
+	if out["added"] != false {
+		t.Errorf("retry with modules %v", out)
+	}
+	run = steptest.RunStep(t, StepTypes(a), "portal.registerPlugin", map[string]any{"dir": dir, "package": "y", "modules": []any{"Bad Name"}})
+	steptest.WantAppError(t, run.Err, activities.ErrInvalidArguments, true, []string{"is not an npm package name"})
+	if again, _ := os.ReadFile(filepath.Join(dir, "packages/backend/src/index.ts")); string(again) != string(index) {
+		t.Error("a refused module changed index.ts")
+	}
 }
 
 // TestEditConfinement: only the configured directory (a link to it is

@@ -54,11 +54,13 @@ var portal = []activities.StepSpec{
 			arg("file", TString, "the backend entry point, relative to dir; default packages/backend/src/index.ts"),
 			req("package", TString, "the plugin's npm package, e.g. @backstage/plugin-todo-backend"),
 			arg("subpath", TString, "a subpath of the package to import, e.g. alpha for '<package>/alpha'"),
+			arg("modules", TList, "more packages to register after it, in order (the plugin's backend modules, e.g. "+
+				"@backstage/plugin-search-backend-module-pg); an @version suffix is ignored; at most 8"),
 		},
 		Outputs: []activities.Output{
 			out("file", TString, "the file edited, relative to dir"),
-			out("added", TBool, "this attempt added the line; false when the backend adds the plugin already"),
-			out("line", TInt, "the 1-based line of the backend.add (the new one or the existing one)"),
+			out("added", TBool, "this attempt added a line; false when the backend adds the plugin (and its modules) already"),
+			out("line", TInt, "the 1-based line of the plugin's backend.add (the new one or the existing one)"),
 		},
 		Errors:         []string{activities.ErrPortalFileShape, activities.ErrPortalEditFailed, activities.ErrGitError},
 		DefaultTimeout: time.Minute,
