@@ -74,26 +74,41 @@ const (
 // FaultMessage starts the line the failing release prints before exiting.
 const FaultMessage = "Backend failed to start up: Stagehand test fault"
 
-// The real backend plugin the plugin-install tests add: notifications
-// 0.6.9 (backend-plugin-api ^1.10.1, catalog-node ^2.2.5: the same
-// dependency generation as catalog 3.9.1 and auth-backend 0.30.1). It keeps
-// its own database with Knex migrations and answers PluginRoute without a
-// token (its own auth policy allows it unauthenticated).
+// The real backend plugin the plugin-install tests add: the search backend
+// with its PostgreSQL engine module, two packages of the same dependency
+// generation as catalog 3.9.1 and auth-backend 0.30.1 (backend-plugin-api
+// ^1.10.1). The module keeps the plugin's database (backstage_plugin_search)
+// with 2 Knex migrations; PluginRoute answers 200 without a token when the
+// default auth policy is off, as the template has it.
 //
-// PluginConfigKey is a key it reads at start-up: set to false, it logs
-// PluginConfigLog and schedules no cleaner task (with the default, a
-// `notification-cleaner` task row appears in the database's
-// backstage_backend_tasks__tasks table).
+// PluginConfigKey is a key the search backend reads at start-up: the
+// longest query term it accepts (default 100). Set to PluginConfigValue, a
+// query for a longer term answers 400 with "The term length "N" is greater
+// than "5"", a shorter one 200.
+//
+// (Checked and not chosen: notifications-backend 0.6.9 and
+// user-settings-backend 0.4.7 have migrations but every route demands a
+// user token.)
+var PluginPackages = []string{
+	"@backstage/plugin-search-backend@2.1.7",
+	"@backstage/plugin-search-backend-module-pg@0.5.59",
+}
+
 const (
-	PluginPackage    = "@backstage/plugin-notifications-backend"
-	PluginVersion    = "0.6.9"
-	PluginID         = "notifications"
-	PluginDatabase   = "backstage_plugin_notifications"
-	PluginMigrations = 6
-	PluginRoute      = "/api/notifications/health"
-	PluginConfigKey  = "notifications.retention"
-	PluginConfigLog  = "Notification retention is disabled, skipping notification cleaner task"
+	PluginID          = "search"
+	PluginDatabase    = "backstage_plugin_search"
+	PluginMigrations  = 2
+	PluginRoute       = "/api/search/query?term=abc"
+	PluginConfigKey   = "search.maxTermLength"
+	PluginConfigValue = 5
 )
+
+// PluginImports are the lines that register PluginPackages in
+// packages/backend/src/index.ts, before backend.start().
+var PluginImports = []string{
+	"backend.add(import('@backstage/plugin-search-backend'));",
+	"backend.add(import('@backstage/plugin-search-backend-module-pg'));",
+}
 
 // PasswordEnv is the worker environment variable the database password
 // reference names (Lab.Env's POSTGRES_PASSWORD is "env:" + PasswordEnv).
@@ -146,6 +161,10 @@ func WriteManifests(dir string) error {
 // Options configures a lab.
 type Options struct {
 	// PG is the database server; nil starts one for the test (pgtest.New).
+	// Give each lab its own server (or one no other lab uses at the same
+	// time): the plugins' database names are fixed (backstage_plugin_<id>),
+	// so a second lab on the same server would find the first one's
+	// migrations, e.g. catalog 3.9.1 refusing a schema 4.0.0 migrated.
 	PG *pgtest.Server
 	// Root is the repository root; empty finds it from the working
 	// directory.
@@ -330,7 +349,7 @@ func Prepare(ctx context.Context, root string, opts Options) (*Lab, error) {
 //	portal-ci          npm ci (exactly the lock file, e.g. after packages were restored)
 //	portal-build       npm run build
 //	backstage-bump     stagehand-portal-bump --manifests DIR versions:bump --release X
-//	portal-add-plugin  npm install --save-exact -w packages/backend <@scope/name@x.y.z>
+//	portal-add-plugin  npm install --save-exact -w packages/backend <@scope/name@x.y.z>...
 //
 // The npm ones use the machine's npm cache first (--prefer-offline) and run
 // no package install scripts (--ignore-scripts; the backend needs none).
@@ -393,8 +412,8 @@ func CheckPrepared(template, prepared string) error {
 	if len(fields) < 3 || fields[0] != hex.EncodeToString(sum[:]) {
 		return fmt.Errorf("serverlab: %s/portal was prepared from a different package-lock.json: %s", prepared, PrepareHint)
 	}
-	if fields[2] != PluginPackage+"@"+PluginVersion {
-		return fmt.Errorf("serverlab: %s/portal primed the npm cache for %s, not %s@%s: %s", prepared, fields[2], PluginPackage, PluginVersion, PrepareHint)
+	if want := strings.Join(PluginPackages, ","); fields[2] != want {
+		return fmt.Errorf("serverlab: %s/portal primed the npm cache for %s, not %s: %s", prepared, fields[2], want, PrepareHint)
 	}
 	return nil
 }

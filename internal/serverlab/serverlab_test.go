@@ -2,6 +2,8 @@ package serverlab
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -94,11 +96,11 @@ func TestCheckPrepared(t *testing.T) {
 	stamp := filepath.Join(prepared, "portal", "node_modules", ".stagehand-stamp")
 	// sha256("{}")
 	sum := "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
-	require.NoError(t, os.WriteFile(stamp, []byte("0000 node20 "+PluginPackage+"@"+PluginVersion+"\n"), 0o644))
+	require.NoError(t, os.WriteFile(stamp, []byte("0000 node20 "+strings.Join(PluginPackages, ",")+"\n"), 0o644))
 	require.ErrorContains(t, CheckPrepared(tmpl, prepared), "different package-lock.json")
-	require.NoError(t, os.WriteFile(stamp, []byte(sum+" node20 "+PluginPackage+"@0.0.1\n"), 0o644))
+	require.NoError(t, os.WriteFile(stamp, []byte(sum+" node20 "+"@backstage/plugin-search-backend@0.0.1\n"), 0o644))
 	require.ErrorContains(t, CheckPrepared(tmpl, prepared), "primed the npm cache")
-	require.NoError(t, os.WriteFile(stamp, []byte(sum+" node20 "+PluginPackage+"@"+PluginVersion+"\n"), 0o644))
+	require.NoError(t, os.WriteFile(stamp, []byte(sum+" node20 "+strings.Join(PluginPackages, ",")+"\n"), 0o644))
 	require.NoError(t, CheckPrepared(tmpl, prepared))
 }
 
@@ -169,7 +171,7 @@ func TestCommandsValidate(t *testing.T) {
 // and environment; bumped to the next release, installed and rebuilt, the
 // catalog backend 4.0.0 applies its 2 migrations in a new batch.
 func TestStartAndUpgrade(t *testing.T) {
-	l := New(t, Options{PG: pgtest.Shared(t)})
+	l := New(t, Options{})
 	status, err := l.Run(context.Background(), "git", "status", "--porcelain")
 	require.NoError(t, err)
 	require.Empty(t, status, "node_modules, dist and .stagehand are ignored")
@@ -200,38 +202,51 @@ func TestStartAndUpgrade(t *testing.T) {
 // key, build, start: its database has its migrations, its route answers
 // without a token and the key took effect.
 func TestPluginInstall(t *testing.T) {
-	l := New(t, Options{PG: pgtest.Shared(t)})
-	runCommand(t, l, "portal-add-plugin", PluginPackage+"@"+PluginVersion)
+	l := New(t, Options{})
+	runCommand(t, l, "portal-add-plugin", PluginPackages...)
 	pkg, err := os.ReadFile(filepath.Join(l.Dir, "packages", "backend", "package.json"))
 	require.NoError(t, err)
-	require.Contains(t, string(pkg), `"`+PluginPackage+`": "`+PluginVersion+`"`)
+	for _, p := range PluginPackages {
+		at := strings.LastIndex(p, "@")
+		require.Contains(t, string(pkg), `"`+p[:at]+`": "`+p[at+1:]+`"`, "pinned exactly")
+	}
 
 	index := filepath.Join(l.Dir, "packages", "backend", "src", "index.ts")
 	src, err := os.ReadFile(index)
 	require.NoError(t, err)
 	require.Equal(t, 1, strings.Count(string(src), "\nbackend.start();"))
-	src = []byte(strings.Replace(string(src), "\nbackend.start();", "\nbackend.add(import('"+PluginPackage+"'));\nbackend.start();", 1))
+	src = []byte(strings.Replace(string(src), "\nbackend.start();", "\n"+strings.Join(PluginImports, "\n")+"\nbackend.start();", 1))
 	require.NoError(t, os.WriteFile(index, src, 0o644))
 	cfg := filepath.Join(l.Dir, "app-config.yaml")
 	conf, err := os.ReadFile(cfg)
 	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(cfg, append(conf, []byte("\nnotifications:\n  retention: false\n")...), 0o644))
+	require.NoError(t, os.WriteFile(cfg, append(conf, []byte(fmt.Sprintf("\nsearch:\n  maxTermLength: %d\n", PluginConfigValue))...), 0o644))
 	runCommand(t, l, "portal-build")
 
-	s := startReady(t, l)
+	startReady(t, l)
 	count, _ := migrations(t, l, PluginDatabase)
 	require.Equal(t, PluginMigrations, count)
-	resp, err := http.Get(l.URL + PluginRoute)
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	require.Contains(t, s.LogTail(1000), PluginConfigLog)
+	get := func(path string) (int, string) {
+		resp, err := http.Get(l.URL + path)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	code, body := get(PluginRoute)
+	require.Equal(t, http.StatusOK, code, body)
+	require.Contains(t, body, `"results":[]`)
+	// The config key took effect: a term longer than it (default 100) is
+	// refused. The message is JSON inside the JSON error, hence \\\".
+	code, body = get("/api/search/query?term=abcdefgh")
+	require.Equal(t, http.StatusBadRequest, code, body)
+	require.Contains(t, body, `The term length \\\"8\\\" is greater than \\\"5\\\"`)
 }
 
 // The failing release migrates and then exits non-zero with the fault's
 // line, every time (5 starts, each from the pre-upgrade schema).
 func TestFailReleaseFailsAfterMigrating(t *testing.T) {
-	l := New(t, Options{PG: pgtest.Shared(t)})
+	l := New(t, Options{})
 	s := startReady(t, l)
 	require.NoError(t, s.Stop(15*time.Second))
 	count, _ := migrations(t, l, "backstage_plugin_catalog")

@@ -7,7 +7,7 @@
 # installs (--prefer-offline) need no registry round trips:
 #   - the upgrade to release 1.45.0 (catalog backend 4.0.0), with
 #     stagehand-portal-bump, the offline stand-in for versions:bump;
-#   - the plugin the plugin-install tests add (PLUGIN below).
+#   - the plugin the plugin-install tests add (PLUGINS below).
 # Both happen in a throwaway copy that is removed afterwards.
 #
 # A stamp holding the lock file's hash, Node's major version and the plugin
@@ -16,9 +16,8 @@
 # Usage: prepare.sh OUT BUMP_BIN MANIFESTS_DIR
 set -euo pipefail
 
-# Keep in step with internal/serverlab (PluginPackage, PluginVersion,
-# ToRelease).
-PLUGIN="@backstage/plugin-notifications-backend@0.6.9"
+# Keep in step with internal/serverlab (PluginPackages, ToRelease).
+PLUGINS=(@backstage/plugin-search-backend@2.1.7 @backstage/plugin-search-backend-module-pg@0.5.59)
 UPGRADE_RELEASE="1.45.0"
 
 tmpl="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -36,7 +35,7 @@ if (( node_major < 20 )); then
   exit 1
 fi
 
-want="$(sha256sum "$tmpl/package-lock.json" | cut -d' ' -f1) node${node_major} ${PLUGIN}"
+want="$(sha256sum "$tmpl/package-lock.json" | cut -d' ' -f1) node${node_major} $(IFS=,; echo "${PLUGINS[*]}")"
 stamp="$out/portal/node_modules/.stagehand-stamp"
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   echo "backstage-server: $out/portal up to date (package-lock.json unchanged)"
@@ -62,8 +61,8 @@ cp -a "$out/portal.tmp" "$out/scratch"
   && npm install --prefer-offline --no-audit --no-fund --ignore-scripts)
 echo "backstage-server: release $UPGRADE_RELEASE's packages cached in $((SECONDS - step)) s"
 step=$SECONDS
-(cd "$out/scratch" && npm install --prefer-offline --no-audit --no-fund --ignore-scripts --save-exact -w packages/backend "$PLUGIN")
-echo "backstage-server: $PLUGIN cached in $((SECONDS - step)) s"
+(cd "$out/scratch" && npm install --prefer-offline --no-audit --no-fund --ignore-scripts --save-exact -w packages/backend "${PLUGINS[@]}")
+echo "backstage-server: ${PLUGINS[*]} cached in $((SECONDS - step)) s"
 rm -rf "$out/scratch"
 
 echo "$want" > "$out/portal.tmp/node_modules/.stagehand-stamp"
