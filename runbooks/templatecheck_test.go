@@ -41,3 +41,18 @@ func TestMissingConfigKey(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"environments", "params", "steps"}, roots)
 }
+
+func TestConfigGuard(t *testing.T) {
+	roots := []string{"params", "settings", "environments", "run"}
+	for _, tc := range []struct{ in, want string }{
+		{`{{ and (ne (index .environments .params.p).kind "server") (eq .steps.x.state "succeeded") }}`, `{{ ne (index .environments .params.p).kind "server" }}`},
+		{`{{ and .params.a (eq .steps.x.state "ok") .settings.b }}`, `{{ and .params.a .settings.b }}`},
+		{`{{ and .steps.a .steps.b }}`, ``},
+		{`{{ or .params.a .steps.b }}`, ``},
+		{`{{ if .params.a }}true{{ end }}`, ``},
+		{`x {{ and .params.a .steps.b }}`, ``},
+		{`{{ and .params.a }}`, `{{ .params.a }}`},
+	} {
+		assert.Equal(t, tc.want, runbooks.ConfigGuard(tc.in, roots), tc.in)
+	}
+}

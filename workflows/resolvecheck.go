@@ -113,6 +113,11 @@ func (c *configCheck) step(s runbooks.Step) {
 		if c.report(s.ID, "if", s.If, err) || !ok {
 			return
 		}
+	} else if guard := runbooks.ConfigGuard(s.If, configRoots); guard != "" {
+		// `and <config> <steps>`: false config means the step never runs.
+		if ok, err := runbooks.RenderCondition(guard, c.data); err == nil && !ok {
+			return
+		}
 	}
 	switch s.Kind() {
 	case runbooks.KindParallel:

@@ -150,3 +150,34 @@ steps:
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `"nokey": step after reads it in with.value`)
 }
+
+// TestSingleServerRunbooksResolveOnAServerOnlyWorker: a worker with one
+// server environment and no Kubernetes, git or image settings resolves the
+// single-server paths of upgrade, plugin-install and server: the
+// Kubernetes steps' config reads are behind ifs the config decides.
+func TestSingleServerRunbooksResolveOnAServerOnlyWorker(t *testing.T) {
+	cat, err := registry.Catalogue(registry.Deps{})
+	require.NoError(t, err)
+	lib, err := runbooks.NewLibrary("", cat)
+	require.NoError(t, err)
+	prod := fullEnv("prod")
+	prod["kind"] = "server"
+	prod["namespace"], prod["deployment"], prod["container"] = "", "", ""
+	prod["server"] = map[string]any{"dir": "/srv/portal", "healthURL": "http://127.0.0.1:7007/.backstage/health/v1/readiness", "logFile": ""}
+	r := &workflows.Resolver{Library: lib, Catalogue: cat, Environments: map[string]any{"prod": prod}, Settings: map[string]any{}}
+	for runbook, params := range map[string]map[string]any{
+		"upgrade":        {"release": "1.45.0"},
+		"plugin-install": {"package": "@backstage/plugin-search-backend", "version": "2.1.7", "environment": "prod"},
+		"server":         {"environment": "prod", "action": "restart"},
+	} {
+		_, err := r.Resolve(context.Background(), workflows.RunInput{Runbook: runbook, RequestedBy: "alice", Params: params})
+		assert.NoError(t, err, runbook)
+	}
+	// The same worker refuses the Kubernetes path with the settings it lacks.
+	k8s := fullEnv("prod")
+	r.Environments = map[string]any{"prod": k8s, "portal": prod}
+	_, err = r.Resolve(context.Background(), workflows.RunInput{Runbook: "plugin-install", RequestedBy: "alice",
+		Params: map[string]any{"package": "@backstage/plugin-search-backend", "version": "2.1.7", "environment": "prod"}})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `"git"`)
+}
