@@ -23,6 +23,7 @@ import (
 	"github.com/stagehand-dev/stagehand/activities/server"
 	"github.com/stagehand-dev/stagehand/internal/localenv"
 	"github.com/stagehand-dev/stagehand/internal/serverlab"
+	"github.com/stagehand-dev/stagehand/internal/upgradelab"
 	"github.com/stagehand-dev/stagehand/worker/config"
 	"github.com/stagehand-dev/stagehand/workflows"
 )
@@ -143,6 +144,17 @@ func (l *serverLabE2E) final(id string, timeout time.Duration) (workflows.Status
 		}
 	}
 	return st, err
+}
+
+// runApproved starts a runbook, approves gate as the environment's
+// approver when the run reaches it, and waits for the end.
+func (l *serverLabE2E) runApproved(name, runbook, gate string, params map[string]any, timeout time.Duration) (workflows.Status, error) {
+	l.t.Helper()
+	id := l.prefix + "-" + name
+	l.startRun(id, runbook, params)
+	waitGate(l.t, id, gate, timeout)
+	update(l.t, id, fmt.Sprintf(`{"gate":%q,"decision":"approve","by":%q}`, gate, serverApprover))
+	return l.final(id, timeout)
 }
 
 // pidFromFile is the pid the worker's pid file records (0 for none).
@@ -266,7 +278,7 @@ func serverLifecyclePluginUpgrade(t *testing.T) {
 	head := strings.TrimSpace(l.git("rev-parse", "HEAD"))
 	assert.Equal(t, -1, l.migrations(serverlab.PluginDatabase), "the plugin has no database yet")
 	name, version := splitPackage(serverlab.PluginPackages[0])
-	st, err = l.run("plugin", "plugin-install", map[string]any{
+	st, err = l.runApproved("plugin", "plugin-install", "go", map[string]any{
 		"package": name, "version": version, "modules": strings.Join(serverlab.PluginPackages[1:], ","),
 		"config":      fmt.Sprintf(`{%q: %d}`, serverlab.PluginConfigKey, serverlab.PluginConfigValue),
 		"route":       strings.TrimPrefix(serverlab.PluginRoute, "/api/"+serverlab.PluginID+"/"),
@@ -283,7 +295,7 @@ func serverLifecyclePluginUpgrade(t *testing.T) {
 		assert.Contains(t, l.file("packages/backend/src/index.ts"), line)
 	}
 	assert.Equal(t, true, outputsOf(st, "register")["added"])
-	assert.Contains(t, outputsOf(st, "verify")["summary"], "search")
+	assert.Contains(t, fmt.Sprint(outputsOf(st, "verify")["summary"]), "search: new plugin database, 2 new migrations")
 	log := l.git("log", "--format=%s", head+"..HEAD")
 	assert.Contains(t, log, "Install "+name+"@"+version, "the edits are committed in the server's work tree")
 	clean := l.git("status", "--porcelain")
@@ -291,7 +303,7 @@ func serverLifecyclePluginUpgrade(t *testing.T) {
 
 	// --- upgrade -------------------------------------------------------------
 	assert.Equal(t, serverlab.CatalogMigrationsFrom, l.migrations("backstage_plugin_catalog"))
-	st, err = l.run("upgrade", "upgrade", map[string]any{"release": serverlab.ToRelease, "smokeTimeout": "1m"}, 10*time.Minute)
+	st, err = l.runApproved("upgrade", "upgrade", "server_go", map[string]any{"release": serverlab.ToRelease, "smokeTimeout": "1m"}, 10*time.Minute)
 	require.NoError(t, err, "%s", st.Error)
 	assert.Equal(t, serverlab.CatalogMigrationsTo, l.migrations("backstage_plugin_catalog"), "catalog 4.0.0 applied its migrations")
 	plugins, _ := outputsOf(st, "server_verify")["plugins"].(map[string]any)
@@ -318,16 +330,40 @@ func serverFailedUpgradeRestored(t *testing.T) {
 	st, err := l.run("start", "server", map[string]any{"environment": "prod", "action": "start"}, 5*time.Minute)
 	require.NoError(t, err, "%s", st.Error)
 	head := strings.TrimSpace(l.git("rev-parse", "HEAD"))
+	pid := l.pidFromFile()
+
+	// The install fails (the release names a catalog backend npm does not
+	// have): nothing migrated, so the packages go back and the previous
+	// version starts again without asking.
+	st, err = l.runApproved("install-fails", "upgrade", "server_go", map[string]any{"release": upgradelab.BrokenRelease, "smokeTimeout": "1m"}, 10*time.Minute)
+	require.Error(t, err)
+	assert.Equal(t, workflows.StepFailed, stepState(st, "server_install"))
+	assert.Equal(t, workflows.StepPending, stepState(st, "server_start"))
+	assert.Equal(t, true, outputsOf(st, "server_safe")["echo"], "nothing migrated")
+	for _, step := range []string{"server_revert", "server_reinstall", "server_rebuild", "server_restart", "server_restore_ready"} {
+		assert.Equal(t, workflows.StepSucceeded, compensationState(st, step), step)
+	}
+	assert.Equal(t, workflows.StepSkipped, compensationState(st, "server_restore"), "no gate when nothing migrated")
+	assert.Equal(t, head, strings.TrimSpace(l.git("rev-parse", "HEAD")), "the work tree is back at its commit")
+	assert.Contains(t, l.file("backstage.json"), serverlab.FromRelease)
+	assert.NotEqual(t, pid, l.pidFromFile(), "the previous version was started again")
+	code, _ := l.get(serverlab.ReadinessPath)
+	assert.Equal(t, http.StatusOK, code)
+	assert.Equal(t, "previous version restarted", st.Audit.Summary["rollback"])
 
 	id := l.prefix + "-upgrade-fails"
 	l.startRun(id, "upgrade", map[string]any{"release": serverlab.FailRelease, "smokeTimeout": "1m", "restoreTimeout": "10m"})
+	waitGate(t, id, "server_go", 5*time.Minute)
+	update(t, id, fmt.Sprintf(`{"gate":"server_go","decision":"approve","by":%q}`, serverApprover))
 	st = waitGate(t, id, "server_restore", 10*time.Minute)
 	assert.Equal(t, workflows.StepFailed, stepState(st, "server_start"))
-	assert.Contains(t, st.Error, "ServerStartFailed")
+	assert.Contains(t, st.Error, "exited with code 1")
 	assert.Contains(t, st.Error, serverlab.FaultMessage, "the failed start quotes the server's last log lines")
 	assert.Equal(t, serverlab.CatalogMigrationsTo, l.migrations("backstage_plugin_catalog"), "the new version migrated before it died")
 	assert.Equal(t, false, outputsOf(st, "server_migrations")["rollbackSafe"])
-	assert.Equal(t, workflows.StepSkipped, compensationState(st, "server_revert"), "packages are not put back before the database")
+	assert.Equal(t, workflows.StepPending, compensationState(st, "server_revert"), "packages are not put back before the database")
+	assert.Contains(t, l.file("backstage.json"), serverlab.FailRelease, "the work tree still has the new release while the gate waits")
+	assert.NotEqual(t, head, strings.TrimSpace(l.git("rev-parse", "HEAD")), "and its commit")
 
 	update(t, id, fmt.Sprintf(`{"gate":"server_restore","decision":"approve","by":%q,"comment":"restore the portal"}`, serverApprover))
 	final, err := l.final(id, 10*time.Minute)
@@ -341,7 +377,7 @@ func serverFailedUpgradeRestored(t *testing.T) {
 	assert.Contains(t, l.file("backstage.json"), serverlab.FromRelease, "backstage.json is back")
 	assert.Contains(t, l.file("packages/backend/package.json"), `"@backstage/plugin-catalog-backend": "3.9.1"`, "the packages are back")
 	assert.Equal(t, head, strings.TrimSpace(l.git("rev-parse", "HEAD")), "the work tree is at the commit it had")
-	code, _ := l.get(serverlab.ReadinessPath)
+	code, _ = l.get(serverlab.ReadinessPath)
 	assert.Equal(t, http.StatusOK, code, "the previous version starts cleanly")
 	assert.Equal(t, "database restored, packages put back", final.Audit.Summary["rollback"])
 }

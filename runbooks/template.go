@@ -8,6 +8,7 @@ import (
 	"strings"
 	"text/template"
 	"text/template/parse"
+	"time"
 )
 
 // Template roots a runbook may reference.
@@ -101,6 +102,15 @@ func funcs(capture func(any) string) template.FuncMap {
 				return nil, fmt.Errorf("fromJson: %w", err)
 			}
 			return v, nil
+		},
+		// seconds is a duration ("90s", "2h0m0s", a duration param) in
+		// seconds, to compare with a bound: gt (seconds .params.t) 7200.0.
+		"seconds": func(d string) (float64, error) {
+			v, err := time.ParseDuration(d)
+			if err != nil {
+				return 0, fmt.Errorf("seconds: %w", err)
+			}
+			return v.Seconds(), nil
 		},
 		// fail stops a render with the message, for a preflight step that
 		// must say which setting a run lacks: {{ if not .x }}{{ fail "..." }}{{ end }}.

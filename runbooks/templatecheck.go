@@ -133,40 +133,41 @@ func configFields(text string) (config, other map[string]bool, err error) {
 }
 
 // ConfigGuard returns, for a condition of the form `{{ and A B ... }}`,
-// the conjuncts that read only the given roots, as a condition of their
-// own ("" when there are none, or the condition has another form). The
-// worker's config check renders it: when it is false the whole condition
-// is, whatever the step-dependent conjuncts say, so the step is skipped
-// the same way a condition on config alone would be. The upgrade and
-// plugin-install runbooks guard their Kubernetes and single-server steps
-// like this.
-func ConfigGuard(text string, roots []string) string {
+// the conjuncts that read only the given roots, each as a template of its
+// own (none when the condition has another form). The worker's config
+// check renders them: when one is the boolean false, `and` returns it and
+// the whole condition is false whatever the step-dependent conjuncts say,
+// so the step is skipped the way a condition on config alone would be.
+// (Only a real false counts: `and` takes the string "false" as true.) The
+// upgrade and plugin-install runbooks guard their Kubernetes and
+// single-server steps like this.
+func ConfigGuard(text string, roots []string) []string {
 	tmpl, err := newTemplate("t", func(any) string { return "" }).Parse(text)
 	if err != nil {
-		return ""
+		return nil
 	}
 	var action *parse.ActionNode
 	for _, n := range tmpl.Tree.Root.Nodes {
 		switch x := n.(type) {
 		case *parse.TextNode:
 			if strings.TrimSpace(string(x.Text)) != "" {
-				return ""
+				return nil
 			}
 		case *parse.ActionNode:
 			if action != nil {
-				return ""
+				return nil
 			}
 			action = x
 		default:
-			return ""
+			return nil
 		}
 	}
 	if action == nil || len(action.Pipe.Decl) > 0 || len(action.Pipe.Cmds) != 1 {
-		return ""
+		return nil
 	}
 	args := action.Pipe.Cmds[0].Args
 	if id, ok := args[0].(*parse.IdentifierNode); !ok || id.Ident != "and" || len(args) < 2 {
-		return ""
+		return nil
 	}
 	var guards []string
 	for _, a := range args[1:] {
@@ -180,14 +181,8 @@ func ConfigGuard(text string, roots []string) string {
 			only = only && slices.Contains(roots, r)
 		}
 		if only {
-			guards = append(guards, a.String())
+			guards = append(guards, text)
 		}
 	}
-	switch len(guards) {
-	case 0:
-		return ""
-	case 1:
-		return "{{ " + guards[0] + " }}"
-	}
-	return "{{ and " + strings.Join(guards, " ") + " }}"
+	return guards
 }

@@ -43,15 +43,18 @@ func TestMissingConfigKey(t *testing.T) {
 }
 
 func TestConfigGuard(t *testing.T) {
-	roots := []string{"params", "settings", "environments", "run"}
-	for _, tc := range []struct{ in, want string }{
-		{`{{ and (ne (index .environments .params.p).kind "server") (eq .steps.x.state "succeeded") }}`, `{{ ne (index .environments .params.p).kind "server" }}`},
-		{`{{ and .params.a (eq .steps.x.state "ok") .settings.b }}`, `{{ and .params.a .settings.b }}`},
-		{`{{ and .steps.a .steps.b }}`, ``},
-		{`{{ or .params.a .steps.b }}`, ``},
-		{`{{ if .params.a }}true{{ end }}`, ``},
-		{`x {{ and .params.a .steps.b }}`, ``},
-		{`{{ and .params.a }}`, `{{ .params.a }}`},
+	roots := []string{"params", "settings", "environments"}
+	for _, tc := range []struct {
+		in   string
+		want []string
+	}{
+		{`{{ and (ne (index .environments .params.p).kind "server") (eq .steps.x.state "succeeded") }}`, []string{`{{ ne (index .environments .params.p).kind "server" }}`}},
+		{`{{ and .params.a (eq .steps.x.state "ok") .settings.b }}`, []string{`{{ .params.a }}`, `{{ .settings.b }}`}},
+		{`{{ and .steps.a .steps.b }}`, nil},
+		{`{{ and .run.id .steps.b }}`, nil},
+		{`{{ or .params.a .steps.b }}`, nil},
+		{`{{ if .params.a }}true{{ end }}`, nil},
+		{`x {{ and .params.a .steps.b }}`, nil},
 	} {
 		assert.Equal(t, tc.want, runbooks.ConfigGuard(tc.in, roots), tc.in)
 	}

@@ -62,6 +62,10 @@ type configCheck struct {
 // before any step runs.
 var configRoots = []string{runbooks.RootParams, runbooks.RootSettings, runbooks.RootEnvironments, runbooks.RootRun}
 
+// guardRoots are what a ConfigGuard conjunct may read to decide a skip:
+// configRoots without .run, whose values are stubs here.
+var guardRoots = []string{runbooks.RootParams, runbooks.RootSettings, runbooks.RootEnvironments}
+
 func (c *configCheck) stubSteps(steps []runbooks.Step) {
 	for _, s := range steps {
 		c.stubSteps(s.Parallel)
@@ -113,10 +117,13 @@ func (c *configCheck) step(s runbooks.Step) {
 		if c.report(s.ID, "if", s.If, err) || !ok {
 			return
 		}
-	} else if guard := runbooks.ConfigGuard(s.If, configRoots); guard != "" {
-		// `and <config> <steps>`: false config means the step never runs.
-		if ok, err := runbooks.RenderCondition(guard, c.data); err == nil && !ok {
-			return
+	} else {
+		// `and <config> <steps>`: a config part that is false means the
+		// step never runs. .run is left out: it is a stub here.
+		for _, g := range runbooks.ConfigGuard(s.If, guardRoots) {
+			if v, err := runbooks.RenderValue(g, c.data); err == nil && v == false {
+				return
+			}
 		}
 	}
 	switch s.Kind() {

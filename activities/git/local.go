@@ -195,7 +195,7 @@ func (a *Activities) State(ctx context.Context, in StateInput) (StateOutput, err
 // once (--untracked-files=normal), which keeps a new node_modules that
 // is not ignored from listing thousands of files.
 func (a *Activities) dirtyFiles(ctx context.Context, o runOpts) ([]string, int, error) {
-	listing, _, err := a.git(ctx, o, "status", "--porcelain=v1", "-z", "--untracked-files=normal", "--ignore-submodules=none")
+	listing, _, err := a.git(ctx, o, "status", "--porcelain=v1", "-z", "--untracked-files=normal", "--ignore-submodules=none", "--", ".", excludeState)
 	if err != nil {
 		return nil, 0, nonRetryable(activities.ErrGitError, fmt.Sprintf("git status: %v", err))
 	}
@@ -237,6 +237,15 @@ type CommitOutput struct {
 	Committed bool   `json:"committed"`
 }
 
+// stateDir is where a single server's pid file, lock and (by default) log
+// live inside its work tree: the worker's, not the portal's. git.state does
+// not count it as a change, git.commit does not add it and git.restore
+// does not clean it away (that would drop the running server's pid file).
+const stateDir = ".stagehand"
+
+// excludeState is the pathspec that leaves stateDir out.
+const excludeState = ":(exclude)" + stateDir
+
 // Commit implements git.commit: a local commit, never pushed.
 func (a *Activities) Commit(ctx context.Context, in CommitInput) (CommitOutput, error) {
 	if strings.TrimSpace(in.Message) == "" {
@@ -260,6 +269,9 @@ func (a *Activities) Commit(ctx context.Context, in CommitInput) (CommitOutput, 
 	defer a.lock(dir)()
 	o := local(dir)
 	pathspec := append([]string{"--"}, in.Paths...)
+	if len(in.Paths) == 0 {
+		pathspec = append(pathspec, ".", excludeState)
+	}
 	if _, _, err := a.git(ctx, o, append([]string{"add", "--all"}, pathspec...)...); err != nil {
 		return CommitOutput{}, nonRetryable(activities.ErrGitError, fmt.Sprintf("git add: %v", err))
 	}
@@ -378,7 +390,7 @@ func (a *Activities) Restore(ctx context.Context, in RestoreInput) (RestoreOutpu
 	}
 	// -fd, not -x: ignored files (node_modules, dist) stay; the runbook
 	// installs and builds again.
-	if _, _, err := a.git(ctx, o, "clean", "-fdq"); err != nil {
+	if _, _, err := a.git(ctx, o, "clean", "-fdq", "-e", "/"+stateDir+"/"); err != nil {
 		return RestoreOutput{}, nonRetryable(activities.ErrGitError, fmt.Sprintf("clean %s: %v", in.Dir, err))
 	}
 	logger(ctx).Info("work tree restored", "dir", dir, "ref", sha, "restored", len(restored))

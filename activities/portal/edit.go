@@ -167,7 +167,10 @@ func (a *Activities) SetConfig(ctx context.Context, in SetConfigInput) (SetConfi
 		return SetConfigOutput{}, err
 	}
 	if len(in.Set) == 0 {
-		return SetConfigOutput{}, invalid("set is required: dotted key paths and their values, e.g. {backend.listen.port: 7007}")
+		return SetConfigOutput{}, invalid("set is required: dotted key paths and their values, e.g. {search.maxTermLength: 64}")
+	}
+	if err := checkConfigPolicy(in.Set, a.ConfigKeys); err != nil {
+		return SetConfigOutput{}, editError(file, err)
 	}
 	real, err := a.resolveDir(ctx, in.Dir)
 	if err != nil {

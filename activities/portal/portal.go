@@ -66,6 +66,11 @@ type Activities struct {
 	// sets them from its config). A dir must be one of them exactly
 	// (after resolving symbolic links), not a directory inside one.
 	LocalDirs []string
+	// ConfigKeys, when set, are the only app-config subtrees (dotted
+	// prefixes such as search or catalog.providers) portal.setConfig may
+	// write; it also opens a subtree of DefaultDeniedConfigKeys that it
+	// names. The worker reads it from settings.plugin.configKeys.
+	ConfigKeys []string
 }
 
 // StepTypes binds the portal steps to their specs in activities/steps. a

@@ -78,7 +78,7 @@ type Config struct {
 	// own tokens) reaches the server.
 	InheritEnv []string `yaml:"inheritEnv,omitempty" json:"inheritEnv,omitempty"`
 	// LogFile receives stdout and stderr, appended (nohup-style); default
-	// <dir>/server.log. Each start writes a marker line first, so logs and
+	// <dir>/.stagehand/server.log. Each start writes a marker line first, so logs and
 	// errors can be read "since this start".
 	LogFile string `yaml:"logFile,omitempty" json:"logFile,omitempty"`
 	// HealthURL answers 200 once the server is ready, e.g.
@@ -211,7 +211,9 @@ func (c Config) logFile() string {
 	if c.LogFile != "" {
 		return c.LogFile
 	}
-	return filepath.Join(c.Dir, "server.log")
+	// Next to the pid file, in the directory the git steps leave alone,
+	// so a log in the work tree does not make it dirty.
+	return filepath.Join(c.Dir, ".stagehand", "server.log")
 }
 
 func (c Config) pidFile() string {

@@ -262,11 +262,21 @@ func (a *Activities) lock(ctx context.Context, name string, c Config) (func(), e
 	unlockMu := func() { m.Unlock() }
 	acquired := make(chan struct{})
 	go func() { m.Lock(); close(acquired) }()
-	select {
-	case <-acquired:
-	case <-ctx.Done():
-		go func() { <-acquired; m.Unlock() }()
-		return nil, ctx.Err()
+	// Waiting heartbeats, so an attempt Temporal gave up on learns it
+	// (through the heartbeat's cancellation) instead of taking the lock
+	// later and acting on a server a newer attempt already started.
+	beat := time.NewTicker(a.heartbeatInterval())
+	defer beat.Stop()
+	for waiting := true; waiting; {
+		select {
+		case <-acquired:
+			waiting = false
+		case <-beat.C:
+			a.heartbeat(ctx, Progress{Environment: name, Phase: "waiting for another step on this server"})
+		case <-ctx.Done():
+			go func() { <-acquired; m.Unlock() }()
+			return nil, ctx.Err()
+		}
 	}
 	if c.Systemd != nil {
 		// systemd orders the jobs of a unit itself, across workers too.
@@ -297,6 +307,8 @@ func (a *Activities) lock(ctx context.Context, name string, c Config) (func(), e
 			f.Close()
 			m.Unlock()
 			return nil, ctx.Err()
+		case <-beat.C:
+			a.heartbeat(ctx, Progress{Environment: name, Phase: "waiting for another worker's step on this server"})
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

@@ -276,6 +276,13 @@ func (a *Activities) waitReady(ctx context.Context, name string, c Config, p Pid
 		if ch := a.child(p.Pid); ch != nil {
 			select {
 			case <-ch.done:
+				if identify(p).ours {
+					// A child this worker reaped long ago whose pid the
+					// kernel has since given to the server the pid file
+					// names (started by another worker): not this one.
+					a.forget(p.Pid)
+					continue
+				}
 				return StartOutput{}, a.startFailed(ctx, name, c, cl, canQuote, p, describeExit(ch), time.Since(p.StartedAt))
 			default:
 			}
@@ -302,6 +309,14 @@ func (a *Activities) waitReady(ctx context.Context, name string, c Config, p Pid
 			// retry finds it and waits on.
 			return StartOutput{}, fmt.Errorf("server environment %q: waiting for %s: %w", name, c.HealthURL, ctx.Err())
 		case <-deadline.C:
+			if already {
+				// This attempt started nothing: a server that was running
+				// before (a slow one, or one answering 503 for a while) is
+				// not ours to kill for being slow.
+				return StartOutput{}, nonRetryable(activities.ErrServerNotReady, fmt.Sprintf(
+					"server environment %q: the running server (pid %d) did not answer 200 on %s within %s (last: %s); it was left running%s",
+					name, p.Pid, c.HealthURL, timeout, cl.text(last), a.quoteLog(c, cl, canQuote, startFailLines)))
+			}
 			sig, _, stopErr := a.terminate(ctx, name, p, c.stopTimeout())
 			stopped := fmt.Sprintf("it was stopped (%s)", sig)
 			if stopErr != nil {
@@ -375,7 +390,12 @@ func (a *Activities) stop(ctx context.Context, name string, c Config, grace time
 			}
 		}
 		if code, status := a.probe(ctx, c.HealthURL); code != 0 {
-			note += fmt.Sprintf("; but %s answers (%s): a process this worker did not start listens there and was left alone", c.HealthURL, status)
+			// Reporting "stopped" here would let a runbook back up a live
+			// database and reinstall packages under a running server (one
+			// started by hand, or whose pid file was removed).
+			return StopOutput{}, nonRetryable(activities.ErrServerPortInUse, fmt.Sprintf(
+				"server environment %q: %s; but %s still answers (%s): a process this worker did not start serves there and was left alone — stop it by hand, then start it with server.start so the worker supervises it",
+				name, note, c.HealthURL, status))
 		}
 		return StopOutput{Note: note}, nil
 	}

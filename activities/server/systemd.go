@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os/exec"
@@ -49,18 +48,39 @@ type ToolRunner func(ctx context.Context, prog string, args ...string) (string, 
 func runTool(ctx context.Context, prog string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	var stdout, stderr bytes.Buffer
+	// Both keep only their newest bytes: journalctl's last lines are the
+	// ones that matter, and neither may grow without bound.
+	stdout, stderr := &tailBuffer{max: maxTailReadBytes}, &tailBuffer{max: 2000}
 	cmd := exec.CommandContext(ctx, prog, args...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.Stdout, cmd.Stderr = stdout, stderr
 	err := cmd.Run()
-	if stdout.Len() > maxTailReadBytes {
-		stdout.Truncate(maxTailReadBytes)
-	}
 	if err != nil {
-		return stdout.String(), fmt.Errorf("%s %s: %v: %s", prog, strings.Join(args, " "), err, strings.TrimSpace(lastBytes(stderr.String(), 2000)))
+		return stdout.String(), fmt.Errorf("%s %s: %v: %s", prog, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}
 	return stdout.String(), nil
 }
+
+// tailBuffer is a writer that keeps the last max bytes written to it.
+type tailBuffer struct {
+	max int
+	buf []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - t.max; over > 0 {
+		// Compact only when the slack is large, so a stream of small
+		// writes stays linear.
+		if over > t.max {
+			t.buf = append([]byte(nil), t.buf[over:]...)
+		} else {
+			t.buf = t.buf[over:]
+		}
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string { return string(t.buf) }
 
 func lastBytes(s string, n int) string {
 	if len(s) > n {
@@ -162,6 +182,9 @@ func (a *Activities) unitStart(ctx context.Context, name string, c Config, timeo
 				name, c.HealthURL, status, s.Unit, u.active))
 		}
 		// --no-block: readiness is the health URL's to say, waited for here.
+		// A unit left "failed" by an earlier start would read as this
+		// start's failure until the queued job runs.
+		_, _ = a.tool(ctx, s, "systemctl", "reset-failed", "--", s.Unit)
 		if _, err := a.tool(ctx, s, "systemctl", "start", "--no-block", "--", s.Unit); err != nil {
 			return StartOutput{}, nonRetryable(activities.ErrServerStartFailed, fmt.Sprintf("server environment %q: %v", name, err))
 		}

@@ -192,7 +192,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 			Logger: logger.With("component", "exec.run")},
 		DB:     dbActs,
 		Image:  imageActs,
-		Portal: &portal.Activities{Tree: gitActs.RunTree, LocalDirs: cfg.ServerDirs()},
+		Portal: &portal.Activities{Tree: gitActs.RunTree, LocalDirs: cfg.ServerDirs(), ConfigKeys: cfg.PluginConfigKeys()},
 		Server: serverActs,
 	})
 	if err != nil {

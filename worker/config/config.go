@@ -226,6 +226,22 @@ func (c *Config) ServerDirs() []string {
 	return dirs
 }
 
+// PluginConfigKeys is settings.plugin.configKeys: the app-config subtrees
+// (dotted prefixes) portal.setConfig may write; empty means any key but
+// the ones it always refuses unless listed (backend, auth, integrations,
+// proxy, permission).
+func (c *Config) PluginConfigKeys() []string {
+	plugin, _ := c.Settings["plugin"].(map[string]any)
+	list, _ := plugin["configKeys"].([]any)
+	var keys []string
+	for _, v := range list {
+		if s, ok := v.(string); ok && s != "" {
+			keys = append(keys, s)
+		}
+	}
+	return keys
+}
+
 // Defaults match `make dev`: a local dev server and the default task queue.
 func Defaults() Config {
 	return Config{
@@ -345,6 +361,21 @@ func (c *Config) Validate() error {
 			if _, ok := c.Databases[d]; !ok {
 				problems = append(problems, fmt.Sprintf("environments.%s.database %q is not one of the databases (%s)",
 					name, d, strings.Join(slices.Sorted(maps.Keys(c.Databases)), ", ")))
+			}
+		}
+	}
+	if plugin, ok := c.Settings["plugin"].(map[string]any); ok {
+		if v, set := plugin["configKeys"]; set {
+			list, isList := v.([]any)
+			valid := isList
+			for _, e := range list {
+				if s, ok := e.(string); !ok || strings.TrimSpace(s) == "" {
+					valid = false
+				}
+			}
+			if !valid {
+				// Ignoring a malformed allowlist would quietly widen it.
+				problems = append(problems, "settings.plugin.configKeys: want a list of dotted app-config prefixes, e.g. [search, catalog.providers]")
 			}
 		}
 	}

@@ -196,3 +196,12 @@ func TestServerEnvironments(t *testing.T) {
 		assert.Contains(t, err.Error(), want)
 	}
 }
+
+func TestPluginConfigKeys(t *testing.T) {
+	cfg := Defaults()
+	cfg.Settings = map[string]any{"plugin": map[string]any{"configKeys": []any{"search", "catalog.providers"}}}
+	require.NoError(t, cfg.Validate())
+	assert.Equal(t, []string{"search", "catalog.providers"}, cfg.PluginConfigKeys())
+	cfg.Settings = map[string]any{"plugin": map[string]any{"configKeys": "search"}}
+	require.ErrorContains(t, cfg.Validate(), "settings.plugin.configKeys: want a list")
+}
