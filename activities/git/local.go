@@ -56,7 +56,13 @@ func (a *Activities) localTree(ctx context.Context, dir string) (string, error) 
 	if real, err := filepath.EvalSymlinks(dir); err == nil && filepath.IsAbs(dir) {
 		for _, l := range a.LocalDirs {
 			if lr, lerr := filepath.EvalSymlinks(l); lerr == nil && lr == real {
-				return real, a.checkLocalGit(ctx, dir, real)
+				if err := a.checkLocalGit(ctx, dir, real); err != nil {
+					return real, err
+				}
+				if err := excludeStateDir(real); err != nil {
+					return real, nonRetryable(activities.ErrGitError, fmt.Sprintf("list %s/ in %s/.git/info/exclude: %v", stateDir, dir, err))
+				}
+				return real, nil
 			}
 		}
 	}
@@ -195,7 +201,7 @@ func (a *Activities) State(ctx context.Context, in StateInput) (StateOutput, err
 // once (--untracked-files=normal), which keeps a new node_modules that
 // is not ignored from listing thousands of files.
 func (a *Activities) dirtyFiles(ctx context.Context, o runOpts) ([]string, int, error) {
-	listing, _, err := a.git(ctx, o, "status", "--porcelain=v1", "-z", "--untracked-files=normal", "--ignore-submodules=none", "--", ".", excludeState)
+	listing, _, err := a.git(ctx, o, "status", "--porcelain=v1", "-z", "--untracked-files=normal", "--ignore-submodules=none")
 	if err != nil {
 		return nil, 0, nonRetryable(activities.ErrGitError, fmt.Sprintf("git status: %v", err))
 	}
@@ -238,13 +244,48 @@ type CommitOutput struct {
 }
 
 // stateDir is where a single server's pid file, lock and (by default) log
-// live inside its work tree: the worker's, not the portal's. git.state does
-// not count it as a change, git.commit does not add it and git.restore
-// does not clean it away (that would drop the running server's pid file).
+// live inside its work tree: the worker's, not the portal's. git.state must
+// not count it as a change, git.commit must not add it and git.restore must
+// not clean it away (that would drop the running server's pid file), so
+// the local steps list it in the repository's own .git/info/exclude (local
+// to this clone, never committed). Pathspec excludes would not do: the
+// local steps run git with literal pathspecs.
 const stateDir = ".stagehand"
 
-// excludeState is the pathspec that leaves stateDir out.
-const excludeState = ":(exclude)" + stateDir
+// excludeStateDir adds /.stagehand/ to dir's .git/info/exclude once.
+func excludeStateDir(dir string) error {
+	gitDir := filepath.Join(dir, ".git")
+	if fi, err := os.Lstat(gitDir); err != nil || !fi.IsDir() {
+		// A linked work tree (.git is a file): its stateDir shows as
+		// untracked, which git.state then names.
+		return nil
+	}
+	path := filepath.Join(gitDir, "info", "exclude")
+	line := "/" + stateDir + "/"
+	data, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.TrimSpace(l) == line {
+			return nil
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	prefix := ""
+	if len(data) > 0 && !strings.HasSuffix(string(data), "\n") {
+		prefix = "\n"
+	}
+	_, err = f.WriteString(prefix + "# the Stagehand worker's pid file, lock and log of this server\n" + line + "\n")
+	return err
+}
 
 // Commit implements git.commit: a local commit, never pushed.
 func (a *Activities) Commit(ctx context.Context, in CommitInput) (CommitOutput, error) {
@@ -269,9 +310,6 @@ func (a *Activities) Commit(ctx context.Context, in CommitInput) (CommitOutput, 
 	defer a.lock(dir)()
 	o := local(dir)
 	pathspec := append([]string{"--"}, in.Paths...)
-	if len(in.Paths) == 0 {
-		pathspec = append(pathspec, ".", excludeState)
-	}
 	if _, _, err := a.git(ctx, o, append([]string{"add", "--all"}, pathspec...)...); err != nil {
 		return CommitOutput{}, nonRetryable(activities.ErrGitError, fmt.Sprintf("git add: %v", err))
 	}
@@ -390,7 +428,7 @@ func (a *Activities) Restore(ctx context.Context, in RestoreInput) (RestoreOutpu
 	}
 	// -fd, not -x: ignored files (node_modules, dist) stay; the runbook
 	// installs and builds again.
-	if _, _, err := a.git(ctx, o, "clean", "-fdq", "-e", "/"+stateDir+"/"); err != nil {
+	if _, _, err := a.git(ctx, o, "clean", "-fdq"); err != nil {
 		return RestoreOutput{}, nonRetryable(activities.ErrGitError, fmt.Sprintf("clean %s: %v", in.Dir, err))
 	}
 	logger(ctx).Info("work tree restored", "dir", dir, "ref", sha, "restored", len(restored))

@@ -217,3 +217,27 @@ func TestLocalStepsOnRunCheckout(t *testing.T) {
 		t.Errorf("app.txt %q", got)
 	}
 }
+
+// TestServerStateDirLeftAlone: a single server's pid file, lock and log
+// live in <dir>/.stagehand (not ignored by a stock .gitignore); the git
+// steps neither count, commit nor clean them.
+func TestServerStateDirLeftAlone(t *testing.T) {
+	repo, a := singleServer(t)
+	dir := repo.Work
+	head0 := repo.Git("rev-parse", "HEAD")
+	repo.WriteFile(".stagehand/server.pid", `{"pid": 4242}`+"\n")
+	repo.WriteFile(".stagehand/server.log", "Listening on 7007\n")
+	st := mustStep(t, a, "git.state", map[string]any{"dir": dir})
+	if st["clean"] != true {
+		t.Fatalf("the state dir made the tree dirty: %v", st)
+	}
+	repo.WriteFile("app.txt", "edit\n")
+	c := mustStep(t, a, "git.commit", map[string]any{"dir": dir, "message": "edit"})
+	if files := repo.Git("show", "--name-only", "--format=", c["sha"].(string)); files != "app.txt" {
+		t.Errorf("commit holds %q, want only app.txt", files)
+	}
+	mustStep(t, a, "git.restore", map[string]any{"dir": dir, "ref": head0})
+	if got := read(t, filepath.Join(dir, ".stagehand", "server.pid")); got != `{"pid": 4242}`+"\n" {
+		t.Errorf("restore touched the pid file: %q", got)
+	}
+}

@@ -164,6 +164,9 @@ func TestLifecycleFake(t *testing.T) {
 func TestStartFailsWhenTheProcessExits(t *testing.T) {
 	// CHILD: a sleep it leaves behind in its group must be stopped too.
 	c := fakeEnv(t, map[string]string{"EXIT_CODE": "3", "CHILD": "1"})
+	if err := os.MkdirAll(filepath.Dir(c.logFile()), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(c.logFile(), []byte("an earlier run's line\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -288,10 +291,10 @@ func TestPortTaken(t *testing.T) {
 	if _, err := os.Stat(c.logFile()); !os.IsNotExist(err) {
 		t.Errorf("a log file was written: %v", err)
 	}
-	stop := steptest.MustStep(t, StepTypes(a), "server.stop", map[string]any{"environment": "portal"})
-	if stop.Outputs["wasRunning"] != false || !strings.Contains(fmt.Sprint(stop.Outputs["note"]), "did not start listens there") {
-		t.Errorf("stop %v", stop.Outputs)
-	}
+	// Stop must not report "stopped" while something serves there: a
+	// runbook would go on to back up a live database.
+	run = steptest.RunStep(t, StepTypes(a), "server.stop", map[string]any{"environment": "portal"})
+	steptest.WantAppError(t, run.Err, activities.ErrServerPortInUse, true, []string{"no supervised server", "still answers (200 OK)", "left alone"})
 	run = steptest.RunStep(t, StepTypes(a), "server.status", map[string]any{"environment": "portal", "expect": "healthy"})
 	steptest.WantAppError(t, run.Err, activities.ErrServerStatusMismatch, false, []string{"running false", "something else listens there"})
 }

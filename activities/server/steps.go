@@ -276,7 +276,7 @@ func (a *Activities) waitReady(ctx context.Context, name string, c Config, p Pid
 		if ch := a.child(p.Pid); ch != nil {
 			select {
 			case <-ch.done:
-				if identify(p).ours {
+				if identify(p).leaderAlive {
 					// A child this worker reaped long ago whose pid the
 					// kernel has since given to the server the pid file
 					// names (started by another worker): not this one.
