@@ -50,7 +50,10 @@ type spawnRequest struct {
 	done chan error
 }
 
-func spawn(cmd *exec.Cmd) error {
+// Spawn starts cmd from the one OS thread that lives as long as the test
+// binary, so a Pdeathsig set on cmd fires when the binary exits and not
+// when the Go runtime retires the thread that happened to fork it.
+func Spawn(cmd *exec.Cmd) error {
 	spawnOnce.Do(func() {
 		go func() {
 			runtime.LockOSThread() // never unlocked: the thread must live on
@@ -84,7 +87,7 @@ func (p *Process) Start() error {
 	cmd.Env = append(os.Environ(), p.Env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := spawn(cmd); err != nil {
+	if err := Spawn(cmd); err != nil {
 		logFile.Close()
 		return fmt.Errorf("start %s: %w", p.Name, err)
 	}

@@ -34,10 +34,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -466,7 +464,9 @@ func (l *Lab) start() (*Server, error) {
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, l.ProcessEnv()...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := spawn(cmd); err != nil {
+	// Forked from the thread that lives as long as the test binary, so
+	// Pdeathsig takes the backend down exactly when the binary exits.
+	if err := localenv.Spawn(cmd); err != nil {
 		return nil, fmt.Errorf("serverlab: start %v: %w", l.Command, err)
 	}
 	s := &Server{lab: l, cmd: cmd, exited: make(chan struct{})}
@@ -475,34 +475,6 @@ func (l *Lab) start() (*Server, error) {
 		close(s.exited)
 	}()
 	return s, nil
-}
-
-// Every backend is forked from one goroutine locked to its OS thread for
-// the life of the test binary: Pdeathsig fires when the forking *thread*
-// exits, and a thread the Go runtime retires would take the backend with
-// it (internal/localenv does the same for its servers).
-var (
-	spawnOnce     sync.Once
-	spawnRequests = make(chan spawnRequest)
-)
-
-type spawnRequest struct {
-	cmd  *exec.Cmd
-	done chan error
-}
-
-func spawn(cmd *exec.Cmd) error {
-	spawnOnce.Do(func() {
-		go func() {
-			runtime.LockOSThread() // never unlocked: the thread must live on
-			for r := range spawnRequests {
-				r.done <- r.cmd.Start()
-			}
-		}()
-	})
-	done := make(chan error, 1)
-	spawnRequests <- spawnRequest{cmd: cmd, done: done}
-	return <-done
 }
 
 // Pid is the backend's process (and process group) id.
