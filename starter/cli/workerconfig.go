@@ -13,44 +13,21 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/stagehand-dev/stagehand/activities"
+	"github.com/stagehand-dev/stagehand/worker/environment"
 	"github.com/stagehand-dev/stagehand/workflows"
 )
 
 // workerFile is the part of the worker's config file (worker/config) that
 // `runbooks` and `explain` read. It is decoded here rather than through
 // worker/config because that package links the database drivers, which
-// the CLI must not (activities/steps' TestSpecsLinkNoClientLibrary);
-// TestWorkerFileMatchesWorkerConfig keeps the two in step.
+// the CLI must not (activities/steps' TestSpecsLinkNoClientLibrary); the
+// environments are worker/environment's, the worker's own type.
+// TestWorkerFileMatchesWorkerConfig keeps the rest in step.
 type workerFile struct {
-	RunbooksDir  string                   `yaml:"runbooksDir"`
-	Environments map[string]workerEnv     `yaml:"environments"`
-	Settings     map[string]any           `yaml:"settings"`
-	Approvals    workflows.ApprovalPolicy `yaml:"approvals"`
-}
-
-// workerEnv holds the keys of an environment that runbooks see as
-// .environments.<name> (worker/config's Environment and TemplateData).
-type workerEnv struct {
-	Kind        string           `yaml:"kind"`
-	Server      *workerServer    `yaml:"server"`
-	Namespace   string           `yaml:"namespace"`
-	Deployment  string           `yaml:"deployment"`
-	Container   string           `yaml:"container"`
-	URL         string           `yaml:"url"`
-	Approvers   []string         `yaml:"approvers"`
-	ImagePolicy string           `yaml:"imagePolicy"`
-	Database    string           `yaml:"database"`
-	SmokeChecks []map[string]any `yaml:"smokeChecks"`
-	Extra       map[string]any   `yaml:"extra"`
-}
-
-// workerServer is the part of a single-server environment's process that
-// runbooks see (the rest, the command's environment among it, stays with
-// the worker).
-type workerServer struct {
-	Dir       string `yaml:"dir"`
-	HealthURL string `yaml:"healthURL"`
-	LogFile   string `yaml:"logFile"`
+	RunbooksDir  string                             `yaml:"runbooksDir"`
+	Environments map[string]environment.Environment `yaml:"environments"`
+	Settings     map[string]any                     `yaml:"settings"`
+	Approvals    workflows.ApprovalPolicy           `yaml:"approvals"`
 }
 
 // workerView is what `runbooks` and `explain` know of a worker without
@@ -111,38 +88,10 @@ func resolvePath(p string) string {
 	return p
 }
 
-// TemplateData is what runbooks see as .environments, as the worker builds
-// it (worker/config's TemplateData).
+// TemplateData is what runbooks see as .environments, built by the
+// worker's own code.
 func (w *workerFile) TemplateData() map[string]any {
-	out := map[string]any{}
-	for name, e := range w.Environments {
-		approvers := make([]any, len(e.Approvers))
-		for i, a := range e.Approvers {
-			approvers[i] = a
-		}
-		checks := make([]any, len(e.SmokeChecks))
-		for i, c := range e.SmokeChecks {
-			checks[i] = c
-		}
-		m := map[string]any{
-			"name": name, "cluster": name, "namespace": e.Namespace, "deployment": e.Deployment, "container": e.Container,
-			"url": e.URL, "approvers": approvers, "imagePolicy": e.ImagePolicy, "database": e.Database, "smokeChecks": checks,
-			"kind": e.Kind,
-		}
-		if e.Kind == "" {
-			m["kind"] = "kubernetes"
-		}
-		if e.Server != nil {
-			m["server"] = map[string]any{"dir": e.Server.Dir, "healthURL": e.Server.HealthURL, "logFile": e.Server.LogFile}
-		}
-		for k, v := range e.Extra {
-			if _, taken := m[k]; !taken {
-				m[k] = v
-			}
-		}
-		out[name] = m
-	}
-	return out
+	return environment.TemplateData(w.Environments)
 }
 
 // SettingsData is what runbooks see as .settings.
