@@ -20,7 +20,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -413,35 +412,15 @@ func faultPlugins(f Fault) string {
 }
 
 func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	client := &http.Client{Timeout: 2 * time.Second}
-	tick := time.NewTicker(250 * time.Millisecond)
-	defer tick.Stop()
-	begin := time.Now()
-	last := "no answer yet"
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+ReadinessPath, nil)
-		resp, err := client.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			last = resp.Status
-		} else {
-			last = err.Error()
-		}
+	if err := localenv.WaitHTTPReady(ctx, s.URL+ReadinessPath, s.done, timeout); err != nil {
 		select {
 		case <-s.done:
-			return fmt.Errorf("backstagetest: backend exited before it was ready (%v) after %s\n--- backend log (tail) ---\n%s",
-				s.waitErr, time.Since(begin).Round(time.Millisecond), s.LogTail(4000))
-		case <-ctx.Done():
-			return fmt.Errorf("backstagetest: backend not ready at %s after %s (last: %s)\n--- backend log (tail) ---\n%s",
-				s.URL+ReadinessPath, time.Since(begin).Round(time.Millisecond), last, s.LogTail(4000))
-		case <-tick.C:
+			err = fmt.Errorf("%w (%v)", err, s.waitErr)
+		default:
 		}
+		return fmt.Errorf("backstagetest: backend %w\n--- backend log (tail) ---\n%s", err, s.LogTail(4000))
 	}
+	return nil
 }
 
 // LogTail returns the last n bytes of the backend's output.

@@ -26,6 +26,8 @@ type Process struct {
 	Args []string
 	// Env is added to the test binary's environment.
 	Env []string
+	// Dir is the working directory; empty is the test binary's.
+	Dir string
 	// LogPath receives the output, appended, after a line marking each start.
 	LogPath string
 
@@ -84,6 +86,7 @@ func (p *Process) Start() error {
 	}
 	fmt.Fprintf(logFile, "---- %s starting at %s\n", p.Name, time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(p.Path, p.Args...)
+	cmd.Dir = p.Dir
 	cmd.Env = append(os.Environ(), p.Env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

@@ -30,13 +30,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -429,118 +427,47 @@ func (l *Lab) Run(ctx context.Context, argv ...string) (string, error) {
 
 // Server is a backend process the harness started (Lab.Start).
 type Server struct {
-	lab    *Lab
-	cmd    *exec.Cmd
-	exited chan struct{}
-	err    error
+	*localenv.Process
+	lab *Lab
 }
 
 // Start starts the backend as the worker would: the lab's Command in Dir,
-// its Env (references resolved from Secrets) on top of PATH and HOME, output
-// appended to LogFile, in its own process group. It does not wait; see
-// WaitReady. The test's cleanup stops it.
+// its Env (references resolved from Secrets), output appended to LogFile,
+// in its own process group. It does not wait; see WaitReady. The test's
+// cleanup stops it.
 func (l *Lab) Start(t testing.TB) *Server {
 	t.Helper()
-	s, err := l.start()
-	if err != nil {
+	if err := os.MkdirAll(filepath.Dir(l.LogFile), 0o755); err != nil {
 		t.Fatal(err)
+	}
+	s := &Server{lab: l, Process: &localenv.Process{
+		Name: "backstage", Path: l.Command[0], Args: l.Command[1:], Dir: l.Dir, Env: l.ProcessEnv(), LogPath: l.LogFile,
+	}}
+	if err := s.Process.Start(); err != nil {
+		t.Fatalf("serverlab: %v", err)
 	}
 	t.Cleanup(func() { _ = s.Stop(15 * time.Second) })
 	return s
 }
 
-func (l *Lab) start() (*Server, error) {
-	if err := os.MkdirAll(filepath.Dir(l.LogFile), 0o755); err != nil {
-		return nil, err
-	}
-	logFile, err := os.OpenFile(l.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	defer logFile.Close()
-	fmt.Fprintf(logFile, "---- serverlab: starting at %s\n", time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command(l.Command[0], l.Command[1:]...)
-	cmd.Dir = l.Dir
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, l.ProcessEnv()...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	// Forked from the thread that lives as long as the test binary, so
-	// Pdeathsig takes the backend down exactly when the binary exits.
-	if err := localenv.Spawn(cmd); err != nil {
-		return nil, fmt.Errorf("serverlab: start %v: %w", l.Command, err)
-	}
-	s := &Server{lab: l, cmd: cmd, exited: make(chan struct{})}
-	go func() {
-		s.err = cmd.Wait()
-		close(s.exited)
-	}()
-	return s, nil
-}
-
-// Pid is the backend's process (and process group) id.
-func (s *Server) Pid() int { return s.cmd.Process.Pid }
-
-// Exited is closed when the process has ended.
-func (s *Server) Exited() <-chan struct{} { return s.exited }
-
-// ExitCode is the exit status once Exited is closed (-1: killed by a
+// ExitCode is the exit status once the process ended (-1: killed by a
 // signal).
 func (s *Server) ExitCode() int {
-	<-s.exited
-	return s.cmd.ProcessState.ExitCode()
-}
-
-// ExitErr is how the process ended (nil: exit 0), once Exited is closed.
-func (s *Server) ExitErr() error {
-	<-s.exited
-	return s.err
-}
-
-// Stop ends the process group: SIGTERM, SIGKILL after grace.
-func (s *Server) Stop(grace time.Duration) error {
-	_, err := localenv.StopGroup("backstage", s.cmd.Process.Pid, s.exited, grace)
-	return err
-}
-
-// LogTail is the last n lines of the lab's log file.
-func (s *Server) LogTail(n int) string {
-	data, _ := os.ReadFile(s.lab.LogFile)
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
+	<-s.Exited()
+	var ee *exec.ExitError
+	if errors.As(s.ExitErr(), &ee) {
+		return ee.ExitCode()
 	}
-	return strings.Join(lines, "\n")
+	return 0
 }
 
 // WaitReady waits until the readiness probe answers 200; it fails with the
 // log tail when the process exits first or timeout passes.
 func (s *Server) WaitReady(ctx context.Context, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	client := &http.Client{Timeout: 2 * time.Second}
-	begin := time.Now()
-	last := "no answer yet"
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.lab.HealthURL, nil)
-		if resp, err := client.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			last = resp.Status
-		} else {
-			last = err.Error()
-		}
-		select {
-		case <-s.exited:
-			return fmt.Errorf("serverlab: backend exited before it was ready (%v) after %s\n--- %s (tail) ---\n%s",
-				s.err, time.Since(begin).Round(time.Millisecond), s.lab.LogFile, s.LogTail(30))
-		case <-ctx.Done():
-			return fmt.Errorf("serverlab: backend not ready at %s after %s (last: %s)\n--- %s (tail) ---\n%s",
-				s.lab.HealthURL, time.Since(begin).Round(time.Millisecond), last, s.lab.LogFile, s.LogTail(30))
-		case <-time.After(250 * time.Millisecond):
-		}
+	if err := localenv.WaitHTTPReady(ctx, s.lab.HealthURL, s.Exited(), timeout); err != nil {
+		return fmt.Errorf("serverlab: backend %w\n--- %s (tail) ---\n%s", err, s.lab.LogFile, s.LogTail(30))
 	}
+	return nil
 }
 
 func run(ctx context.Context, dir string, env []string, prog string, args ...string) (string, error) {
