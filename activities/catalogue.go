@@ -123,7 +123,7 @@ func Implement[In any, Out any](spec StepSpec, fn func(context.Context, In) (Out
 			w := WorkerOf(ctx)
 			w.begin()
 			defer w.end()
-			ctx, stop, cancel := stopWatch(ctx, spec.Resumable)
+			ctx, stop, cancel := stopWatch(ctx, w, spec.Resumable)
 			defer cancel()
 			out, err := fn(ctx, in)
 			if err != nil {

@@ -19,6 +19,13 @@ import (
 // (Worker.Context as the SDK's BackgroundActivityContext).
 type Worker struct {
 	Identity string
+	// Drain is how long a step that is not resumable may go on after its
+	// worker began to stop before the step adapter cancels it; zero
+	// leaves that to the SDK's stop timeout. It must end before that
+	// timeout, because once the SDK's timeout is over it cancels the
+	// activity context's root and reports a step's outcome as a plain
+	// (retried: an attempt spent) "postprocess" failure instead.
+	Drain time.Duration
 
 	mu      sync.Mutex
 	running int
@@ -113,24 +120,39 @@ const ErrStepInterrupted = "StepInterrupted"
 
 // stopWatch ties a step's context to its worker's stop. A resumable step
 // (a watch: it only observes) is cancelled as soon as the worker begins
-// to stop, so it hands over at once instead of holding the stop for its
-// whole stop timeout; other steps keep their context until the SDK
-// cancels it when the stop timeout runs out.
-func stopWatch(ctx context.Context, resumable bool) (context.Context, <-chan struct{}, context.CancelFunc) {
+// to stop, so it hands over at once instead of holding the stop; any
+// other step may finish within the worker's Drain, and is cancelled
+// then.
+func stopWatch(ctx context.Context, w *Worker, resumable bool) (context.Context, <-chan struct{}, context.CancelFunc) {
 	if !activity.IsActivity(ctx) {
 		return ctx, nil, func() {}
 	}
 	stop := activity.GetWorkerStopChannel(ctx)
-	if !resumable {
+	var grace time.Duration
+	switch {
+	case resumable:
+	case w != nil && w.Drain > 0:
+		grace = w.Drain
+	default:
 		return ctx, stop, func() {}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	go func() {
 		select {
 		case <-stop:
-			cancel()
 		case <-ctx.Done():
+			return
 		}
+		if grace > 0 {
+			t := time.NewTimer(grace)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				return
+			}
+		}
+		cancel()
 	}()
 	return ctx, stop, cancel
 }

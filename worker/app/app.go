@@ -263,6 +263,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 	}
 	wo := cfg.Worker
 	stepWorker := activities.NewWorker(identity)
+	stepWorker.Drain = drainTimeout(wo.StopTimeout.D())
 	// The sticky cache is one per process: every worker in it shares it.
 	worker.SetStickyWorkflowCacheSize(wo.WorkflowCacheSize)
 	w := worker.New(c, cfg.Temporal.TaskQueue, worker.Options{
@@ -272,7 +273,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 		MaxConcurrentWorkflowTaskExecutionSize: wo.MaxConcurrentWorkflowTasks,
 		MaxConcurrentActivityTaskPollers:       wo.ActivityPollers,
 		MaxConcurrentWorkflowTaskPollers:       wo.WorkflowTaskPollers,
-		WorkerStopTimeout:                      drainTimeout(wo.StopTimeout.D()),
+		WorkerStopTimeout:                      wo.StopTimeout.D(),
 		BackgroundActivityContext:              stepWorker.Context(context.Background()),
 	})
 	workflows.Register(w, &workflows.Resolver{Library: lib, Catalogue: cat, Environments: cfg.TemplateData(), Settings: cfg.SettingsData(), AllowInline: cfg.AllowInlineRunbooks, Approvals: cfg.Approvals})
@@ -319,36 +320,22 @@ func (a *App) Start() error {
 }
 
 // Stop stops the worker within worker.stopTimeout: it stops polling, lets
-// running steps finish (watch steps hand over at once), cancels what is
-// still running when the drain part of the timeout is over, and waits for
-// those steps to report their interruption before it closes the client
-// (if New dialed it), so the runs carry on at once on another worker
-// rather than after a heartbeat timeout.
+// running steps finish (watch steps hand over at once), has the step
+// adapter cancel what is still running when the drain part of the timeout
+// is over, and waits for those steps to report their interruption, so the
+// runs carry on at once on another worker rather than after a heartbeat
+// timeout; then it closes the client (if New dialed it).
 func (a *App) Stop() {
-	total := a.Config.Worker.StopTimeout.D()
-	began := time.Now()
 	a.Worker.Stop()
-	// The SDK returns from Stop when the drain time is over, having just
-	// cancelled the steps still running; their failures are reported by
-	// its pollers after the handlers return, so give them that moment.
 	if a.steps != nil && a.steps.Running() > 0 {
-		rest := total - time.Since(began)
-		if rest > 0 && a.steps.WaitIdle(rest) {
-			time.Sleep(min(total-time.Since(began), reportGrace))
-		} else {
-			a.Logger.Warn("steps still running at the end of the stop timeout; they resume elsewhere after their heartbeat or start-to-close timeout",
-				"running", a.steps.Running(), "stopTimeout", total)
-		}
+		a.Logger.Warn("steps still running at the end of the stop timeout; they resume elsewhere after their heartbeat or start-to-close timeout",
+			"running", a.steps.Running(), "stopTimeout", a.Config.Worker.StopTimeout.D())
 	}
 	if a.ownClient {
 		a.Client.Close()
 	}
 	a.Metrics.close()
 }
-
-// reportGrace is how long a stopping worker waits, after its last
-// cancelled step returned, for the SDK to report that step's failure.
-const reportGrace = 500 * time.Millisecond
 
 // drainTimeout is the part of the stop timeout running steps get to
 // finish; the rest is for the ones then cancelled to report it.
