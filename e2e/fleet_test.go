@@ -319,9 +319,17 @@ func (l *fleetLab) approveAll(ctx context.Context) *approver {
 	return a
 }
 
-// pendingOn returns the activities of run id that a worker with identity
-// has started and not finished (what Temporal knows of them, no worker
-// asked).
+// activityStep is the step an activity id belongs to: the interpreter
+// names a step's activity after the step, and a step run again after its
+// worker's stop interrupted it "<step>~<n>".
+func activityStep(activityID string) string {
+	step, _, _ := strings.Cut(activityID, "~")
+	return step
+}
+
+// pendingOn returns the steps of run id whose activities a worker with
+// identity has started and not finished (what Temporal knows of them, no
+// worker asked).
 func pendingOn(ctx context.Context, id, identity string) ([]string, error) {
 	d, err := temporalSrv.Client.DescribeWorkflowExecution(ctx, id, "")
 	if err != nil {
@@ -330,7 +338,7 @@ func pendingOn(ctx context.Context, id, identity string) ([]string, error) {
 	var steps []string
 	for _, pa := range d.GetPendingActivities() {
 		if pa.GetState() == enums.PENDING_ACTIVITY_STATE_STARTED && pa.GetLastWorkerIdentity() == identity {
-			steps = append(steps, pa.GetActivityId())
+			steps = append(steps, activityStep(pa.GetActivityId()))
 		}
 	}
 	return steps, nil
@@ -469,11 +477,9 @@ func checkSteps(t *testing.T, id string, st workflows.Status, done map[string]st
 // workerOf is the worker the run's status names for a step.
 func workerOf(s workflows.StepStatus) string { return s.Worker }
 
-// completedBy reads run id's history: for each completed activity (by
-// activity id, which the interpreter sets to the step id), the identity of
-// the worker whose attempt completed it; and how many attempts of each
-// were started in all, as far as history shows (a retried attempt's start
-// is recorded only with its end).
+// completedBy reads run id's history: for each step whose activity
+// completed, the identity of the worker whose attempt completed it (the
+// server's record, independent of what the workflow put in its status).
 func completedBy(ctx context.Context, id string) (map[string]string, error) {
 	it := temporalSrv.Client.GetWorkflowHistory(ctx, id, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	activityID := map[int64]string{}
@@ -486,7 +492,7 @@ func completedBy(ctx context.Context, id string) (map[string]string, error) {
 		}
 		switch ev.GetEventType() {
 		case enums.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-			activityID[ev.GetEventId()] = ev.GetActivityTaskScheduledEventAttributes().GetActivityId()
+			activityID[ev.GetEventId()] = activityStep(ev.GetActivityTaskScheduledEventAttributes().GetActivityId())
 		case enums.EVENT_TYPE_ACTIVITY_TASK_STARTED:
 			startedBy[ev.GetEventId()] = ev.GetActivityTaskStartedEventAttributes().GetIdentity()
 		case enums.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
@@ -747,6 +753,7 @@ func TestFleetSigtermDuringRolloutWatch(t *testing.T) {
 	rollout := stepOf(st, "sandbox_rollout")
 	require.NotNil(t, rollout)
 	assert.Equal(t, b.identity, workerOf(*rollout), "the watch finished on fleet-b")
+	assert.EqualValues(t, 1, rollout.Attempts, "the interruption cost the watch no attempt")
 	t.Logf("sandbox_rollout: attempts %d, worker %s; steps: %s", rollout.Attempts, workerOf(*rollout), stepWorkers(st))
 	l.checkDeployments(l.sandbox, l.prImage)
 	l.checkDeployments(l.prod, l.prodImage)
