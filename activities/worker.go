@@ -83,6 +83,11 @@ func (w *Worker) WaitIdle(timeout time.Duration) bool {
 	w.mu.Lock()
 	idle := w.idle
 	w.mu.Unlock()
+	select {
+	case <-idle:
+		return true
+	default:
+	}
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
