@@ -36,11 +36,19 @@ import (
 // pod's namespace, so each upgrade test runs the real Backstage its images
 // name against its own databases; pods elsewhere (the patch tests') are
 // simulated as before.
-var portals = &probeRouter{byNS: map[string]*portalsim.Sim{}}
+var portals = &probeRouter{byNS: map[string]podProber{}}
+
+// podProber plays the containers of one namespace's pods for the pod
+// simulator: a portal simulator, or a test's own (e2e/fleet_test.go holds
+// a rollout with one).
+type podProber interface {
+	Probe(pod *corev1.Pod, c corev1.Container) podsim.ProbeResult
+	Terminating(pod *corev1.Pod) bool
+}
 
 type probeRouter struct {
 	mu   sync.RWMutex
-	byNS map[string]*portalsim.Sim
+	byNS map[string]podProber
 }
 
 func (r *probeRouter) Probe(pod *corev1.Pod, c corev1.Container) podsim.ProbeResult {
@@ -61,7 +69,7 @@ func (r *probeRouter) Terminating(pod *corev1.Pod) bool {
 	return s != nil && s.Terminating(pod)
 }
 
-func (r *probeRouter) add(s *portalsim.Sim, namespaces ...string) {
+func (r *probeRouter) add(s podProber, namespaces ...string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, ns := range namespaces {
