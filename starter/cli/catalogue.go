@@ -39,6 +39,8 @@ type stepTypeInfo struct {
 	HeartbeatTimeout runbooks.Duration `json:"heartbeatTimeout,omitempty"`
 	// Irreversible steps cannot be taken back by cancelling once under way.
 	Irreversible bool `json:"irreversible,omitempty"`
+	// Resumable steps hand over at once when their worker stops.
+	Resumable bool `json:"resumable,omitempty"`
 }
 
 // runbookInfo is one runbook as --output json prints it.
@@ -151,7 +153,7 @@ func runCatalogue(f *Factory, opts *CatalogueOptions) error {
 			Name: t.Name, Description: t.Description, With: t.ArgNames(), Required: t.RequiredArgs(), Native: t.Native,
 			Args: t.Args, Outputs: t.Outputs, Errors: t.ErrorTypeNames(),
 			DefaultTimeout: runbooks.Duration(t.DefaultTimeout), HeartbeatTimeout: runbooks.Duration(t.HeartbeatTimeout),
-			Irreversible: t.Irreversible,
+			Irreversible: t.Irreversible, Resumable: t.Resumable,
 		})
 	}
 	for _, e := range entries {
@@ -370,6 +372,9 @@ func writeCatalogueDetail(f *Factory, opts *CatalogueOptions, doc *catalogueJSON
 		}
 		if st.Irreversible {
 			fmt.Fprintln(w, "Irreversible: cancelling a run waits for this step's outcome.")
+		}
+		if st.Resumable {
+			fmt.Fprintln(w, "Resumable: when its worker stops, it hands over at once and runs again on another worker.")
 		}
 		fmt.Fprintln(w)
 		args := &table{header: []string{"WITH", "TYPE", "REQUIRED", "HELP"}}
