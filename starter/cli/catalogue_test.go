@@ -19,7 +19,7 @@ func TestCatalogueListsErrorTypes(t *testing.T) {
 		want   []string
 	}{
 		{"table", []string{
-			"MAY FAIL WITH (besides InvalidArguments, TemplateError, Timeout)",
+			"MAY FAIL WITH (besides InvalidArguments, TemplateError, Timeout, StepInterrupted)",
 			"ERROR TYPE", "RETRIED", "SCOPE", "MEANING",
 			"PodFailure                no       step",
 			"PodsNotReady              yes      step",
