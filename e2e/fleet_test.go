@@ -636,6 +636,15 @@ func TestFleetTwoWorkersSurviveKill(t *testing.T) {
 		assert.Contains(t, line, workerOf(s), "stagehand status shows step %s's worker:\n%s", s.ID, out)
 	}
 	assert.NotZero(t, shown)
+	// So does the audit of the run, from its history.
+	out, err = temporalCLIStagehand(ctx, "audit", "show", id).CombinedOutput()
+	require.NoError(t, err, "stagehand audit show %s: %s", id, out)
+	assert.Contains(t, string(out), "WORKER")
+	for _, s := range finals[i].Steps {
+		if w := workerOf(s); w != "" {
+			assert.Contains(t, lineWith(string(out), s.ID), w, "stagehand audit show names step %s's worker:\n%s", s.ID, out)
+		}
+	}
 	t.Logf("fleet test took %s", time.Since(began).Round(100*time.Millisecond))
 }
 
