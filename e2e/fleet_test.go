@@ -726,6 +726,10 @@ func TestFleetSigtermDuringRolloutWatch(t *testing.T) {
 	waitFor(t, id, time.Minute, "the rollout watch", func(s workflows.Status) bool {
 		return stepState(s, "sandbox_rollout") == workflows.StepRunning
 	})
+	// And `stagehand status` names the worker running it.
+	out, err := temporalCLIStagehand(ctx, "status", id).CombinedOutput()
+	require.NoError(t, err, "stagehand status %s: %s", id, out)
+	assert.Contains(t, lineWith(string(out), "sandbox_rollout"), a.identity, "status names the running step's worker:\n%s", out)
 
 	b := l.startFleetWorker("fleet-b", "--stop-timeout", stopTimeout.String())
 	l.waitPolling(b, time.Minute)

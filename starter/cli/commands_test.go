@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/mock"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/mocks"
@@ -562,5 +563,21 @@ func TestWatch(t *testing.T) {
 				t.Errorf("a state printed twice:\n%s", out)
 			}
 		})
+	}
+}
+
+// A running step's worker comes from the server's pending activities
+// (the run learns it only when the step ends), a resumed one's too.
+func TestRunningWorkers(t *testing.T) {
+	st := waitingStatus()
+	st.Steps[0].State = workflows.StepRunning
+	st.Steps[0].Worker = ""
+	runningWorkers(&st, []*workflowpb.PendingActivityInfo{
+		{ActivityId: st.Steps[0].ID + "~1", LastWorkerIdentity: "worker-b"},
+		{ActivityId: "merge-remind-1", LastWorkerIdentity: "worker-c"},
+	})
+	assert.Equal(t, "worker-b", st.Steps[0].Worker)
+	for _, s := range st.Steps[1:] {
+		assert.Empty(t, s.Worker, "%s is not running", s.ID)
 	}
 }

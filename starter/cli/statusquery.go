@@ -9,10 +9,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	workflowpb "go.temporal.io/api/workflow/v1"
 
 	"github.com/stagehand-dev/stagehand/workflows"
 )
@@ -50,6 +52,7 @@ func loadStatus(ctx context.Context, f *Factory, g *GlobalOptions, c Client, run
 		if err != nil {
 			return nil, nil, queryError(g, err, run, view.TaskQueue)
 		}
+		runningWorkers(st, desc.GetPendingActivities())
 		return view, st, nil
 	}
 
@@ -140,4 +143,25 @@ func outlineStatus(v *runView) *workflows.Status {
 		st.EndedAt = &end
 	}
 	return st
+}
+
+// runningWorkers names the worker of each running step from the server's
+// pending activities (the run itself learns it only when the step ends).
+// A step run again after its worker stopped has the activity id
+// <step>~<n>.
+func runningWorkers(st *workflows.Status, pending []*workflowpb.PendingActivityInfo) {
+	byStep := map[string]string{}
+	for _, p := range pending {
+		if w := p.GetLastWorkerIdentity(); w != "" {
+			step, _, _ := strings.Cut(p.GetActivityId(), "~")
+			byStep[step] = w
+		}
+	}
+	for _, steps := range [][]workflows.StepStatus{st.Steps, st.Compensation} {
+		for i := range steps {
+			if w, ok := byStep[steps[i].ID]; ok && steps[i].State == workflows.StepRunning {
+				steps[i].Worker = w
+			}
+		}
+	}
 }
