@@ -3,7 +3,7 @@ package activities
 import (
 	"context"
 	"fmt"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -12,11 +12,11 @@ import (
 
 // Worker is what a worker process tells the steps it runs about itself:
 // its identity (recorded with each step's result, so status and the audit
-// say which of several workers ran it) and a count of the steps under
-// way, which a stopping worker waits on before it closes its connection,
-// so the failures of steps its stop interrupted still reach the server.
-// The worker hands it to every step through its activity context
-// (Worker.Context as the SDK's BackgroundActivityContext).
+// say which of several workers ran it), how long its steps may drain when
+// it stops, and a count of the steps under way, which a stopping worker
+// reports if any outlive its stop timeout. The worker hands it to every
+// step through its activity context (Worker.Context as the SDK's
+// BackgroundActivityContext).
 type Worker struct {
 	Identity string
 	// Drain is how long a step that is not resumable may go on after its
@@ -27,16 +27,12 @@ type Worker struct {
 	// (retried: an attempt spent) "postprocess" failure instead.
 	Drain time.Duration
 
-	mu      sync.Mutex
-	running int
-	idle    chan struct{} // closed while running == 0
+	running atomic.Int64
 }
 
 // NewWorker returns the Worker of a process named identity.
 func NewWorker(identity string) *Worker {
-	idle := make(chan struct{})
-	close(idle)
-	return &Worker{Identity: identity, idle: idle}
+	return &Worker{Identity: identity}
 }
 
 type workerKey struct{}
@@ -54,56 +50,19 @@ func WorkerOf(ctx context.Context) *Worker {
 }
 
 func (w *Worker) begin() {
-	if w == nil {
-		return
+	if w != nil {
+		w.running.Add(1)
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.running == 0 {
-		w.idle = make(chan struct{})
-	}
-	w.running++
 }
 
 func (w *Worker) end() {
-	if w == nil {
-		return
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.running--
-	if w.running == 0 {
-		close(w.idle)
+	if w != nil {
+		w.running.Add(-1)
 	}
 }
 
 // Running is the number of step handlers under way.
-func (w *Worker) Running() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.running
-}
-
-// WaitIdle waits until no step handler runs, or timeout; it reports
-// whether they all returned.
-func (w *Worker) WaitIdle(timeout time.Duration) bool {
-	w.mu.Lock()
-	idle := w.idle
-	w.mu.Unlock()
-	select {
-	case <-idle:
-		return true
-	default:
-	}
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	select {
-	case <-idle:
-		return true
-	case <-t.C:
-		return false
-	}
-}
+func (w *Worker) Running() int { return int(w.running.Load()) }
 
 func (w *Worker) identity() string {
 	if w == nil {

@@ -632,7 +632,7 @@ func TestFleetTwoWorkersSurviveKill(t *testing.T) {
 			continue
 		}
 		shown++
-		line := lineWith(string(out), s.ID)
+		line := rowOf(string(out), s.ID)
 		assert.Contains(t, line, workerOf(s), "stagehand status shows step %s's worker:\n%s", s.ID, out)
 	}
 	assert.NotZero(t, shown)
@@ -657,6 +657,16 @@ func (l *fleetLab) runIDs() []string {
 }
 
 // lineWith returns the first line of out that names step (as a word).
+// rowOf returns the row of stagehand status's step table for step.
+func rowOf(out, step string) string {
+	for line := range strings.SplitSeq(out, "\n") {
+		if f := strings.Fields(line); len(f) > 0 && f[0] == step {
+			return line
+		}
+	}
+	return ""
+}
+
 func lineWith(out, step string) string {
 	for line := range strings.SplitSeq(out, "\n") {
 		for _, f := range strings.Fields(line) {
@@ -729,7 +739,7 @@ func TestFleetSigtermDuringRolloutWatch(t *testing.T) {
 	// And `stagehand status` names the worker running it.
 	out, err := temporalCLIStagehand(ctx, "status", id).CombinedOutput()
 	require.NoError(t, err, "stagehand status %s: %s", id, out)
-	assert.Contains(t, lineWith(string(out), "sandbox_rollout"), a.identity, "status names the running step's worker:\n%s", out)
+	assert.Contains(t, rowOf(string(out), "sandbox_rollout"), a.identity, "status names the running step's worker:\n%s", out)
 
 	b := l.startFleetWorker("fleet-b", "--stop-timeout", stopTimeout.String())
 	l.waitPolling(b, time.Minute)
