@@ -16,7 +16,6 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
-	"go.temporal.io/sdk/workflow"
 
 	"github.com/stagehand-dev/stagehand/activities"
 	"github.com/stagehand-dev/stagehand/activities/registry"
@@ -166,14 +165,7 @@ func TestCancelDuringIrreversibleStepOnRealServer(t *testing.T) {
 
 			out, err := srv.Command(ctx, "workflow", "show", "--workflow-id", id, "--output", "json").Output()
 			require.NoError(t, err, "temporal workflow show: %s", exitStderr(err))
-			file := filepath.Join(t.TempDir(), "merge-window.json")
-			if dir := os.Getenv("STAGEHAND_RECORD_HISTORY"); dir != "" {
-				file = filepath.Join(dir, "cancel-during-irreversible-merge.json")
-			}
-			require.NoError(t, os.WriteFile(file, out, 0o644))
-			r := worker.NewWorkflowReplayer()
-			r.RegisterWorkflowWithOptions(workflows.RunbookWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowType})
-			require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(nil, file))
+			recordAndReplay(t, out, "cancel-during-irreversible-merge.json")
 		})
 	}
 }

@@ -3,8 +3,6 @@ package workflows_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -13,7 +11,6 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/worker"
-	"go.temporal.io/sdk/workflow"
 
 	"github.com/stagehand-dev/stagehand/activities/registry"
 	"github.com/stagehand-dev/stagehand/internal/devserver"
@@ -117,12 +114,5 @@ func TestRecordedCompensationGateOnRealServer(t *testing.T) {
 
 	out, err := srv.Command(ctx, "workflow", "show", "--workflow-id", id, "--output", "json").Output()
 	require.NoError(t, err, "temporal workflow show: %s", exitStderr(err))
-	file := filepath.Join(t.TempDir(), "restore.json")
-	if dir := os.Getenv("STAGEHAND_RECORD_HISTORY"); dir != "" {
-		file = filepath.Join(dir, "restore-onfailure-gate-audit.json")
-	}
-	require.NoError(t, os.WriteFile(file, out, 0o644))
-	r := worker.NewWorkflowReplayer()
-	r.RegisterWorkflowWithOptions(workflows.RunbookWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowType})
-	require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(nil, file))
+	recordAndReplay(t, out, "restore-onfailure-gate-audit.json")
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
-	"go.temporal.io/sdk/workflow"
 
 	"github.com/stagehand-dev/stagehand/activities/registry"
 	"github.com/stagehand-dev/stagehand/internal/devserver"
@@ -105,12 +104,5 @@ func TestRecordedGateWaitingOnRealServer(t *testing.T) {
 	out, err := srv.Command(ctx, "workflow", "show", "--workflow-id", id, "--output", "json").Output()
 	require.NoError(t, err, "temporal workflow show: %s", exitStderr(err))
 	require.NoError(t, srv.Client.TerminateWorkflow(ctx, id, "", "recorded while waiting"))
-	file := filepath.Join(t.TempDir(), "gate-waiting.json")
-	if dir := os.Getenv("STAGEHAND_RECORD_HISTORY"); dir != "" {
-		file = filepath.Join(dir, "gate-waiting-irreversible-remind-refused.json")
-	}
-	require.NoError(t, os.WriteFile(file, out, 0o644))
-	r := worker.NewWorkflowReplayer()
-	r.RegisterWorkflowWithOptions(workflows.RunbookWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowType})
-	require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(nil, file))
+	recordAndReplay(t, out, "gate-waiting-irreversible-remind-refused.json")
 }

@@ -3,8 +3,6 @@ package workflows_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -13,7 +11,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
-	"go.temporal.io/sdk/workflow"
 
 	"github.com/stagehand-dev/stagehand/activities"
 	"github.com/stagehand-dev/stagehand/activities/registry"
@@ -143,14 +140,7 @@ func TestStopHandsStepsOver(t *testing.T) {
 
 	out, err := srv.Command(ctx, "workflow", "show", "--workflow-id", id, "--output", "json").Output()
 	require.NoError(t, err, "temporal workflow show: %s", exitStderr(err))
-	file := filepath.Join(t.TempDir(), "handover.json")
-	if dir := os.Getenv("STAGEHAND_RECORD_HISTORY"); dir != "" {
-		file = filepath.Join(dir, "stop-interrupts-watch-and-build.json")
-	}
-	require.NoError(t, os.WriteFile(file, out, 0o644))
-	r := worker.NewWorkflowReplayer()
-	r.RegisterWorkflowWithOptions(workflows.RunbookWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowType})
-	require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(nil, file))
+	recordAndReplay(t, out, "stop-interrupts-watch-and-build.json")
 }
 
 func waitStarted(t *testing.T, h *holder) string {

@@ -140,14 +140,7 @@ func TestRecordedPathsOnRealServer(t *testing.T) {
 
 	out, err := srv.Command(ctx, "workflow", "show", "--workflow-id", id, "--output", "json").Output()
 	require.NoError(t, err, "temporal workflow show: %s", exitStderr(err))
-	file := filepath.Join(t.TempDir(), "paths.json")
-	if dir := os.Getenv("STAGEHAND_RECORD_HISTORY"); dir != "" {
-		file = filepath.Join(dir, "paths-update-parallel-remind-cancel-local-resolve.json")
-	}
-	require.NoError(t, os.WriteFile(file, out, 0o644))
-	r := worker.NewWorkflowReplayer()
-	r.RegisterWorkflowWithOptions(workflows.RunbookWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowType})
-	require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(nil, file))
+	recordAndReplay(t, out, "paths-update-parallel-remind-cancel-local-resolve.json")
 }
 
 func queryStatus(ctx context.Context, c client.Client, id string) (*workflows.Status, error) {
@@ -179,4 +172,20 @@ func exitStderr(err error) string {
 		return string(ee.Stderr)
 	}
 	return ""
+}
+
+// recordAndReplay replays a history `temporal workflow show --output json`
+// printed, after writing it to testdata as name when
+// STAGEHAND_RECORD_HISTORY names that directory (for
+// TestReplayRecordedHistories), else to a temporary file.
+func recordAndReplay(t *testing.T, history []byte, name string) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), name)
+	if dir := os.Getenv("STAGEHAND_RECORD_HISTORY"); dir != "" {
+		file = filepath.Join(dir, name)
+	}
+	require.NoError(t, os.WriteFile(file, history, 0o644))
+	r := worker.NewWorkflowReplayer()
+	r.RegisterWorkflowWithOptions(workflows.RunbookWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowType})
+	require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(nil, file))
 }
