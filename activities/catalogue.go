@@ -123,11 +123,11 @@ func Implement[In any, Out any](spec StepSpec, fn func(context.Context, In) (Out
 			w := WorkerOf(ctx)
 			w.begin()
 			defer w.end()
-			ctx, stop, cancel := stopWatch(ctx, w, spec.Resumable)
+			ctx, cancel := stopWatch(ctx, w, spec.Resumable)
 			defer cancel()
 			out, err := fn(ctx, in)
 			if err != nil {
-				if interrupted(ctx, stop) {
+				if interrupted(ctx) {
 					return StepResult{}, interruptedError(req.StepID, name, w, attempt)
 				}
 				return StepResult{}, annotateFailure(err, attempt)

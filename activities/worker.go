@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -77,25 +78,30 @@ func (w *Worker) identity() string {
 // whichever worker polls next), as the steps are idempotent.
 const ErrStepInterrupted = "StepInterrupted"
 
+// errWorkerStopping is the cause stopWatch cancels a step's context with,
+// so a cancellation for any other reason (the run was cancelled, say) is
+// never taken for the worker's stop.
+var errWorkerStopping = errors.New("the worker is stopping")
+
 // stopWatch ties a step's context to its worker's stop. A resumable step
 // (a watch: it only observes) is cancelled as soon as the worker begins
 // to stop, so it hands over at once instead of holding the stop; any
 // other step may finish within the worker's Drain, and is cancelled
-// then.
-func stopWatch(ctx context.Context, w *Worker, resumable bool) (context.Context, <-chan struct{}, context.CancelFunc) {
+// then. Without a Drain, only the SDK's stop timeout ends such a step.
+func stopWatch(ctx context.Context, w *Worker, resumable bool) (context.Context, context.CancelFunc) {
 	if !activity.IsActivity(ctx) {
-		return ctx, nil, func() {}
+		return ctx, func() {}
 	}
-	stop := activity.GetWorkerStopChannel(ctx)
 	var grace time.Duration
 	switch {
 	case resumable:
 	case w != nil && w.Drain > 0:
 		grace = w.Drain
 	default:
-		return ctx, stop, func() {}
+		return ctx, func() {}
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	stop := activity.GetWorkerStopChannel(ctx)
+	ctx, cancel := context.WithCancelCause(ctx)
 	go func() {
 		select {
 		case <-stop:
@@ -111,25 +117,16 @@ func stopWatch(ctx context.Context, w *Worker, resumable bool) (context.Context,
 				return
 			}
 		}
-		cancel()
+		cancel(errWorkerStopping)
 	}()
-	return ctx, stop, cancel
+	return ctx, func() { cancel(nil) }
 }
 
-// interrupted reports whether a step's failure is its worker's stop: the
-// worker is stopping and the step's context was cancelled by it.
-func interrupted(ctx context.Context, stop <-chan struct{}) bool {
-	if stop == nil || ctx.Err() == nil {
-		return false
-	}
-	select {
-	case <-stop:
-		// Whatever the step returned, it returned because its context
-		// ended: the outcome of the step itself is unknown.
-		return true
-	default:
-		return false
-	}
+// interrupted reports whether a step ended because stopWatch cut it
+// short: whatever the step returned then, it returned because its context
+// ended, so the outcome of the step itself is unknown.
+func interrupted(ctx context.Context) bool {
+	return errors.Is(context.Cause(ctx), errWorkerStopping)
 }
 
 func interruptedError(stepID, name string, w *Worker, attempt int32) error {

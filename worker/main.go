@@ -126,7 +126,7 @@ func run(args []string, stderr io.Writer, getenv config.Getenv) int {
 	}
 	for _, opt := range config.WorkerOptionTable {
 		if v, ok := workerFlags[opt.Flag]; ok {
-			_ = opt.Set(&cfg.Worker, v) // checked when parsed
+			_ = cfg.SetWorkerOption(opt, v) // checked when parsed
 		}
 	}
 	if *codecKeys != "" {

@@ -85,6 +85,15 @@ func TestWorkerOptionsPrecedence(t *testing.T) {
 	code = run([]string{"--log-level", "loud", "--stop-timeout", "20s"}, &stderr, env(map[string]string{"STAGEHAND_STOP_TIMEOUT": "3h"}))
 	assert.Equal(t, 1, code)
 	assert.NotContains(t, stderr.String(), "stopTimeout", "the flag overrides the variable")
+
+	stderr.Reset()
+	code = run([]string{"--log-level", "loud", "--stop-timeout", "20s"}, &stderr, env(map[string]string{"STAGEHAND_STOP_TIMEOUT": "soon"}))
+	assert.Equal(t, 1, code)
+	assert.NotContains(t, stderr.String(), "STAGEHAND_STOP_TIMEOUT", "the flag overrides even an unusable variable")
+	stderr.Reset()
+	code = run([]string{"--log-level", "loud"}, &stderr, env(map[string]string{"STAGEHAND_STOP_TIMEOUT": "soon"}))
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr.String(), `STAGEHAND_STOP_TIMEOUT: invalid duration "soon"`)
 }
 
 // runReturns runs the command as main does, failing the test if it has not

@@ -78,3 +78,34 @@ func TestInterruptedStepGivesUp(t *testing.T) {
 	assert.Len(t, *ids, 11, "the first call and ten resumes")
 	assert.Equal(t, workflows.StepPending, step(st, "after").State)
 }
+
+// A resumed step keeps its retry budget: attempts that failed before the
+// interruption count, the interrupted one does not.
+func TestInterruptedStepKeepsItsRetryBudget(t *testing.T) {
+	var mu sync.Mutex
+	var calls []string
+	st := activities.Step("test.flakythenstop", "fails, is interrupted, fails on", func(ctx context.Context, _ interruptIn) (map[string]any, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		info := activity.GetInfo(ctx)
+		calls = append(calls, fmt.Sprintf("%s#%d", info.ActivityID, info.Attempt))
+		if info.ActivityID == "build" && info.Attempt == 2 {
+			return nil, temporal.NewNonRetryableApplicationError("worker w-0 stopped during the step", activities.ErrStepInterrupted, nil)
+		}
+		return nil, temporal.NewApplicationError("registry flaked", "Flaky")
+	})
+	h := newHarnessWith(t, st)
+	h.run(`name: budget
+steps:
+  - id: build
+    uses: test.flakythenstop
+    retry: {maxAttempts: 3, initialInterval: 1s}
+`, nil, "alice")
+	res, err := h.result(t)
+	require.Error(t, err)
+	b := step(res, "build")
+	assert.Equal(t, workflows.StepFailed, b.State)
+	assert.Equal(t, "Flaky", b.ErrorType)
+	assert.EqualValues(t, 3, b.Attempts, "one failed attempt before the stop, two after it: the budget of three")
+	assert.Equal(t, []string{"build#1", "build#2", "build~1#1", "build~1#2"}, calls)
+}

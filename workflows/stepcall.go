@@ -86,15 +86,20 @@ func (r *run) callStep(ctx workflow.Context, c stepCall) (activities.StepResult,
 		With:    with,
 	}
 	var res activities.StepResult
+	// spent counts the attempts that failed before an interruption: the
+	// step keeps its retry budget across resumes, no more and no less.
+	var spent int32
 	for resumed := 0; ; resumed++ {
 		err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, ao), c.uses, req).Get(ctx, &res)
 		if err == nil || !resumeInterrupted(ctx, err, c.activityID, resumed) {
 			break
 		}
 		// A new activity (a new id: the interrupted one is closed) on
-		// whichever worker polls next, with its attempts intact.
+		// whichever worker polls next, with the attempts the step has left.
+		spent += interruptedAttempt(err) - 1
 		ao.ActivityID = fmt.Sprintf("%s~%d", c.activityID, resumed+1)
 		ao.Summary = activitySummary(ao.ActivityID, c.uses, target)
+		ao.RetryPolicy = remainingAttempts(retryPolicy(c.retry), spent)
 	}
 	if err != nil {
 		// A waited-for attempt that failed after the cancel failed for its
@@ -102,11 +107,36 @@ func (r *run) callStep(ctx workflow.Context, c stepCall) (activities.StepResult,
 		if temporal.IsCanceledError(err) || (ctx.Err() != nil && !ao.WaitForCancellation) {
 			return activities.StepResult{}, &stepError{message: "cancelled", cancelled: true}
 		}
-		return activities.StepResult{}, describeActivityError(err, ao)
+		se := describeActivityError(err, ao)
+		if se.attempts > 0 {
+			se.attempts += spent
+		}
+		return activities.StepResult{}, se
 	}
 	// A waited-for attempt that completed after the cancel is a success:
 	// the run records it, and compensation sees the step as done.
+	res.Attempt += spent
 	return res, nil
+}
+
+// interruptedAttempt is the attempt an interruption cut short (the step
+// adapter puts it in the failure's details).
+func interruptedAttempt(err error) int32 {
+	var appErr *temporal.ApplicationError
+	var d activities.StepFailureDetails
+	if errors.As(err, &appErr) && appErr.HasDetails() && appErr.Details(&d) == nil && d.Attempt > 0 {
+		return d.Attempt
+	}
+	return 1
+}
+
+// remainingAttempts is rp with the attempts already spent taken off (at
+// least one is left: the interrupted attempt itself never finished).
+func remainingAttempts(rp *temporal.RetryPolicy, spent int32) *temporal.RetryPolicy {
+	if rp.MaximumAttempts > 0 {
+		rp.MaximumAttempts = max(1, rp.MaximumAttempts-spent)
+	}
+	return rp
 }
 
 // maxStepResumes bounds how often one step is run again after its

@@ -176,8 +176,7 @@ var git = []activities.StepSpec{
 
 var web = []activities.StepSpec{
 	{
-		Name:      "web.smoke",
-		Resumable: true,
+		Name: "web.smoke",
 		Description: "HTTP smoke checks under a base `url`, each retried every `interval` until it answers as expected " +
 			"or `timeout` runs out; Backstage presets: readiness, catalog, signin, templates, docs.",
 		Args: []activities.Arg{
@@ -201,7 +200,6 @@ var web = []activities.StepSpec{
 	},
 	{
 		Name:        "web.get",
-		Resumable:   true,
 		Description: "GET (or `method`) one `url` and return its status and a body snippet; fails unless the status is in `expectStatus` (default 200).",
 		Args: []activities.Arg{
 			req("url", TString, "the absolute URL to request"),

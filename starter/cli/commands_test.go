@@ -572,12 +572,16 @@ func TestRunningWorkers(t *testing.T) {
 	st := waitingStatus()
 	st.Steps[0].State = workflows.StepRunning
 	st.Steps[0].Worker = ""
+	st.Steps[1].State = workflows.StepRunning
+	started := enumspb.PENDING_ACTIVITY_STATE_STARTED
 	runningWorkers(&st, []*workflowpb.PendingActivityInfo{
-		{ActivityId: st.Steps[0].ID + "~1", LastWorkerIdentity: "worker-b"},
-		{ActivityId: "merge-remind-1", LastWorkerIdentity: "worker-c"},
+		{ActivityId: st.Steps[0].ID + "~1", LastWorkerIdentity: "worker-b", State: started},
+		// Waiting to retry: its worker is the failed attempt's, not a runner.
+		{ActivityId: st.Steps[1].ID, LastWorkerIdentity: "worker-c", State: enumspb.PENDING_ACTIVITY_STATE_SCHEDULED},
+		// A pending step: nothing of it runs yet, whatever the server says.
+		{ActivityId: st.Steps[2].ID, LastWorkerIdentity: "worker-d", State: started},
 	})
 	assert.Equal(t, "worker-b", st.Steps[0].Worker)
-	for _, s := range st.Steps[1:] {
-		assert.Empty(t, s.Worker, "%s is not running", s.ID)
-	}
+	assert.Empty(t, st.Steps[1].Worker, "a step waiting to retry runs nowhere")
+	assert.Empty(t, st.Steps[2].Worker, "a pending step runs nowhere")
 }

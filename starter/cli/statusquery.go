@@ -152,7 +152,8 @@ func outlineStatus(v *runView) *workflows.Status {
 func runningWorkers(st *workflows.Status, pending []*workflowpb.PendingActivityInfo) {
 	byStep := map[string]string{}
 	for _, p := range pending {
-		if w := p.GetLastWorkerIdentity(); w != "" {
+		// One waiting to retry names the worker of its failed attempt.
+		if w := p.GetLastWorkerIdentity(); w != "" && p.GetState() == enumspb.PENDING_ACTIVITY_STATE_STARTED {
 			step, _, _ := strings.Cut(p.GetActivityId(), "~")
 			byStep[step] = w
 		}

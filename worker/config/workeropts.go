@@ -147,6 +147,23 @@ func (opt WorkerOption) Set(o *WorkerOptions, value string) error {
 	return opt.set(o, value)
 }
 
+// SetWorkerOption sets one worker option from a flag's value: it
+// overrides the file and the option's variable, an unusable value of
+// which is then no longer a problem.
+func (c *Config) SetWorkerOption(opt WorkerOption, value string) error {
+	if err := opt.set(&c.Worker, value); err != nil {
+		return err
+	}
+	kept := c.workerEnvProblems[:0]
+	for _, p := range c.workerEnvProblems {
+		if !strings.HasPrefix(p, opt.Env+":") {
+			kept = append(kept, p)
+		}
+	}
+	c.workerEnvProblems = kept
+	return nil
+}
+
 // applyEnv sets the options whose environment variables are set; an
 // unusable value is kept for Validate to report with everything else.
 func (o *WorkerOptions) applyEnv(getenv Getenv) []string {
