@@ -1,0 +1,61 @@
+package benchreport
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestRecordAppendsRowsWithRatio(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "report.jsonl")
+	t.Setenv(EnvReport, path)
+	Record(t, Row{Benchmark: "B", Metric: "time", Value: 110, Unit: "ms", Baseline: 100, BaselineWhat: "hand", Target: "ratio <= 1.10"})
+	Record(t, Row{Benchmark: "B", Metric: "rss", Value: 200, Unit: "MiB", Target: "value <= 256"},
+		Row{Benchmark: "B", Metric: "speedup", Value: 1, Baseline: 4, Ratio: 9})
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	require.Len(t, lines, 3)
+	var rows []Row
+	for _, l := range lines {
+		var r Row
+		require.NoError(t, json.Unmarshal([]byte(l), &r))
+		rows = append(rows, r)
+	}
+	assert.InDelta(t, 1.1, rows[0].Ratio, 1e-9)
+	assert.Zero(t, rows[1].Ratio, "no baseline, no ratio")
+	assert.Equal(t, 9.0, rows[2].Ratio, "a given ratio is kept")
+}
+
+func TestRecordWithoutEnvWritesNothing(t *testing.T) {
+	t.Setenv(EnvReport, "")
+	dir := t.TempDir()
+	t.Chdir(dir)
+	Record(t, Row{Benchmark: "B", Metric: "m", Value: 1})
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Empty(t, entries)
+}
+
+func TestParseTarget(t *testing.T) {
+	tg, err := ParseTarget("ratio >= 0.95")
+	require.NoError(t, err)
+	assert.Equal(t, Target{Of: "ratio", Op: ">=", Limit: 0.95}, tg)
+	assert.True(t, tg.Met(Row{Ratio: 0.95}))
+	assert.False(t, tg.Met(Row{Ratio: 0.94, Value: 5}))
+
+	tg, err = ParseTarget("value < 256")
+	require.NoError(t, err)
+	assert.True(t, tg.Met(Row{Value: 255.9, Ratio: 1000}))
+	assert.False(t, tg.Met(Row{Value: 256}))
+
+	for _, bad := range []string{"", "ratio", "ratio <= ", "speed <= 1", "ratio == 1", "value <= fast", "value <= 1 MiB"} {
+		_, err := ParseTarget(bad)
+		assert.Error(t, err, bad)
+	}
+}
