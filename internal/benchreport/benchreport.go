@@ -27,7 +27,7 @@ type Row struct {
 	// Benchmark is the Go benchmark that measured it, e.g. BenchmarkThroughput.
 	Benchmark string `json:"benchmark"`
 	// Metric says what was measured, e.g. "time of a 50-step run (median)".
-	Metric string `json:"metric"`
+	Metric string  `json:"metric"`
 	Value  float64 `json:"value"`
 	// Unit is the unit of Value and Baseline, e.g. ms, MiB, runs/s, events.
 	Unit string `json:"unit"`
