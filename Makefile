@@ -118,8 +118,8 @@ BENCH_RUNS ?= 5
 bench: temporal-cli kube-tools benchtable ## benchmarks, then one table: interpreter overhead and throughput, parked-run RSS, failure-detection latency, db.snapshot
 	@report="$$(mktemp -t stagehand-bench-XXXXXX.jsonl)"; trap 'rm -f "$$report"' EXIT; \
 	export STAGEHAND_BENCH_REPORT="$$report"; \
-	$(GO) test -run '^$$' -bench 'BenchmarkInterpreterOverhead|BenchmarkThroughput' -benchtime $(BENCH_RUNS)x -timeout 60m -v ./workflows/ | grep -v '^20[0-9][0-9]/'; \
-	$(GO) test -run '^$$' -bench BenchmarkParkedRuns -benchtime 1x -timeout 40m -v ./e2e/parked/ | grep -v '^20[0-9][0-9]/'; \
+	$(GO) test -run '^$$' -bench 'BenchmarkInterpreterOverhead|BenchmarkThroughput' -benchtime $(BENCH_RUNS)x -timeout 60m -v ./workflows/ | grep --line-buffered -v '^20[0-9][0-9]/'; \
+	$(GO) test -run '^$$' -bench BenchmarkParkedRuns -benchtime 1x -timeout 40m -v ./e2e/parked/ | grep --line-buffered -v '^20[0-9][0-9]/'; \
 	$(GO) test -run '^$$' -bench . -benchtime 1x -v ./activities/kube/; \
 	$(GO) test -run '^$$' -bench BenchmarkSnapshot -benchtime $(BENCH_RUNS)x -v ./activities/db/; \
 	echo; $(BIN)/benchtable "$$report"
