@@ -86,6 +86,9 @@ type StepResult struct {
 	Outputs map[string]any `json:"outputs,omitempty"`
 	// Attempt is the attempt that succeeded (1 for the first).
 	Attempt int32 `json:"attempt"`
+	// Worker is the identity of the worker that ran it (of several on one
+	// task queue); empty from a worker that predates it.
+	Worker string `json:"worker,omitempty"`
 }
 
 // StepFailureDetails rides on a failed step's ApplicationError so the
@@ -117,8 +120,16 @@ func Implement[In any, Out any](spec StepSpec, fn func(context.Context, In) (Out
 					fmt.Sprintf("step %q (%s): bad arguments: %v", req.StepID, name, err), ErrInvalidArguments, nil)
 			}
 			ctx = WithStepUse(ctx, StepUse{Type: name, Runbook: req.Runbook, StepID: req.StepID})
+			w := WorkerOf(ctx)
+			w.begin()
+			defer w.end()
+			ctx, stop, cancel := stopWatch(ctx, spec.Resumable)
+			defer cancel()
 			out, err := fn(ctx, in)
 			if err != nil {
+				if interrupted(ctx, stop) {
+					return StepResult{}, interruptedError(req.StepID, name, w, attempt)
+				}
 				return StepResult{}, annotateFailure(err, attempt)
 			}
 			outputs, err := toMap(out)
@@ -126,7 +137,7 @@ func Implement[In any, Out any](spec StepSpec, fn func(context.Context, In) (Out
 				return StepResult{}, temporal.NewNonRetryableApplicationError(
 					fmt.Sprintf("step %q (%s): encode outputs: %v", req.StepID, name, err), ErrInvalidOutputs, nil)
 			}
-			return StepResult{Outputs: outputs, Attempt: attempt}, nil
+			return StepResult{Outputs: outputs, Attempt: attempt, Worker: w.identity()}, nil
 		},
 	}
 }

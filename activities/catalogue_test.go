@@ -140,7 +140,7 @@ func TestCatalogueAsRunbookCatalogue(t *testing.T) {
 	if contains(names, activities.ErrRunbookFailed) {
 		t.Errorf("ErrorTypes lists the run-scoped %s", activities.ErrRunbookFailed)
 	}
-	if got := strings.Join(spec.ErrorTypeNames(), ","); got != "EchoLost,InvalidArguments,PodFailure,TemplateError,Timeout" {
+	if got := strings.Join(spec.ErrorTypeNames(), ","); got != "EchoLost,InvalidArguments,PodFailure,StepInterrupted,TemplateError,Timeout" {
 		t.Errorf("ErrorTypeNames = %s", got)
 	}
 }

@@ -16,6 +16,7 @@ const (
 	ErrTemplateError    = "TemplateError"
 	ErrUnknownStepType  = "UnknownStepType"
 	ErrTimeout          = "Timeout"
+	// ErrStepInterrupted (worker.go) is the stop of the step's worker.
 
 	// How a whole run ends; callers (CLI, UI, audit) see these, steps never do.
 	ErrRunbookFailed   = "RunbookFailed"
@@ -164,6 +165,8 @@ var errorTypes = []ErrorType{
 	// names Temporal's retry policy gives timeouts (TemporalTimeout:*).
 	{ErrTimeout, "an attempt ran out of its timeout or stopped heartbeating (worker lost or step hung); retried unless the step lists Timeout in nonRetryable", true, ScopeStep},
 
+	{ErrStepInterrupted, "the step's worker stopped (SIGTERM) while it ran; the run runs the step again on another worker without spending an attempt, and fails with this only when that keeps happening", false, ScopeStep},
+
 	{ErrRunbookFailed, "the run failed: a step failed (see the status's failedStep and error)", false, ScopeRun},
 	{ErrRunbookRejected, "the run was rejected at an approval gate, or the gate timed out", false, ScopeRun},
 	{ErrInvalidRunbook, "the runbook could not be found, parsed or validated; nothing ran", false, ScopeRun},
@@ -297,5 +300,7 @@ func StepErrorTypeNames() []string {
 
 // CommonStepErrors are the error types every activity-backed step can fail
 // with whatever it does: bad arguments (decoded by the step adapter),
-// template errors and timeouts (from the workflow).
-var CommonStepErrors = []string{ErrInvalidArguments, ErrTemplateError, ErrTimeout}
+// template errors and timeouts (from the workflow), and the stop of its
+// worker (run again by the workflow; the run fails with it only when the
+// step is interrupted over and over).
+var CommonStepErrors = []string{ErrInvalidArguments, ErrTemplateError, ErrTimeout, ErrStepInterrupted}

@@ -41,6 +41,11 @@ type StepSpec struct {
 	// up on it at once, so compensation reads what really happened: a
 	// merge that completed after the cancel is recorded as succeeded.
 	Irreversible bool `json:"irreversible,omitempty"`
+	// Resumable marks steps that only observe (watches, checks): when
+	// their worker stops they hand over at once, and the workflow runs
+	// them again on another worker, instead of holding the stop for its
+	// timeout.
+	Resumable bool `json:"resumable,omitempty"`
 }
 
 // Arg is one `with` key of a step type.

@@ -32,13 +32,24 @@ built-in local defaults), then environment variables override it
 TEMPORAL_TLS_CLIENT_CERT_PATH, TEMPORAL_TLS_CLIENT_KEY_PATH,
 TEMPORAL_TLS_SERVER_CA_CERT_PATH, TEMPORAL_TLS_SERVER_NAME, TEMPORAL_API_KEY,
 STAGEHAND_CODEC_KEYS, STAGEHAND_TASK_QUEUE, STAGEHAND_RUNBOOKS_DIR,
-STAGEHAND_LOG_LEVEL, STAGEHAND_METRICS_LISTEN), then flags override both.
+STAGEHAND_LOG_LEVEL, STAGEHAND_METRICS_LISTEN, and the worker options'
+STAGEHAND_WORKER_IDENTITY, STAGEHAND_WORKFLOW_CACHE_SIZE,
+STAGEHAND_MAX_CONCURRENT_ACTIVITIES, STAGEHAND_MAX_CONCURRENT_WORKFLOW_TASKS,
+STAGEHAND_ACTIVITY_POLLERS, STAGEHAND_WORKFLOW_TASK_POLLERS,
+STAGEHAND_STOP_TIMEOUT), then flags override both.
+
+Several workers may poll one task queue: Temporal spreads the runs and
+their steps over them, and each step's status names the worker that ran it
+(--identity). On SIGTERM or Ctrl-C a worker stops polling, lets running
+steps finish for up to --stop-timeout (watch steps hand over at once),
+cancels the rest, and exits; the runs carry on on the other workers.
 
 Examples:
   stagehand-worker --config config/local.yaml
   TEMPORAL_ADDRESS=temporal:7233 stagehand-worker --config /config/worker.yaml
   stagehand-worker --check --config config/local.yaml   # validate and exit
   stagehand-worker --metrics-listen 127.0.0.1:9090       # Prometheus at /metrics
+  stagehand-worker --identity worker-b --workflow-cache-size 500 --stop-timeout 20s
 
 Before polling, the worker checks that the namespace has every search
 attribute runs set (see the README's workflow contract) and refuses to start,
@@ -73,8 +84,20 @@ func run(args []string, stderr io.Writer, getenv config.Getenv) int {
 		apiKeyRef   = fs.String("api-key-ref", "", "secret reference to a Temporal API key, e.g. env:TEMPORAL_API_KEY (implies TLS)")
 		codecKeys   = fs.String("codec-keys", "", "payload codec keys, newest first: ID=REF,... e.g. k2=env:STAGEHAND_CODEC_KEY_2,k1=env:STAGEHAND_CODEC_KEY_1")
 		metricsAddr = fs.String("metrics-listen", "", "host:port serving Prometheus metrics at /metrics (overrides metrics.listen and STAGEHAND_METRICS_LISTEN)")
+		workerFlags = map[string]string{}
 		check       = fs.Bool("check", false, "validate the config and runbooks, connect to Temporal (search attributes), every configured database, the image engine and every environment's cluster (version, namespace, deployment, the permissions the runbooks' kube steps need), then exit (1 if any fails)")
 	)
+	for _, opt := range config.WorkerOptionTable {
+		fs.Func(opt.Flag, opt.Help+" (overrides worker."+opt.Key+" and "+opt.Env+")", func(v string) error {
+			// Checked now, so a bad value is a usage error naming the flag.
+			probe := config.DefaultWorkerOptions()
+			if err := opt.Set(&probe, v); err != nil {
+				return err
+			}
+			workerFlags[opt.Flag] = v
+			return nil
+		})
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -99,6 +122,11 @@ func run(args []string, stderr io.Writer, getenv config.Getenv) int {
 	} {
 		if v != "" {
 			*dst = v
+		}
+	}
+	for _, opt := range config.WorkerOptionTable {
+		if v, ok := workerFlags[opt.Flag]; ok {
+			_ = opt.Set(&cfg.Worker, v) // checked when parsed
 		}
 	}
 	if *codecKeys != "" {

@@ -16,6 +16,7 @@ import (
 	"github.com/stagehand-dev/stagehand/internal/devserver"
 	"github.com/stagehand-dev/stagehand/internal/enginetest"
 	"github.com/stagehand-dev/stagehand/internal/mysqltest"
+	"github.com/stagehand-dev/stagehand/worker/config"
 )
 
 func noEnv(string) string { return "" }
@@ -41,6 +42,11 @@ func TestRunReportsBadInput(t *testing.T) {
 		{"bad runbook dir", []string{"--runbooks-dir", badRunbook, "--address", "127.0.0.1:1"}, 1, `x.yaml:4:5: steps[0].uses: unknown step type "nope"`},
 		{"unreachable temporal", []string{"--address", "127.0.0.1:1"}, 1, "connect to Temporal at 127.0.0.1:1"},
 		{"bad log level", []string{"--log-level", "loud"}, 1, `log.level "loud"`},
+		{"cache size zero", []string{"--workflow-cache-size", "0"}, 2, `invalid value "0" for flag -workflow-cache-size: 0 is outside 1..100000`},
+		{"cache size not a number", []string{"--workflow-cache-size", "lots"}, 2, `"lots" is not a whole number`},
+		{"stop timeout not a duration", []string{"--stop-timeout", "soon"}, 2, `invalid value "soon" for flag -stop-timeout`},
+		{"one workflow poller", []string{"--workflow-task-pollers", "1"}, 2, `1 is outside 2..100`},
+		{"stop timeout too long", []string{"--stop-timeout", "2h"}, 1, `worker.stopTimeout 2h0m0s: want 1s..1h0m0s`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -50,6 +56,35 @@ func TestRunReportsBadInput(t *testing.T) {
 			assert.Contains(t, stderr.String(), tc.want)
 		})
 	}
+}
+
+// Worker options come from the file, then STAGEHAND_* variables, then
+// flags; an unusable variable is named in the error.
+func TestWorkerOptionsPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "worker.yaml")
+	require.NoError(t, os.WriteFile(file, []byte("worker: {workflowCacheSize: 0, stopTimeout: 10s}\n"), 0o644))
+	env := func(vars map[string]string) config.Getenv { return func(k string) string { return vars[k] } }
+
+	var stderr bytes.Buffer
+	code := run([]string{"--config", file, "--log-level", "loud"}, &stderr, noEnv)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr.String(), "worker.workflowCacheSize 0: want 1..100000", "the file's value is checked")
+
+	stderr.Reset()
+	code = run([]string{"--config", file, "--log-level", "loud"}, &stderr, env(map[string]string{"STAGEHAND_WORKFLOW_CACHE_SIZE": "250"}))
+	assert.Equal(t, 1, code)
+	assert.NotContains(t, stderr.String(), "workflowCacheSize", "the variable overrides the file")
+
+	stderr.Reset()
+	code = run([]string{"--log-level", "loud"}, &stderr, env(map[string]string{"STAGEHAND_MAX_CONCURRENT_ACTIVITIES": "-3"}))
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr.String(), "STAGEHAND_MAX_CONCURRENT_ACTIVITIES: -3 is outside 1..10000")
+
+	stderr.Reset()
+	code = run([]string{"--log-level", "loud", "--stop-timeout", "20s"}, &stderr, env(map[string]string{"STAGEHAND_STOP_TIMEOUT": "3h"}))
+	assert.Equal(t, 1, code)
+	assert.NotContains(t, stderr.String(), "stopTimeout", "the flag overrides the variable")
 }
 
 // runReturns runs the command as main does, failing the test if it has not

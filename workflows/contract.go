@@ -177,6 +177,9 @@ type StepStatus struct {
 	Outputs   map[string]any `json:"outputs,omitempty"`
 	// Parent is the id of the parallel group this step belongs to.
 	Parent string `json:"parent,omitempty"`
+	// Worker is the identity of the worker that ran the step's last
+	// attempt (worker.identity), when several share the task queue.
+	Worker string `json:"worker,omitempty"`
 }
 
 // GateStatus describes an approval gate that is waiting.

@@ -27,6 +27,8 @@ type stepError struct {
 	errType   string
 	attempts  int32
 	cancelled bool
+	// worker is the identity of the worker whose attempt failed last.
+	worker string
 }
 
 // stepFailure says why a step (and so the run) did not succeed.
@@ -47,6 +49,9 @@ func (st *StepStatus) fail(stepID string, e *stepError) *stepFailure {
 	st.State = StepFailed
 	st.Error = e.message
 	st.ErrorType = e.errType
+	if e.worker != "" {
+		st.Worker = e.worker
+	}
 	if e.attempts > 0 {
 		st.Attempts = e.attempts
 	}
@@ -76,8 +81,13 @@ func describeActivityError(err error, ao workflow.ActivityOptions) *stepError {
 		}
 	}
 	var actErr *temporal.ActivityError
-	if errors.As(err, &actErr) && actErr.RetryState() == enumspb.RETRY_STATE_MAXIMUM_ATTEMPTS_REACHED && ao.RetryPolicy != nil {
-		e.attempts = ao.RetryPolicy.MaximumAttempts
+	if errors.As(err, &actErr) {
+		// The server records who reported the failure; a timeout has no
+		// reporter (the worker was lost).
+		e.worker = actErr.Identity()
+		if actErr.RetryState() == enumspb.RETRY_STATE_MAXIMUM_ATTEMPTS_REACHED && ao.RetryPolicy != nil {
+			e.attempts = ao.RetryPolicy.MaximumAttempts
+		}
 	}
 	return e
 }

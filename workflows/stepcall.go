@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -76,15 +77,25 @@ func (r *run) callStep(ctx workflow.Context, c stepCall) (activities.StepResult,
 		// the sandbox as if nothing merged while the merge lands.
 		ao.WaitForCancellation = true
 	}
-	var res activities.StepResult
-	err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, ao), c.uses, activities.StepRequest{
+	req := activities.StepRequest{
 		WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID,
 		// Only a runbook the worker loaded is named: the secret policy's
 		// "runbook/stepId" rules must not match an inline definition.
 		Runbook: r.in.Runbook,
 		StepID:  c.stepID,
 		With:    with,
-	}).Get(ctx, &res)
+	}
+	var res activities.StepResult
+	for resumed := 0; ; resumed++ {
+		err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, ao), c.uses, req).Get(ctx, &res)
+		if err == nil || !resumeInterrupted(ctx, err, c.activityID, resumed) {
+			break
+		}
+		// A new activity (a new id: the interrupted one is closed) on
+		// whichever worker polls next, with its attempts intact.
+		ao.ActivityID = fmt.Sprintf("%s~%d", c.activityID, resumed+1)
+		ao.Summary = activitySummary(ao.ActivityID, c.uses, target)
+	}
 	if err != nil {
 		// A waited-for attempt that failed after the cancel failed for its
 		// own reason; that, not "cancelled", is what happened.
@@ -96,6 +107,33 @@ func (r *run) callStep(ctx workflow.Context, c stepCall) (activities.StepResult,
 	// A waited-for attempt that completed after the cancel is a success:
 	// the run records it, and compensation sees the step as done.
 	return res, nil
+}
+
+// maxStepResumes bounds how often one step is run again after its
+// worker's stop interrupted it: a rolling restart of every worker
+// interrupts a long step a few times; one that keeps being interrupted
+// has a worker that stops whenever it runs (OOM-killed by it, say), and
+// the run should fail and say so rather than loop.
+const maxStepResumes = 10
+
+// resumeInterruptedChange gates running an interrupted step again (see
+// the versioning rule in doc.go). Histories recorded before it cannot
+// hold a StepInterrupted failure, so it is asked only when one arrives.
+const resumeInterruptedChange = "resume-interrupted-step"
+
+// resumeInterrupted reports whether a failed call was interrupted by its
+// worker's stop and should run again: the step types are idempotent, and
+// the interruption says nothing about the step itself.
+func resumeInterrupted(ctx workflow.Context, err error, activityID string, resumed int) bool {
+	var appErr *temporal.ApplicationError
+	if ctx.Err() != nil || !errors.As(err, &appErr) || appErr.Type() != activities.ErrStepInterrupted || resumed >= maxStepResumes {
+		return false
+	}
+	if workflow.GetVersion(ctx, resumeInterruptedChange, workflow.DefaultVersion, 1) < 1 {
+		return false
+	}
+	workflow.GetLogger(ctx).Warn("step interrupted by its worker's stop; running it again", "activityID", activityID, "resumes", resumed+1)
+	return true
 }
 
 // irreversibleWaitChange gates WaitForCancellation for irreversible step

@@ -6,7 +6,8 @@ package workflows
 // one must find the same GetVersion call when it replays on a newer worker.
 // TestChangeIDsAreKept checks this list against the source both ways.
 var ChangeIDs = []string{
-	resolveLocalChange,     // resolve as a local activity instead of a regular one
-	irreversibleWaitChange, // irreversible step types wait for their outcome when cancelled
-	reminderPacingChange,   // reminders past the 200th back off, up to a day apart
+	resolveLocalChange,      // resolve as a local activity instead of a regular one
+	irreversibleWaitChange,  // irreversible step types wait for their outcome when cancelled
+	reminderPacingChange,    // reminders past the 200th back off, up to a day apart
+	resumeInterruptedChange, // a step its worker's stop interrupted runs again
 }

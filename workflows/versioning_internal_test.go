@@ -21,6 +21,7 @@ var everChangeIDs = []string{
 	"resolve-local-activity",
 	"irreversible-wait-for-cancellation",
 	"gate-reminder-pacing",
+	"resume-interrupted-step",
 }
 
 // TestChangeIDsAreKept enforces the never-remove rule: every id ever used

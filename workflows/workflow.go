@@ -338,6 +338,7 @@ func (r *run) runActivityStep(ctx workflow.Context, s runbooks.Step, st *StepSta
 	}
 	st.State = StepSucceeded
 	st.Attempts = res.Attempt
+	st.Worker = res.Worker
 	st.Outputs = res.Outputs
 	return nil
 }

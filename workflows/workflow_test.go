@@ -107,11 +107,17 @@ type harness struct {
 	upserted []temporal.SearchAttributes
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T) *harness { return newHarnessWith(t) }
+
+// newHarnessWith is newHarness with extra step types in the catalogue.
+func newHarnessWith(t *testing.T, extra ...activities.StepType) *harness {
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestWorkflowEnvironment()
 	rec := &recorder{}
 	cat := rec.catalogue(t)
+	for _, st := range extra {
+		require.NoError(t, cat.Add(st))
+	}
 	lib, err := runbooks.NewLibrary("", cat)
 	require.NoError(t, err)
 	workflows.Register(env, &workflows.Resolver{Library: lib, Catalogue: cat, AllowInline: true})

@@ -16,7 +16,8 @@ var databaseArg = req("database", TString, "the name of a `databases:` entry of 
 
 var db = []activities.StepSpec{
 	{
-		Name: "db.snapshot",
+		Name:      "db.snapshot",
+		Resumable: true,
 		Description: "Read every Backstage plugin database (or schema, found by prefix): its Knex migrations, knex_migrations_lock, " +
 			"tables with columns and indexes, in a read-only transaction. Feed the outputs to db.verifyMigrations as `before`.",
 		Args: []activities.Arg{
@@ -37,7 +38,8 @@ var db = []activities.StepSpec{
 		HeartbeatTimeout: time.Minute,
 	},
 	{
-		Name: "db.verifyMigrations",
+		Name:      "db.verifyMigrations",
+		Resumable: true,
 		Description: "Snapshot again and compare with `before`: the migrations applied since, per plugin, and the schema diff; " +
 			"fails when a migration row or plugin database vanished, a knex_migrations_lock is held, or an `expect`ed migration is missing. " +
 			"rollbackSafe is false when any plugin migrated: old code fails start-up with \"The migration directory is corrupt\".",

@@ -47,6 +47,7 @@ var git = []activities.StepSpec{
 	},
 	{
 		Name:        "git.headCommit",
+		Resumable:   true,
 		Description: "Read a branch's head commit from a remote.",
 		Args: []activities.Arg{
 			req("remote", TString, "the git remote, a URL or a path"),
@@ -117,7 +118,8 @@ var git = []activities.StepSpec{
 		Irreversible:   true,
 	},
 	{
-		Name: "git.state",
+		Name:      "git.state",
+		Resumable: true,
 		Description: "Record a work tree's HEAD and branch before a run edits it, failing with GitDirty when it has " +
 			"uncommitted or untracked (not ignored) files, so the run's edits never mix with someone's uncommitted work.",
 		Args: []activities.Arg{
@@ -174,7 +176,8 @@ var git = []activities.StepSpec{
 
 var web = []activities.StepSpec{
 	{
-		Name: "web.smoke",
+		Name:      "web.smoke",
+		Resumable: true,
 		Description: "HTTP smoke checks under a base `url`, each retried every `interval` until it answers as expected " +
 			"or `timeout` runs out; Backstage presets: readiness, catalog, signin, templates, docs.",
 		Args: []activities.Arg{
@@ -198,6 +201,7 @@ var web = []activities.StepSpec{
 	},
 	{
 		Name:        "web.get",
+		Resumable:   true,
 		Description: "GET (or `method`) one `url` and return its status and a body snippet; fails unless the status is in `expectStatus` (default 200).",
 		Args: []activities.Arg{
 			req("url", TString, "the absolute URL to request"),

@@ -46,6 +46,7 @@ var kube = []activities.StepSpec{
 	},
 	{
 		Name:        "kube.waitRollout",
+		Resumable:   true,
 		Description: "Wait for a Deployment's rollout like `kubectl rollout status`, failing within seconds on crash-looping, image-pull or OOM-killed pods.",
 		Args: []activities.Arg{
 			clusterArg, namespaceArg, deploymentArg,
@@ -65,6 +66,7 @@ var kube = []activities.StepSpec{
 	},
 	{
 		Name:        "kube.checkPods",
+		Resumable:   true,
 		Description: "Check that all pods of a Deployment are Ready on the expected image and do not restart during `soak`.",
 		Args: []activities.Arg{
 			clusterArg, namespaceArg, deploymentArg,
@@ -86,6 +88,7 @@ var kube = []activities.StepSpec{
 	},
 	{
 		Name:        "kube.events",
+		Resumable:   true,
 		Description: "List events since a time in time order; Warning events about the Deployment fail the step unless `allow` matches.",
 		Args: []activities.Arg{
 			clusterArg, namespaceArg,
@@ -152,6 +155,7 @@ var kube = []activities.StepSpec{
 	},
 	{
 		Name:        "kube.getImage",
+		Resumable:   true,
 		Description: "Read a Deployment container's current image (record it before a change, to roll back to).",
 		Args: []activities.Arg{
 			clusterArg, namespaceArg, deploymentArg,
@@ -192,6 +196,7 @@ var kube = []activities.StepSpec{
 var flux = []activities.StepSpec{
 	{
 		Name:        "flux.waitImage",
+		Resumable:   true,
 		Description: "Wait until a Deployment (and optionally a Flux ImagePolicy) carries the prod-<sha8>- image the merge commit produced.",
 		Args: []activities.Arg{
 			clusterArg, namespaceArg, deploymentArg,

@@ -8,7 +8,8 @@ import (
 
 var portal = []activities.StepSpec{
 	{
-		Name: "portal.versions",
+		Name:      "portal.versions",
+		Resumable: true,
 		Description: "Read the Backstage versions of a portal work tree: backstage.json's version and the @backstage/* " +
 			"(or the named) dependencies of the root, packages/* and plugins/* package.json files, as written.",
 		Args: []activities.Arg{

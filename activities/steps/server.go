@@ -85,7 +85,8 @@ var server = []activities.StepSpec{
 		HeartbeatTimeout: time.Minute,
 	},
 	{
-		Name: "server.status",
+		Name:      "server.status",
+		Resumable: true,
 		Description: "Report the supervised process (running, pid, uptime) and its health URL (status code; healthy is 200). " +
 			"With expect, fail unless the server is healthy (running and 200) or stopped (not running and nothing answering on the health URL).",
 		Args: []activities.Arg{
@@ -105,7 +106,8 @@ var server = []activities.StepSpec{
 		DefaultTimeout: time.Minute,
 	},
 	{
-		Name: "server.logs",
+		Name:      "server.logs",
+		Resumable: true,
 		Description: "Return the end of the environment's log file (read from its end, never whole), by default only the lines " +
 			"since the last start, with secret values of its environment replaced by ***; fail when an error pattern (the " +
 			"environment's errorPatterns, default `Backend failed to start up` and `migration directory is corrupt`, plus " +

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/mock"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
@@ -337,6 +338,20 @@ func TestStatus(t *testing.T) {
 		`Waiting for approval at gate "merge"`, "approvers: bob, carol", "deadline:  2026-11-25 02:40:01Z",
 		"approve:   stagehand --namespace ops approve hello-1 --gate merge\n",
 		"STEP", "USES", "ATTEMPTS", "settle", "wait", "succeeded", "2.0s", "(approval)", "waiting_approval", "4m58s+", "note", "pending")
+	assert.NotContains(t, out, "WORKER", "no step named a worker")
+
+	// Steps run by workers that name themselves show which ran each.
+	st := waitingStatus()
+	st.Steps[0].Worker = "worker-b"
+	h = newHarness(t)
+	h.client.On("DescribeWorkflowExecution", mock.Anything, "hello-1", "").
+		Return(describeResp(t, "hello-1", enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, nil), nil)
+	h.client.On("QueryWorkflow", mock.Anything, "hello-1", "run-1", workflows.StatusQuery).Return(statusValue{st}, nil)
+	if code := h.run("status", "hello-1"); code != ExitOK {
+		t.Fatalf("exit %d: %s", code, h.errOut)
+	}
+	assert.Regexp(t, `(?m)^settle\s+wait\s+succeeded\s+\S+\s+\S+\s+worker-b\s*$`, h.out.String())
+	assert.Regexp(t, `(?m)^STEP\s+USES\s+STATE\s+ATTEMPTS\s+DURATION\s+WORKER\s+ERROR`, h.out.String())
 
 	h = newHarness(t)
 	h.client.On("DescribeWorkflowExecution", mock.Anything, "hello-1", "").

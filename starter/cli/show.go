@@ -100,6 +100,10 @@ func writeShow(w io.Writer, res showResult, markdown bool) error {
 	}
 	start := res.Run.Start
 	t := &table{header: []string{"TIME", "+", "STEP", "WHAT", "ATTEMPTS", "DURATION", "OUTCOME", "DETAIL"}}
+	withWorker := slices.ContainsFunc(res.Timeline.Entries, func(e TimelineEntry) bool { return e.Worker != "" })
+	if withWorker {
+		t.header = []string{"TIME", "+", "STEP", "WHAT", "ATTEMPTS", "DURATION", "WORKER", "OUTCOME", "DETAIL"}
+	}
 	for _, e := range res.Timeline.Entries {
 		attempts, dur := "", ""
 		if e.Attempts > 0 {
@@ -111,6 +115,10 @@ func writeShow(w io.Writer, res showResult, markdown bool) error {
 		what := e.What
 		if e.Uses != "" && e.What == "step" {
 			what = e.Uses
+		}
+		if withWorker {
+			t.add(e.At.UTC().Format("15:04:05"), fmtDuration(e.At.Sub(start)), e.Step, what, attempts, dur, e.Worker, e.Outcome, truncate(e.Detail, 160))
+			continue
 		}
 		t.add(e.At.UTC().Format("15:04:05"), fmtDuration(e.At.Sub(start)), e.Step, what, attempts, dur, e.Outcome, truncate(e.Detail, 160))
 	}

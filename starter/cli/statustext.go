@@ -120,6 +120,12 @@ func approveCommand(prefix, verb, run, gate string) string {
 
 func stepTable(steps []workflows.StepStatus, now time.Time) *table {
 	t := &table{header: []string{"STEP", "USES", "STATE", "ATTEMPTS", "DURATION", "ERROR"}}
+	// The worker column appears once a worker named one (runs from older
+	// workers, and steps the workflow runs itself, have none).
+	withWorker := slices.ContainsFunc(steps, func(s workflows.StepStatus) bool { return s.Worker != "" })
+	if withWorker {
+		t.header = []string{"STEP", "USES", "STATE", "ATTEMPTS", "DURATION", "WORKER", "ERROR"}
+	}
 	for _, s := range steps {
 		id := s.ID
 		if s.Parent != "" {
@@ -132,6 +138,10 @@ func stepTable(steps []workflows.StepStatus, now time.Time) *table {
 		attempts := "-"
 		if s.Attempts > 0 {
 			attempts = fmt.Sprint(s.Attempts)
+		}
+		if withWorker {
+			t.add(id, uses, string(s.State), attempts, stepDuration(s, now), orDash(s.Worker), truncate(s.Error, 60))
+			continue
 		}
 		t.add(id, uses, string(s.State), attempts, stepDuration(s, now), truncate(s.Error, 60))
 	}

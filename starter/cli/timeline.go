@@ -22,8 +22,11 @@ type TimelineEntry struct {
 	// ended.
 	What string `json:"what"`
 	// Uses is the step type of an activity.
-	Uses     string        `json:"uses,omitempty"`
-	Attempts int32         `json:"attempts,omitempty"`
+	Uses     string `json:"uses,omitempty"`
+	Attempts int32  `json:"attempts,omitempty"`
+	// Worker is the identity of the worker that ran the step's last
+	// attempt (the history's ActivityTaskStarted identity).
+	Worker   string        `json:"worker,omitempty"`
 	Duration time.Duration `json:"durationNs,omitempty"`
 	Outcome  string        `json:"outcome,omitempty"`
 	Detail   string        `json:"detail,omitempty"`
@@ -49,6 +52,7 @@ func BuildTimeline(events []*historypb.HistoryEvent) Timeline {
 		id, uses string
 		at       time.Time
 		attempt  int32
+		worker   string
 	}
 	scheduled := map[int64]*sched{}
 	timers := map[int64]time.Time{}
@@ -76,25 +80,26 @@ func BuildTimeline(events []*historypb.HistoryEvent) Timeline {
 			a := ev.GetActivityTaskStartedEventAttributes()
 			if s := scheduled[a.GetScheduledEventId()]; s != nil {
 				s.attempt = a.GetAttempt()
+				s.worker = a.GetIdentity()
 			}
 		case ev.GetActivityTaskCompletedEventAttributes() != nil:
 			if s := scheduled[ev.GetActivityTaskCompletedEventAttributes().GetScheduledEventId()]; s != nil {
-				add(stepEntry(s.id, s.uses, s.at, at, s.attempt, "succeeded", ""))
+				add(stepEntry(s.id, s.uses, s.worker, s.at, at, s.attempt, "succeeded", ""))
 			}
 		case ev.GetActivityTaskFailedEventAttributes() != nil:
 			a := ev.GetActivityTaskFailedEventAttributes()
 			if s := scheduled[a.GetScheduledEventId()]; s != nil {
-				add(stepEntry(s.id, s.uses, s.at, at, s.attempt, "failed", failureMessage(a.GetFailure().GetMessage())))
+				add(stepEntry(s.id, s.uses, s.worker, s.at, at, s.attempt, "failed", failureMessage(a.GetFailure().GetMessage())))
 			}
 		case ev.GetActivityTaskTimedOutEventAttributes() != nil:
 			a := ev.GetActivityTaskTimedOutEventAttributes()
 			if s := scheduled[a.GetScheduledEventId()]; s != nil {
-				add(stepEntry(s.id, s.uses, s.at, at, s.attempt, "timed out", failureMessage(a.GetFailure().GetMessage())))
+				add(stepEntry(s.id, s.uses, s.worker, s.at, at, s.attempt, "timed out", failureMessage(a.GetFailure().GetMessage())))
 			}
 		case ev.GetActivityTaskCanceledEventAttributes() != nil:
 			a := ev.GetActivityTaskCanceledEventAttributes()
 			if s := scheduled[a.GetScheduledEventId()]; s != nil {
-				add(stepEntry(s.id, s.uses, s.at, at, s.attempt, "cancelled", ""))
+				add(stepEntry(s.id, s.uses, s.worker, s.at, at, s.attempt, "cancelled", ""))
 			}
 		case ev.GetTimerStartedEventAttributes() != nil:
 			timers[ev.GetEventId()] = at
@@ -138,7 +143,7 @@ func BuildTimeline(events []*historypb.HistoryEvent) Timeline {
 	return tl
 }
 
-func stepEntry(id, uses string, scheduled, ended time.Time, attempt int32, outcome, detail string) TimelineEntry {
+func stepEntry(id, uses, worker string, scheduled, ended time.Time, attempt int32, outcome, detail string) TimelineEntry {
 	what := "step"
 	if uses == workflows.ResolveActivity {
 		what = "resolve"
@@ -146,7 +151,7 @@ func stepEntry(id, uses string, scheduled, ended time.Time, attempt int32, outco
 	if attempt == 0 {
 		attempt = 1
 	}
-	return TimelineEntry{At: scheduled, Step: id, What: what, Uses: uses, Attempts: attempt, Duration: ended.Sub(scheduled), Outcome: outcome, Detail: detail}
+	return TimelineEntry{At: scheduled, Step: id, What: what, Uses: uses, Worker: worker, Attempts: attempt, Duration: ended.Sub(scheduled), Outcome: outcome, Detail: detail}
 }
 
 func decisionEntry(at time.Time, d workflows.ApprovalDecision, via string) TimelineEntry {

@@ -34,6 +34,7 @@ func TestBuildTimelineFromRecordedHistory(t *testing.T) {
 	note := tl.Entries[5]
 	assert.Equal(t, "log", note.Uses)
 	assert.EqualValues(t, 1, note.Attempts)
+	assert.Equal(t, "22007@vm@", note.Worker, "the worker that started the step's attempt")
 	assert.Equal(t, "succeeded", note.Outcome)
 	assert.Equal(t, "succeeded", tl.Entries[6].Outcome)
 
@@ -41,4 +42,6 @@ func TestBuildTimelineFromRecordedHistory(t *testing.T) {
 	require.NoError(t, writeShow(&out, showResult{Run: &runView{WorkflowID: "hello-1", Start: start.At}, Timeline: tl}, true))
 	assert.Contains(t, out.String(), "### Run `hello-1`")
 	assert.Contains(t, out.String(), "| approval |")
+	assert.Contains(t, out.String(), "| WORKER |")
+	assert.Contains(t, out.String(), "| 22007@vm@ |")
 }

@@ -57,6 +57,10 @@ type App struct {
 	Metrics *Metrics
 	// Kube holds every environment's cluster, for CheckBackends.
 	Kube *kube.Activities
+	// Identity is the worker's name in Temporal and in its steps' status.
+	Identity string
+	// steps counts the step handlers under way, for a graceful Stop.
+	steps *activities.Worker
 }
 
 // NewLogger builds the slog logger the worker and the Temporal SDK share.
@@ -118,6 +122,8 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 	if logger == nil {
 		logger = NewLogger(cfg.Log, os.Stderr)
 	}
+	identity := cfg.Worker.EffectiveIdentity()
+	logger = logger.With("worker", identity)
 	kubeActs := &kube.Activities{Clusters: map[string]*kube.Cluster{}}
 	for _, name := range cfg.EnvironmentNames() {
 		env := cfg.Environments[name]
@@ -234,6 +240,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 			return nil, fmt.Errorf("temporal connection settings: %w", err)
 		}
 		copts.Logger = tlog.NewStructuredLogger(logger)
+		copts.Identity = identity
 		copts.MetricsHandler = metrics.handler()
 		c, err = client.DialContext(dctx, copts)
 		if err != nil {
@@ -254,14 +261,30 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 		metrics.close()
 		return nil, err
 	}
-	w := worker.New(c, cfg.Temporal.TaskQueue, worker.Options{Interceptors: workflows.WorkerInterceptors()})
+	wo := cfg.Worker
+	stepWorker := activities.NewWorker(identity)
+	// The sticky cache is one per process: every worker in it shares it.
+	worker.SetStickyWorkflowCacheSize(wo.WorkflowCacheSize)
+	w := worker.New(c, cfg.Temporal.TaskQueue, worker.Options{
+		Interceptors:                           workflows.WorkerInterceptors(),
+		Identity:                               identity,
+		MaxConcurrentActivityExecutionSize:     wo.MaxConcurrentActivities,
+		MaxConcurrentWorkflowTaskExecutionSize: wo.MaxConcurrentWorkflowTasks,
+		MaxConcurrentActivityTaskPollers:       wo.ActivityPollers,
+		MaxConcurrentWorkflowTaskPollers:       wo.WorkflowTaskPollers,
+		WorkerStopTimeout:                      drainTimeout(wo.StopTimeout.D()),
+		BackgroundActivityContext:              stepWorker.Context(context.Background()),
+	})
 	workflows.Register(w, &workflows.Resolver{Library: lib, Catalogue: cat, Environments: cfg.TemplateData(), Settings: cfg.SettingsData(), AllowInline: cfg.AllowInlineRunbooks, Approvals: cfg.Approvals})
 	logger.Info("worker configured",
 		"address", cfg.Temporal.Address, "namespace", cfg.Temporal.Namespace, "taskQueue", cfg.Temporal.TaskQueue,
 		"runbooks", strings.Join(lib.Names(), ","), "stepTypes", len(cat.Names()),
-		"environments", strings.Join(cfg.EnvironmentNames(), ","))
+		"environments", strings.Join(cfg.EnvironmentNames(), ","),
+		"workflowCacheSize", wo.WorkflowCacheSize, "maxConcurrentActivities", wo.MaxConcurrentActivities,
+		"maxConcurrentWorkflowTasks", wo.MaxConcurrentWorkflowTasks, "activityPollers", wo.ActivityPollers,
+		"workflowTaskPollers", wo.WorkflowTaskPollers, "stopTimeout", wo.StopTimeout.D())
 	return &App{Config: cfg, Client: c, Worker: w, Catalogue: cat, Library: lib, Logger: logger, DB: dbActs, Image: imageActs,
-		SearchAttributesVerified: verified, ownClient: own, Metrics: metrics, Kube: kubeActs}, nil
+		SearchAttributesVerified: verified, ownClient: own, Metrics: metrics, Kube: kubeActs, Identity: identity, steps: stepWorker}, nil
 }
 
 // checkSearchAttributes runs the start-up check before anything polls: a
@@ -295,14 +318,46 @@ func (a *App) Start() error {
 	return nil
 }
 
-// Stop stops polling (letting running activities finish) and closes the
-// client if New dialed it.
+// Stop stops the worker within worker.stopTimeout: it stops polling, lets
+// running steps finish (watch steps hand over at once), cancels what is
+// still running when the drain part of the timeout is over, and waits for
+// those steps to report their interruption before it closes the client
+// (if New dialed it), so the runs carry on at once on another worker
+// rather than after a heartbeat timeout.
 func (a *App) Stop() {
+	total := a.Config.Worker.StopTimeout.D()
+	began := time.Now()
 	a.Worker.Stop()
+	// The SDK returns from Stop when the drain time is over, having just
+	// cancelled the steps still running; their failures are reported by
+	// its pollers after the handlers return, so give them that moment.
+	if a.steps != nil && a.steps.Running() > 0 {
+		rest := total - time.Since(began)
+		if rest > 0 && a.steps.WaitIdle(rest) {
+			time.Sleep(min(total-time.Since(began), reportGrace))
+		} else {
+			a.Logger.Warn("steps still running at the end of the stop timeout; they resume elsewhere after their heartbeat or start-to-close timeout",
+				"running", a.steps.Running(), "stopTimeout", total)
+		}
+	}
 	if a.ownClient {
 		a.Client.Close()
 	}
 	a.Metrics.close()
+}
+
+// reportGrace is how long a stopping worker waits, after its last
+// cancelled step returned, for the SDK to report that step's failure.
+const reportGrace = 500 * time.Millisecond
+
+// drainTimeout is the part of the stop timeout running steps get to
+// finish; the rest is for the ones then cancelled to report it.
+func drainTimeout(stop time.Duration) time.Duration {
+	report := stop / 5
+	if report > 5*time.Second {
+		report = 5 * time.Second
+	}
+	return stop - report
 }
 
 // Run polls until ctx is done.

@@ -63,6 +63,12 @@ type Config struct {
 	Approvals workflows.ApprovalPolicy `yaml:"approvals,omitempty"`
 	// Metrics serves Prometheus metrics; off unless listen is set.
 	Metrics Metrics `yaml:"metrics,omitempty"`
+	// Worker sizes the Temporal worker (cache, concurrency, pollers, stop
+	// timeout, identity).
+	Worker WorkerOptions `yaml:"worker,omitempty"`
+	// workerEnvProblems keeps unusable STAGEHAND_* worker variables from
+	// ApplyEnv for Validate to report with everything else.
+	workerEnvProblems []string
 	// path is where the file was read from; relative paths in it are
 	// resolved against its directory.
 	path string
@@ -207,6 +213,7 @@ func Defaults() Config {
 	return Config{
 		Temporal: Temporal{Address: "127.0.0.1:7233", Namespace: "default", TaskQueue: workflows.DefaultTaskQueue},
 		Log:      Log{Level: "info", Format: "text"},
+		Worker:   DefaultWorkerOptions(),
 	}
 }
 
@@ -236,8 +243,8 @@ type Getenv func(string) string
 // TEMPORAL_TLS_CLIENT_CERT_PATH, TEMPORAL_TLS_CLIENT_KEY_PATH,
 // TEMPORAL_TLS_SERVER_CA_CERT_PATH, TEMPORAL_TLS_SERVER_NAME,
 // TEMPORAL_API_KEY), STAGEHAND_CODEC_KEYS, STAGEHAND_TASK_QUEUE,
-// STAGEHAND_RUNBOOKS_DIR, STAGEHAND_LOG_LEVEL and
-// STAGEHAND_METRICS_LISTEN.
+// STAGEHAND_RUNBOOKS_DIR, STAGEHAND_LOG_LEVEL, STAGEHAND_METRICS_LISTEN
+// and the worker options' variables (WorkerOptionTable).
 // (DOCKER_HOST is the default of docker.host, not an override: the image
 // steps' client reads it when docker.host is empty.)
 func (c *Config) ApplyEnv(getenv Getenv) {
@@ -255,6 +262,7 @@ func (c *Config) ApplyEnv(getenv Getenv) {
 	set(&c.RunbooksDir, "STAGEHAND_RUNBOOKS_DIR")
 	set(&c.Log.Level, "STAGEHAND_LOG_LEVEL")
 	set(&c.Metrics.Listen, "STAGEHAND_METRICS_LISTEN")
+	c.workerEnvProblems = c.Worker.applyEnv(getenv)
 }
 
 // Validate reports every problem at once.
@@ -273,6 +281,8 @@ func (c *Config) Validate() error {
 		problems = append(problems, c.Temporal.envErr.Error())
 	}
 	problems = append(problems, c.Conn().Validate()...)
+	problems = append(problems, c.workerEnvProblems...)
+	problems = append(problems, c.Worker.Problems()...)
 	switch c.Log.Level {
 	case "", "debug", "info", "warn", "error":
 	default:

@@ -1,0 +1,80 @@
+package workflows_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/stagehand-dev/stagehand/activities"
+	"github.com/stagehand-dev/stagehand/workflows"
+)
+
+type interruptIn struct {
+	Times int `json:"times"`
+}
+
+// interruptHarness adds test.interrupted: a step whose worker "stops"
+// during its first `times` calls (it fails as the step adapter reports a
+// stop), and runs every step as worker w-1.
+func interruptHarness(t *testing.T) (*harness, *[]string) {
+	var mu sync.Mutex
+	var ids []string
+	st := activities.Step("test.interrupted", "interrupted by its worker's stop `times` times", func(ctx context.Context, in interruptIn) (map[string]any, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		ids = append(ids, activity.GetInfo(ctx).ActivityID)
+		if len(ids) <= in.Times {
+			return nil, temporal.NewNonRetryableApplicationError("worker w-0 stopped during the step", activities.ErrStepInterrupted, nil)
+		}
+		return map[string]any{"calls": len(ids)}, nil
+	})
+	h := newHarnessWith(t, st)
+	h.SetWorkerOptions(worker.Options{BackgroundActivityContext: activities.NewWorker("w-1").Context(context.Background())})
+	return h, &ids
+}
+
+const interruptRunbook = `name: watch
+steps:
+  - id: watch
+    uses: test.interrupted
+    with: {times: %d}
+  - id: after
+    uses: test.record
+`
+
+// A step its worker's stop interrupted runs again, as a new activity,
+// without spending an attempt, and the run goes on.
+func TestInterruptedStepRunsAgain(t *testing.T) {
+	h, ids := interruptHarness(t)
+	h.run(fmt.Sprintf(interruptRunbook, 2), nil, "alice")
+	st, err := h.result(t)
+	require.NoError(t, err)
+	w := step(st, "watch")
+	assert.Equal(t, workflows.StepSucceeded, w.State)
+	assert.EqualValues(t, 1, w.Attempts, "an interruption is not an attempt")
+	assert.Equal(t, []string{"watch", "watch~1", "watch~2"}, *ids)
+	assert.Equal(t, "w-1", w.Worker, "the step records the worker that completed it")
+	assert.Equal(t, "w-1", step(st, "after").Worker)
+	assert.Equal(t, workflows.StepSucceeded, step(st, "after").State)
+}
+
+// One that is interrupted over and over fails the run, saying so.
+func TestInterruptedStepGivesUp(t *testing.T) {
+	h, ids := interruptHarness(t)
+	h.run(fmt.Sprintf(interruptRunbook, 1000), nil, "alice")
+	st, err := h.result(t)
+	require.Error(t, err)
+	w := step(st, "watch")
+	assert.Equal(t, workflows.StepFailed, w.State)
+	assert.Equal(t, activities.ErrStepInterrupted, w.ErrorType)
+	assert.Contains(t, w.Error, "stopped during the step")
+	assert.Len(t, *ids, 11, "the first call and ten resumes")
+	assert.Equal(t, workflows.StepPending, step(st, "after").State)
+}
