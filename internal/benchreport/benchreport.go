@@ -42,6 +42,27 @@ type Row struct {
 	// with OP one of <=, <, >=, > (e.g. "ratio <= 1.10", "value <= 256");
 	// empty when there is none. ParseTarget reads it.
 	Target string `json:"target,omitempty"`
+	// N is the b.N of the benchmark run that recorded the row; Record sets
+	// it. `go test -benchtime Nx` runs a benchmark with b.N = 1 before
+	// b.N = N, so a benchmark records twice, and readers keep only the rows
+	// of each benchmark's last (largest-N) run: Latest.
+	N int `json:"n,omitempty"`
+}
+
+// Latest drops the rows of every benchmark's earlier runs (smaller N),
+// keeping the order of the rest.
+func Latest(rows []Row) []Row {
+	maxN := map[string]int{}
+	for _, r := range rows {
+		maxN[r.Benchmark] = max(maxN[r.Benchmark], r.N)
+	}
+	var out []Row
+	for _, r := range rows {
+		if r.N == maxN[r.Benchmark] {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // Record appends rows to the file named by $STAGEHAND_BENCH_REPORT. It fails
@@ -53,8 +74,13 @@ func Record(tb testing.TB, rows ...Row) {
 	if path == "" {
 		return
 	}
+	n := 0
+	if b, ok := tb.(*testing.B); ok {
+		n = b.N
+	}
 	var buf bytes.Buffer
 	for _, r := range rows {
+		r.N = n
 		if r.Ratio == 0 && r.Baseline != 0 {
 			r.Ratio = r.Value / r.Baseline
 		}

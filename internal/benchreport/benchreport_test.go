@@ -2,6 +2,7 @@ package benchreport
 
 import (
 	"encoding/json"
+	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -58,4 +59,40 @@ func TestParseTarget(t *testing.T) {
 		_, err := ParseTarget(bad)
 		assert.Error(t, err, bad)
 	}
+}
+
+func TestLatestKeepsEachBenchmarksLastRun(t *testing.T) {
+	rows := []Row{
+		{Benchmark: "A", Metric: "x", N: 1}, {Benchmark: "A", Metric: "y", N: 1},
+		{Benchmark: "A", Metric: "x", N: 5}, {Benchmark: "A", Metric: "y", N: 5},
+		{Benchmark: "B", Metric: "z", N: 1},
+	}
+	got := Latest(rows)
+	assert.Equal(t, []Row{rows[2], rows[3], rows[4]}, got)
+}
+
+func TestRecordSetsN(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "report.jsonl")
+	t.Setenv(EnvReport, path)
+	// 3x as make bench runs them: go test runs the body with b.N = 1,
+	// then with b.N = 3, so it records twice.
+	bt := flag.Lookup("test.benchtime")
+	prev := bt.Value.String()
+	require.NoError(t, bt.Value.Set("3x"))
+	t.Cleanup(func() { _ = bt.Value.Set(prev) })
+	res := testing.Benchmark(func(b *testing.B) {
+		Record(b, Row{Benchmark: "B", Metric: "m", Value: float64(b.N)})
+	})
+	require.Equal(t, 3, res.N)
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	var rows []Row
+	for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var r Row
+		require.NoError(t, json.Unmarshal([]byte(l), &r))
+		rows = append(rows, r)
+	}
+	require.Len(t, rows, 2)
+	assert.Equal(t, []int{1, 3}, []int{rows[0].N, rows[1].N})
+	assert.Equal(t, []Row{rows[1]}, Latest(rows))
 }

@@ -49,7 +49,8 @@ func main() {
 // maxLine bounds one JSON line; rows are a few hundred bytes.
 const maxLine = 64 << 10
 
-// read parses one benchreport.Row per non-empty line.
+// read parses one benchreport.Row per non-empty line and keeps each
+// benchmark's last run (benchreport.Latest).
 func read(r io.Reader) ([]benchreport.Row, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 4096), maxLine)
@@ -70,7 +71,7 @@ func read(r io.Reader) ([]benchreport.Row, error) {
 		}
 		rows = append(rows, row)
 	}
-	return rows, sc.Err()
+	return benchreport.Latest(rows), sc.Err()
 }
 
 var header = []string{"what", "figure", "baseline", "ratio", "target", "ok?"}

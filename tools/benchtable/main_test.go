@@ -44,6 +44,17 @@ func TestReadAndFormat(t *testing.T) {
 	}
 }
 
+func TestReadKeepsLastRun(t *testing.T) {
+	rows, err := read(strings.NewReader(`{"benchmark":"B","metric":"m (median of 1)","value":1,"n":1}
+{"benchmark":"B","metric":"m (median of 5)","value":2,"n":5}
+{"benchmark":"C","metric":"k","value":3,"n":1}
+`))
+	require.NoError(t, err)
+	require.Len(t, rows, 2)
+	assert.Equal(t, 2.0, rows[0].Value)
+	assert.Equal(t, "C", rows[1].Benchmark)
+}
+
 func TestReadRejectsBadLines(t *testing.T) {
 	_, err := read(strings.NewReader("{\"benchmark\":\"B\",\"value\":1}\nnot json\n"))
 	require.Error(t, err)
