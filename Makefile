@@ -98,20 +98,31 @@ UNIT_TEST_FLAGS ?= -short
 test-unit: ## the fast tier: every unit test with nothing built (go test -short)
 	$(GO) test $(UNIT_TEST_FLAGS) $(TEST_PACKAGES)
 
-# Benchmarks print ratios against a baseline measured in the same process:
+# Benchmarks print ratios against a baseline measured in the same run, each
+# its own log first, then all figures as one table (tools/benchtable reads
+# what they recorded through internal/benchreport in $STAGEHAND_BENCH_REPORT):
 # the interpreter against a hand-written workflow (one dev server: time and
 # history events of a 50-step run; throughput of 200 concurrent 10-step
-# runs), and the Kubernetes failure detection against `kubectl rollout
-# status` (one control plane), and db.snapshot of 10 plugin databases with
-# 500 migrations against `pg_dump --schema-only` of the same databases (one
-# PostgreSQL; target under 2 s). BENCH_RUNS sets the repetitions of the
-# interpreter benchmarks (each throughput repetition is 400 runs).
+# runs); the worker process (built from ./worker, default settings) with
+# 1,000, 5,000 and 10,000 runs parked at a gate: RSS against the idle
+# worker's (target <= 256 MiB at 10,000) and approval-to-completion of the
+# oldest parked run (evicted from the sticky cache) against the newest; the
+# Kubernetes failure detection against `kubectl rollout status` (one control
+# plane); db.snapshot of 10 plugin databases with 500 migrations against
+# `pg_dump --schema-only` of the same databases (one PostgreSQL; target
+# under 2 s). BENCH_RUNS sets the repetitions of the interpreter benchmarks
+# (each throughput repetition is 400 runs) and of db.snapshot. About 15
+# minutes on 2 cores, the parked runs a third of it (progress every 1,000).
 BENCH_RUNS ?= 5
 .PHONY: bench
-bench: temporal-cli kube-tools ## benchmarks: interpreter overhead and throughput, failure-detection latency, db.snapshot
-	$(GO) test -run '^$$' -bench 'BenchmarkInterpreterOverhead|BenchmarkThroughput' -benchtime $(BENCH_RUNS)x -timeout 60m -v ./workflows/ | grep -v '^20[0-9][0-9]/'
-	$(GO) test -run '^$$' -bench . -benchtime 1x -v ./activities/kube/
-	$(GO) test -run '^$$' -bench BenchmarkSnapshot -benchtime $(BENCH_RUNS)x -v ./activities/db/
+bench: temporal-cli kube-tools benchtable ## benchmarks, then one table: interpreter overhead and throughput, parked-run RSS, failure-detection latency, db.snapshot
+	@report="$$(mktemp -t stagehand-bench-XXXXXX.jsonl)"; trap 'rm -f "$$report"' EXIT; \
+	export STAGEHAND_BENCH_REPORT="$$report"; \
+	$(GO) test -run '^$$' -bench 'BenchmarkInterpreterOverhead|BenchmarkThroughput' -benchtime $(BENCH_RUNS)x -timeout 60m -v ./workflows/ | grep --line-buffered -v '^20[0-9][0-9]/'; \
+	$(GO) test -run '^$$' -bench BenchmarkParkedRuns -benchtime 1x -timeout 40m -v ./e2e/parked/ | grep --line-buffered -v '^20[0-9][0-9]/'; \
+	$(GO) test -run '^$$' -bench . -benchtime 1x -v ./activities/kube/; \
+	$(GO) test -run '^$$' -bench BenchmarkSnapshot -benchtime $(BENCH_RUNS)x -v ./activities/db/; \
+	echo; $(BIN)/benchtable "$$report"
 
 # The patch demo (scripts/demo-up.sh): Temporal dev server + UI, the worker,
 # the local Kubernetes control plane, a real Backstage backend, a git remote

@@ -17,6 +17,7 @@ import (
 
 	"github.com/stagehand-dev/stagehand/activities"
 	"github.com/stagehand-dev/stagehand/activities/registry"
+	"github.com/stagehand-dev/stagehand/internal/benchreport"
 	"github.com/stagehand-dev/stagehand/internal/devserver"
 	"github.com/stagehand-dev/stagehand/runbooks"
 	"github.com/stagehand-dev/stagehand/workflows"
@@ -140,6 +141,13 @@ func BenchmarkInterpreterOverhead(b *testing.B) {
 		"  hand-written: %v, %d history events\n"+
 		"  time ratio %.3f (target <= 1.10), event ratio %.3f (target <= 1.10)",
 		benchSteps, len(interp), mi.Round(time.Millisecond), interpEvents, mh.Round(time.Millisecond), handEvents, timeRatio, eventRatio)
+	benchreport.Record(b,
+		benchreport.Row{Benchmark: "BenchmarkInterpreterOverhead", Metric: fmt.Sprintf("%d-step run, time (median of %d)", benchSteps, len(interp)),
+			Value: float64(mi) / float64(time.Millisecond), Unit: "ms", Baseline: float64(mh) / float64(time.Millisecond),
+			BaselineWhat: "hand-written workflow", Ratio: timeRatio, Target: "ratio <= 1.10"},
+		benchreport.Row{Benchmark: "BenchmarkInterpreterOverhead", Metric: fmt.Sprintf("%d-step run, history events", benchSteps),
+			Value: float64(interpEvents), Unit: "events", Baseline: float64(handEvents),
+			BaselineWhat: "hand-written workflow", Ratio: eventRatio, Target: "ratio <= 1.10"})
 }
 
 func median(ds []time.Duration) time.Duration {
@@ -252,4 +260,7 @@ func BenchmarkThroughput(b *testing.B) {
 		"  hand-written: %v (%.1f runs/s)\n"+
 		"  throughput ratio %.3f (target >= 0.95)",
 		throughputRuns, throughputSteps, len(interp), mi.Round(time.Millisecond), interpRate, mh.Round(time.Millisecond), handRate, ratio)
+	benchreport.Record(b, benchreport.Row{Benchmark: "BenchmarkThroughput",
+		Metric: fmt.Sprintf("%d concurrent %d-step runs (median of %d batches)", throughputRuns, throughputSteps, len(interp)),
+		Value:  interpRate, Unit: "runs/s", Baseline: handRate, BaselineWhat: "hand-written workflow", Ratio: ratio, Target: "ratio >= 0.95"})
 }

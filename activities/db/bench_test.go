@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/stagehand-dev/stagehand/internal/benchreport"
 	"github.com/stagehand-dev/stagehand/internal/pgtest"
 )
 
@@ -89,6 +90,10 @@ func BenchmarkSnapshot(b *testing.B) {
 	b.ReportMetric(float64(perDump)/float64(perSnapshot), "speedup")
 	b.Logf("db.snapshot of %d plugin databases (%d migrations): %s per op; pg_dump --schema-only of the same: %s (%.1fx)",
 		plugins, total, perSnapshot.Round(time.Microsecond), perDump.Round(time.Microsecond), float64(perDump)/float64(perSnapshot))
+	benchreport.Record(b, benchreport.Row{Benchmark: "BenchmarkSnapshot",
+		Metric: fmt.Sprintf("db.snapshot, %d plugin databases, %d migrations", plugins, total),
+		Value:  float64(perSnapshot) / float64(time.Millisecond), Unit: "ms",
+		Baseline: float64(perDump) / float64(time.Millisecond), BaselineWhat: "pg_dump --schema-only", Target: "value < 2000"})
 }
 
 func pgExec(b testing.TB, dsn, stmt string) {

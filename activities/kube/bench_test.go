@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/stagehand-dev/stagehand/activities"
+	"github.com/stagehand-dev/stagehand/internal/benchreport"
 	"github.com/stagehand-dev/stagehand/internal/kubetest"
 	"github.com/stagehand-dev/stagehand/internal/podsim"
 )
@@ -110,6 +111,16 @@ func BenchmarkFailureDetection(b *testing.B) {
 		fmt.Printf("  kubectl rollout status on a crash-looping rollout (progressDeadlineSeconds %d): %s\n",
 			deadline, kubectlTook.Round(time.Millisecond))
 		fmt.Printf("  kubectl rollout status / our p95 detection = %.0fx\n\n", kubectlTook.Seconds()/fp95.Seconds())
+		msOf := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+		// Only failure detection has a baseline: kubectl rollout status on the
+		// same crash-looping rollout. The completion row has none.
+		benchreport.Record(b,
+			benchreport.Row{Benchmark: "BenchmarkFailureDetection", Metric: fmt.Sprintf("CrashLoopBackOff detection p95 (%d trials)", trials),
+				Value: msOf(fp95), Unit: "ms", Baseline: msOf(kubectlTook), BaselineWhat: "kubectl rollout status"},
+			benchreport.Row{Benchmark: "BenchmarkFailureDetection", Metric: fmt.Sprintf("CrashLoopBackOff detection p50 (%d trials)", trials),
+				Value: msOf(fp50), Unit: "ms", Baseline: msOf(kubectlTook), BaselineWhat: "kubectl rollout status"},
+			benchreport.Row{Benchmark: "BenchmarkFailureDetection", Metric: fmt.Sprintf("rollout completion p95 (%d trials)", trials),
+				Value: msOf(cp95), Unit: "ms"})
 	}
 }
 
