@@ -111,7 +111,7 @@ test-unit: ## the fast tier: every unit test with nothing built (go test -short)
 # plane); db.snapshot of 10 plugin databases with 500 migrations against
 # `pg_dump --schema-only` of the same databases (one PostgreSQL; target
 # under 2 s). BENCH_RUNS sets the repetitions of the interpreter benchmarks
-# (each throughput repetition is 400 runs) and of db.snapshot. About 15
+# (each throughput repetition is 400 runs) and of db.snapshot. About 15-25
 # minutes on 2 cores, the parked runs a third of it (progress every 1,000).
 BENCH_RUNS ?= 5
 .PHONY: bench
