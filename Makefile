@@ -106,7 +106,8 @@ test-unit: ## the fast tier: every unit test with nothing built (go test -short)
 # runs); the worker process (built from ./worker, default settings) with
 # 1,000, 5,000 and 10,000 runs parked at a gate: RSS against the idle
 # worker's (target <= 256 MiB at 10,000) and approval-to-completion of the
-# oldest parked run (evicted from the sticky cache) against the newest; the
+# oldest parked run (at 5,000 and 10,000 evicted from the sticky cache)
+# against the newest; the
 # Kubernetes failure detection against `kubectl rollout status` (one control
 # plane); db.snapshot of 10 plugin databases with 500 migrations against
 # `pg_dump --schema-only` of the same databases (one PostgreSQL; target

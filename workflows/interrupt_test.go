@@ -109,3 +109,33 @@ steps:
 	assert.EqualValues(t, 3, b.Attempts, "one failed attempt before the stop, two after it: the budget of three")
 	assert.Equal(t, []string{"build#1", "build#2", "build~1#1", "build~1#2"}, calls)
 }
+
+// Interrupted twice, each time after a failed attempt: both failures
+// count, and the last resume gets the one attempt left.
+func TestInterruptedTwiceKeepsItsRetryBudget(t *testing.T) {
+	var mu sync.Mutex
+	var calls []string
+	st := activities.Step("test.failstop", "fails, then is interrupted, twice", func(ctx context.Context, _ interruptIn) (map[string]any, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		info := activity.GetInfo(ctx)
+		calls = append(calls, fmt.Sprintf("%s#%d", info.ActivityID, info.Attempt))
+		if info.ActivityID != "build~2" && info.Attempt == 2 {
+			return nil, temporal.NewNonRetryableApplicationError("worker w-0 stopped during the step", activities.ErrStepInterrupted, nil)
+		}
+		return nil, temporal.NewApplicationError("registry flaked", "Flaky")
+	})
+	h := newHarnessWith(t, st)
+	h.run(`name: budget
+steps:
+  - id: build
+    uses: test.failstop
+    retry: {maxAttempts: 3, initialInterval: 1s}
+`, nil, "alice")
+	res, err := h.result(t)
+	require.Error(t, err)
+	b := step(res, "build")
+	assert.Equal(t, "Flaky", b.ErrorType)
+	assert.EqualValues(t, 3, b.Attempts)
+	assert.Equal(t, []string{"build#1", "build#2", "build~1#1", "build~1#2", "build~2#1"}, calls)
+}

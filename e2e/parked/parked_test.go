@@ -190,7 +190,10 @@ func startWorker(b *testing.B, bin string, srv *devserver.Server, tq, runbooks s
 	}
 	cmd := exec.Command(bin, "--address", srv.Address, "--namespace", srv.Namespace, "--task-queue", tq, "--runbooks-dir", runbooks)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own group (Ctrl-C on make bench reaches it through the kill
+	// below), and killed with the benchmark even when a -timeout panic
+	// skips the cleanup.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		b.Fatalf("start %s: %v", bin, err)
 	}
@@ -201,6 +204,13 @@ func startWorker(b *testing.B, bin string, srv *devserver.Server, tq, runbooks s
 	b.Cleanup(func() {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		<-exited
+		if b.Failed() {
+			// The log lives in the benchmark's temp dir, gone after this.
+			if out, err := os.ReadFile(logPath); err == nil {
+				lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+				b.Logf("worker log (last lines):\n%s", strings.Join(lines[max(0, len(lines)-30):], "\n"))
+			}
+		}
 	})
 	go func() {
 		<-exited

@@ -143,6 +143,10 @@ func ParseTarget(s string) (Target, error) {
 func (t Target) Met(r Row) bool {
 	x := r.Value
 	if t.Of == "ratio" {
+		if r.Baseline == 0 {
+			// No baseline, no ratio: a target on it cannot be met.
+			return false
+		}
 		x = r.Ratio
 	}
 	switch t.Op {

@@ -47,8 +47,11 @@ func TestParseTarget(t *testing.T) {
 	tg, err := ParseTarget("ratio >= 0.95")
 	require.NoError(t, err)
 	assert.Equal(t, Target{Of: "ratio", Op: ">=", Limit: 0.95}, tg)
-	assert.True(t, tg.Met(Row{Ratio: 0.95}))
-	assert.False(t, tg.Met(Row{Ratio: 0.94, Value: 5}))
+	assert.True(t, tg.Met(Row{Ratio: 0.95, Baseline: 10}))
+	assert.False(t, tg.Met(Row{Ratio: 0.94, Value: 5, Baseline: 10}))
+	tl, err := ParseTarget("ratio <= 1.10")
+	require.NoError(t, err)
+	assert.False(t, tl.Met(Row{Value: 5}), "no baseline: a ratio target is not met")
 
 	tg, err = ParseTarget("value < 256")
 	require.NoError(t, err)

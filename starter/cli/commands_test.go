@@ -582,6 +582,12 @@ func TestRunningWorkers(t *testing.T) {
 		{ActivityId: st.Steps[2].ID, LastWorkerIdentity: "worker-d", State: started},
 	})
 	assert.Equal(t, "worker-b", st.Steps[0].Worker)
+	st.Steps[1].State = workflows.StepRunning
+	runningWorkers(&st, []*workflowpb.PendingActivityInfo{
+		{ActivityId: st.Steps[1].ID, LastWorkerIdentity: "worker-e", State: enumspb.PENDING_ACTIVITY_STATE_CANCEL_REQUESTED},
+	})
+	assert.Equal(t, "worker-e", st.Steps[1].Worker, "a step being cancelled still runs on its worker")
+	st.Steps[1].Worker = ""
 	assert.Empty(t, st.Steps[1].Worker, "a step waiting to retry runs nowhere")
 	assert.Empty(t, st.Steps[2].Worker, "a pending step runs nowhere")
 }

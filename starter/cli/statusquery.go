@@ -152,8 +152,9 @@ func outlineStatus(v *runView) *workflows.Status {
 func runningWorkers(st *workflows.Status, pending []*workflowpb.PendingActivityInfo) {
 	byStep := map[string]string{}
 	for _, p := range pending {
-		// One waiting to retry names the worker of its failed attempt.
-		if w := p.GetLastWorkerIdentity(); w != "" && p.GetState() == enumspb.PENDING_ACTIVITY_STATE_STARTED {
+		// One waiting to retry names the worker of its failed attempt;
+		// one being cancelled or paused still runs there.
+		if w := p.GetLastWorkerIdentity(); w != "" && p.GetState() != enumspb.PENDING_ACTIVITY_STATE_SCHEDULED {
 			step, _, _ := strings.Cut(p.GetActivityId(), "~")
 			byStep[step] = w
 		}
