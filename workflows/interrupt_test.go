@@ -3,6 +3,7 @@ package workflows_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
@@ -79,63 +80,49 @@ func TestInterruptedStepGivesUp(t *testing.T) {
 	assert.Equal(t, workflows.StepPending, step(st, "after").State)
 }
 
-// A resumed step keeps its retry budget: attempts that failed before the
-// interruption count, the interrupted one does not.
+// A resumed step keeps its retry budget: attempts that failed before an
+// interruption count, the interrupted one does not. Each case's step
+// fails its attempts with a retryable error, except the second attempt of
+// each activity whose id is in stopsOn, which its worker's stop cuts short.
 func TestInterruptedStepKeepsItsRetryBudget(t *testing.T) {
-	var mu sync.Mutex
-	var calls []string
-	st := activities.Step("test.flakythenstop", "fails, is interrupted, fails on", func(ctx context.Context, _ interruptIn) (map[string]any, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		info := activity.GetInfo(ctx)
-		calls = append(calls, fmt.Sprintf("%s#%d", info.ActivityID, info.Attempt))
-		if info.ActivityID == "build" && info.Attempt == 2 {
-			return nil, temporal.NewNonRetryableApplicationError("worker w-0 stopped during the step", activities.ErrStepInterrupted, nil)
-		}
-		return nil, temporal.NewApplicationError("registry flaked", "Flaky")
-	})
-	h := newHarnessWith(t, st)
-	h.run(`name: budget
-steps:
-  - id: build
-    uses: test.flakythenstop
-    retry: {maxAttempts: 3, initialInterval: 1s}
-`, nil, "alice")
-	res, err := h.result(t)
-	require.Error(t, err)
-	b := step(res, "build")
-	assert.Equal(t, workflows.StepFailed, b.State)
-	assert.Equal(t, "Flaky", b.ErrorType)
-	assert.EqualValues(t, 3, b.Attempts, "one failed attempt before the stop, two after it: the budget of three")
-	assert.Equal(t, []string{"build#1", "build#2", "build~1#1", "build~1#2"}, calls)
-}
-
-// Interrupted twice, each time after a failed attempt: both failures
-// count, and the last resume gets the one attempt left.
-func TestInterruptedTwiceKeepsItsRetryBudget(t *testing.T) {
-	var mu sync.Mutex
-	var calls []string
-	st := activities.Step("test.failstop", "fails, then is interrupted, twice", func(ctx context.Context, _ interruptIn) (map[string]any, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		info := activity.GetInfo(ctx)
-		calls = append(calls, fmt.Sprintf("%s#%d", info.ActivityID, info.Attempt))
-		if info.ActivityID != "build~2" && info.Attempt == 2 {
-			return nil, temporal.NewNonRetryableApplicationError("worker w-0 stopped during the step", activities.ErrStepInterrupted, nil)
-		}
-		return nil, temporal.NewApplicationError("registry flaked", "Flaky")
-	})
-	h := newHarnessWith(t, st)
-	h.run(`name: budget
+	cases := []struct {
+		name    string
+		stopsOn []string
+		calls   []string
+	}{
+		// One failed attempt before the stop, two after it: the budget of three.
+		{"interrupted once", []string{"build"}, []string{"build#1", "build#2", "build~1#1", "build~1#2"}},
+		// Both failures count, and the last resume gets the one attempt left.
+		{"interrupted twice", []string{"build", "build~1"}, []string{"build#1", "build#2", "build~1#1", "build~1#2", "build~2#1"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var calls []string
+			st := activities.Step("test.failstop", "fails, and is interrupted on some second attempts", func(ctx context.Context, _ interruptIn) (map[string]any, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				info := activity.GetInfo(ctx)
+				calls = append(calls, fmt.Sprintf("%s#%d", info.ActivityID, info.Attempt))
+				if info.Attempt == 2 && slices.Contains(tc.stopsOn, info.ActivityID) {
+					return nil, temporal.NewNonRetryableApplicationError("worker w-0 stopped during the step", activities.ErrStepInterrupted, nil)
+				}
+				return nil, temporal.NewApplicationError("registry flaked", "Flaky")
+			})
+			h := newHarnessWith(t, st)
+			h.run(`name: budget
 steps:
   - id: build
     uses: test.failstop
     retry: {maxAttempts: 3, initialInterval: 1s}
 `, nil, "alice")
-	res, err := h.result(t)
-	require.Error(t, err)
-	b := step(res, "build")
-	assert.Equal(t, "Flaky", b.ErrorType)
-	assert.EqualValues(t, 3, b.Attempts)
-	assert.Equal(t, []string{"build#1", "build#2", "build~1#1", "build~1#2", "build~2#1"}, calls)
+			res, err := h.result(t)
+			require.Error(t, err)
+			b := step(res, "build")
+			assert.Equal(t, workflows.StepFailed, b.State)
+			assert.Equal(t, "Flaky", b.ErrorType)
+			assert.EqualValues(t, 3, b.Attempts, "the budget of three, whatever the interruptions")
+			assert.Equal(t, tc.calls, calls)
+		})
+	}
 }

@@ -19,7 +19,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -29,6 +28,7 @@ import (
 
 	"github.com/stagehand-dev/stagehand/internal/benchreport"
 	"github.com/stagehand-dev/stagehand/internal/devserver"
+	"github.com/stagehand-dev/stagehand/internal/localenv"
 	"github.com/stagehand-dev/stagehand/workflows"
 )
 
@@ -109,7 +109,7 @@ func BenchmarkParkedRuns(b *testing.B) {
 	waitForPoller(b, srv.Client, tq)
 	time.Sleep(settle)
 	idle, idlePeak := w.rss(b)
-	fmt.Printf("\nworker %s (pid %d), task queue %s: idle RSS %.1f MiB (peak %.1f)\n", bin, w.cmd.Process.Pid, tq, idle/mib, idlePeak/mib)
+	fmt.Printf("\nworker %s (pid %d), task queue %s: idle RSS %.1f MiB (peak %.1f)\n", bin, w.Pid(), tq, idle/mib, idlePeak/mib)
 	for _, l := range w.settings() {
 		fmt.Printf("  worker log: %s\n", l)
 	}
@@ -174,58 +174,35 @@ func workerBinary(b *testing.B) string {
 	return bin
 }
 
-type workerProcess struct {
-	cmd     *exec.Cmd
-	logPath string
-}
+type workerProcess struct{ *localenv.Process }
 
 // startWorker runs the worker with nothing but the connection, task queue
 // and runbooks dir set: every worker option at its default. The
 // environment is passed on, so STAGEHAND_* variables can still tune it.
+// It runs in its own process group and dies with the benchmark, even when
+// a -timeout panic skips the cleanup (localenv.Process).
 func startWorker(b *testing.B, bin string, srv *devserver.Server, tq, runbooks string) *workerProcess {
-	logPath := filepath.Join(b.TempDir(), "worker.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
+	w := &workerProcess{&localenv.Process{Name: "stagehand-worker", Path: bin,
+		Args:    []string{"--address", srv.Address, "--namespace", srv.Namespace, "--task-queue", tq, "--runbooks-dir", runbooks},
+		LogPath: filepath.Join(b.TempDir(), "worker.log")}}
+	if err := w.Start(); err != nil {
 		b.Fatal(err)
 	}
-	cmd := exec.Command(bin, "--address", srv.Address, "--namespace", srv.Namespace, "--task-queue", tq, "--runbooks-dir", runbooks)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// Its own group (Ctrl-C on make bench reaches it through the kill
-	// below), and killed with the benchmark even when a -timeout panic
-	// skips the cleanup.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		b.Fatalf("start %s: %v", bin, err)
-	}
-	logf.Close()
-	w := &workerProcess{cmd: cmd, logPath: logPath}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
 	b.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-exited
+		_ = w.Stop(0)
 		if b.Failed() {
 			// The log lives in the benchmark's temp dir, gone after this.
-			if out, err := os.ReadFile(logPath); err == nil {
-				lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-				b.Logf("worker log (last lines):\n%s", strings.Join(lines[max(0, len(lines)-30):], "\n"))
-			}
+			b.Logf("worker log (last lines):\n%s", w.LogTail(30))
 		}
 	})
-	go func() {
-		<-exited
-		if cmd.ProcessState != nil && !cmd.ProcessState.Success() && cmd.ProcessState.ExitCode() != -1 {
-			fmt.Fprintf(os.Stderr, "worker exited: %v; log %s\n", cmd.ProcessState, logPath)
-		}
-	}()
 	return w
 }
 
 // rss reads the process's resident set (VmRSS) and its peak (VmHWM), in bytes.
 func (w *workerProcess) rss(b *testing.B) (cur, peak float64) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", w.cmd.Process.Pid))
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", w.Pid()))
 	if err != nil {
-		b.Fatalf("worker RSS: %v (has the worker exited? log %s)", err, w.logPath)
+		b.Fatalf("worker RSS: %v (has the worker exited?) log:\n%s", err, w.LogTail(30))
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -245,7 +222,7 @@ func (w *workerProcess) rss(b *testing.B) (cur, peak float64) {
 		}
 	}
 	if cur == 0 || peak == 0 {
-		b.Fatalf("worker RSS: no VmRSS/VmHWM in /proc/%d/status", w.cmd.Process.Pid)
+		b.Fatalf("worker RSS: no VmRSS/VmHWM in /proc/%d/status", w.Pid())
 	}
 	return cur, peak
 }
@@ -253,7 +230,7 @@ func (w *workerProcess) rss(b *testing.B) (cur, peak float64) {
 // settings are the worker's log lines that mention its options (cache
 // size, pollers, concurrency), so the figures say what they were measured with.
 func (w *workerProcess) settings() []string {
-	data, err := os.ReadFile(w.logPath)
+	data, err := os.ReadFile(w.LogPath)
 	if err != nil {
 		return nil
 	}

@@ -140,6 +140,16 @@ func (p *Process) ExitErr() error {
 	return errors.New("exited")
 }
 
+// Pid is the process's id, 0 before it started (to read its /proc entry).
+func (p *Process) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
 // Stop ends the process group (StopGroup) and waits for the exit, so its
 // ports are free when it returns. A process never started is no error.
 func (p *Process) Stop(grace time.Duration) error {
